@@ -1,0 +1,58 @@
+//! `flotilla models`: what a model spec builds.
+
+use crate::datasets::Named;
+use clap::Args;
+use flotilla_nn::ModelSpec;
+
+/// Arguments of `flotilla models`.
+#[derive(Debug, Args)]
+pub(crate) struct ModelsArgs {
+    /// Model specs, e.g. `mlp:784-256-128-10`, `resnet20:0.25`, `cnn:0.5`. Default: the
+    /// dataset's target and auxiliary models.
+    specs: Vec<String>,
+    /// Dataset whose input shape and classes the models are built for.
+    #[arg(long, default_value = "synthetic")]
+    data: String,
+}
+
+pub(crate) fn run(args: ModelsArgs) -> anyhow::Result<()> {
+    let named: Named = args.data.parse()?;
+    let (input, classes) = named.input();
+    let specs: Vec<String> = if args.specs.is_empty() {
+        named
+            .default_models()
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    } else {
+        args.specs
+    };
+    for text in specs {
+        let spec: ModelSpec = text.parse()?;
+        let net = spec.build(input, classes)?;
+        println!("{spec} on {} ({input} → {classes} classes)", args.data);
+        println!(
+            "{:<12} {:<46} {:>10} {:>10} {:>14}",
+            "layer", "computes", "output", "params", "FLOPs/sample"
+        );
+        for row in net.summary() {
+            println!(
+                "{:<12} {:<46} {:>10} {:>10} {:>14}",
+                row.name,
+                row.description,
+                row.output.to_string(),
+                row.params,
+                row.flops
+            );
+        }
+        println!(
+            "{:<12} {:<46} {:>10} {:>10} {:>14}\n",
+            "total",
+            "",
+            "",
+            net.param_len(),
+            net.flops_per_sample()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,132 @@
+//! The datasets the command line knows by name, and where their files live.
+
+use anyhow::Context;
+use flotilla_data::{
+    Augmentation, Dataset, Standardizer, SyntheticConfig, data_root, load_cifar10_dir,
+    load_femnist_dir, load_mnist_dir,
+};
+use flotilla_nn::Shape;
+use std::path::{Path, PathBuf};
+
+/// A dataset name the command line does not know.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown dataset `{0}`: expected one of synthetic, mnist, cifar10, femnist")]
+pub(crate) struct UnknownDataset(pub(crate) String);
+
+/// A named dataset with its preprocessing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Named {
+    /// The built-in synthetic task (no files).
+    Synthetic,
+    /// MNIST, IDX files.
+    Mnist,
+    /// CIFAR-10, image folders.
+    Cifar10,
+    /// FEMNIST, LEAF JSON.
+    Femnist,
+}
+
+impl std::str::FromStr for Named {
+    type Err = UnknownDataset;
+
+    fn from_str(s: &str) -> Result<Self, UnknownDataset> {
+        match s {
+            "synthetic" => Ok(Named::Synthetic),
+            "mnist" => Ok(Named::Mnist),
+            "cifar10" => Ok(Named::Cifar10),
+            "femnist" => Ok(Named::Femnist),
+            _ => Err(UnknownDataset(s.to_string())),
+        }
+    }
+}
+
+/// Train and test splits, preprocessed, with the augmentation training should use.
+#[derive(Debug)]
+pub(crate) struct Loaded {
+    pub(crate) train: Dataset,
+    pub(crate) test: Dataset,
+    pub(crate) augmentation: Option<Augmentation>,
+}
+
+impl Named {
+    /// The folder name under the data root.
+    fn folder(self) -> &'static str {
+        match self {
+            Named::Synthetic => "synthetic",
+            Named::Mnist => "mnist",
+            Named::Cifar10 => "cifar10",
+            Named::Femnist => "femnist",
+        }
+    }
+
+    /// Sample shape and class count, known without reading the files.
+    pub(crate) fn input(self) -> (Shape, usize) {
+        match self {
+            Named::Synthetic => (Shape::flat(SyntheticConfig::default().dim), 10),
+            Named::Mnist => (Shape::image(28, 28, 1), 10),
+            Named::Cifar10 => (Shape::image(32, 32, 3), 10),
+            Named::Femnist => (Shape::image(28, 28, 1), 62),
+        }
+    }
+
+    /// The large target and small auxiliary models used by default on this dataset.
+    pub(crate) fn default_models(self) -> [&'static str; 2] {
+        match self {
+            Named::Synthetic => ["mlp:32-256-256-10", "mlp:32-16-10"],
+            Named::Mnist => ["mlp:784-256-128-10", "mlp:784-32-10"],
+            Named::Cifar10 => ["resnet20", "resnet20:0.25"],
+            Named::Femnist => ["cnn", "cnn:0.25"],
+        }
+    }
+
+    /// Loads and preprocesses the splits. `path` overrides `<data root>/<name>`.
+    ///
+    /// Preprocessing: MNIST and FEMNIST (ink-inverted to match MNIST) are standardised per
+    /// channel, CIFAR-10 per pixel with pad-4 crop and flip augmentation offered, all with
+    /// statistics of the training split; the synthetic task is generated standardised.
+    pub(crate) fn load(self, path: Option<&Path>, augment: bool) -> anyhow::Result<Loaded> {
+        let dir = || -> anyhow::Result<PathBuf> {
+            match path {
+                Some(p) => Ok(p.to_path_buf()),
+                None => Ok(data_root()
+                    .context("locating the data folder (set FLOTILLA_DATA or pass --data-path)")?
+                    .join(self.folder())),
+            }
+        };
+        let (mut train, mut test, per_pixel) = match self {
+            Named::Synthetic => {
+                let (train, test) = SyntheticConfig::default().generate()?;
+                return Ok(Loaded {
+                    train,
+                    test,
+                    augmentation: None,
+                });
+            }
+            Named::Mnist => {
+                let (tr, te) = load_mnist_dir(&dir()?)?;
+                (tr, te, false)
+            }
+            Named::Cifar10 => {
+                let (tr, te) = load_cifar10_dir(&dir()?)?;
+                (tr, te, true)
+            }
+            Named::Femnist => {
+                let (tr, te) = load_femnist_dir(&dir()?, true)?;
+                (tr.data, te.data, false)
+            }
+        };
+        let standardizer = if per_pixel {
+            Standardizer::fit_per_pixel(&train)?
+        } else {
+            Standardizer::fit_per_channel(&train)?
+        };
+        standardizer.apply_dataset(&mut train)?;
+        standardizer.apply_dataset(&mut test)?;
+        let augmentation = (augment && self == Named::Cifar10).then(Augmentation::cifar);
+        Ok(Loaded {
+            train,
+            test,
+            augmentation,
+        })
+    }
+}

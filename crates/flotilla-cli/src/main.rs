@@ -1,0 +1,38 @@
+//! The `flotilla` command.
+
+mod commands;
+mod datasets;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Flotilla: simulate heterogeneous federated learning, deterministically.
+#[derive(Debug, Parser)]
+#[command(name = "flotilla", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Train models centrally on a dataset and report test accuracy per epoch.
+    Train(commands::train::TrainArgs),
+    /// List a model spec's layers, parameter count and forward FLOPs per sample.
+    Models(commands::models::ModelsArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Train(args) => commands::train::run(args),
+        Command::Models(args) => commands::models::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(commands::exit_code(&e))
+        }
+    }
+}

@@ -1,0 +1,46 @@
+//! Data for Flotilla, a deterministic simulator of heterogeneous federated learning.
+//!
+//! This crate loads datasets (MNIST IDX, CIFAR image folders and binary batches, LEAF/FEMNIST
+//! JSON), generates a built-in synthetic task, splits sample indices among clients (IID,
+//! Dirichlet label skew, shards, natural writer groups, and the method's labeled/unlabeled
+//! split), and provides preprocessing, augmentation and mini-batch sampling.
+//!
+//! # Layout
+//! A [`Dataset`] holds all samples in one `[n, h·w·c]` array of `f32`; each row is one sample
+//! in HWC row-major order (channels last), with 8-bit pixels scaled to `[0, 1]`. Clients do not
+//! own copies: they hold index lists (a [`Partition`]) into one shared dataset and copy just
+//! the rows of each batch with [`Dataset::gather`].
+//!
+//! # Determinism
+//! Every random draw comes from a caller-supplied rng (or, for [`SyntheticConfig`], a ChaCha
+//! rng seeded from the config), so the same rng state always gives the same output. Nothing
+//! depends on hash-map iteration order, thread count or file-system listing order: directory
+//! entries are sorted, and parallel image decoding assembles results in file order.
+//!
+//! # Errors
+//! Bad input is reported as a [`DataError`] naming the file and the byte offset or JSON field
+//! path; loaders never panic on bad input and never skip a bad sample silently.
+
+pub mod batch;
+pub mod data_root;
+pub mod dataset;
+pub mod error;
+pub mod loaders;
+pub mod partition;
+pub mod synthetic;
+pub mod transform;
+
+pub use batch::{sample_steps, shuffled_batches};
+pub use data_root::data_root;
+pub use dataset::{Dataset, ImageShape};
+pub use error::{DataError, Location, Result};
+pub use loaders::cifar::{load_cifar10_binary_dir, load_cifar10_dir, load_cifar100_binary_dir};
+pub use loaders::idx::{load_idx_dataset, load_mnist_dir};
+pub use loaders::image_folder::{ImageFolder, load_image_folder};
+pub use loaders::leaf::{LeafDataset, LeafFormat, load_femnist_dir, load_leaf_dir};
+pub use partition::{
+    LabelHistogram, LabeledUnlabeled, Partition, dirichlet, dirichlet_labeled_unlabeled,
+    fraction_split, iid, label_histogram, mean_total_variation, natural, shards,
+};
+pub use synthetic::SyntheticConfig;
+pub use transform::{Augmentation, Standardizer};

@@ -1,0 +1,248 @@
+//! LEAF JSON datasets (FEMNIST), naturally partitioned by writer.
+//!
+//! A LEAF directory holds `*.json` files (other files are ignored), each
+//! `{"users": [...], "num_samples": [...], "user_data": {user: {"x": [[...]], "y": [...]}}}`.
+//! Files are read in sorted name order and writers in the order of each file's `users` array;
+//! a writer's samples are contiguous. Every rule of the format is checked, and a violation names
+//! the file and the field path: `num_samples` has one entry per user, every user has a
+//! `user_data` entry and vice versa, no user appears twice, `x` and `y` have `num_samples`
+//! entries, each `x` row has `shape.size()` values and each `y` is in `0..classes`.
+
+use std::collections::{BTreeMap, btree_map::Entry};
+use std::fs::{self, File};
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+
+use ndarray::Array2;
+use serde::Deserialize;
+
+use crate::dataset::{Dataset, ImageShape};
+use crate::error::{DataError, Location, Result};
+
+/// Shape, classes and pixel convention of a LEAF dataset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeafFormat {
+    /// Geometry of one `x` row.
+    pub shape: ImageShape,
+    /// Number of classes; every `y` must be below it.
+    pub classes: usize,
+    /// Replace every value `v` by `1 - v`.
+    pub invert: bool,
+}
+
+impl LeafFormat {
+    /// FEMNIST: 28×28×1, 62 classes (digits, `A`–`Z`, `a`–`z`). FEMNIST images have a white
+    /// background (1.0) and dark ink; `invert` makes them MNIST-like (background 0).
+    pub fn femnist(invert: bool) -> Self {
+        Self {
+            shape: ImageShape::new(28, 28, 1),
+            classes: 62,
+            invert,
+        }
+    }
+}
+
+/// A LEAF dataset: all samples in one [`Dataset`] plus the writer of each.
+#[derive(Debug, Clone)]
+pub struct LeafDataset {
+    /// All samples of all writers.
+    pub data: Dataset,
+    /// Writer ids, in load order.
+    pub writers: Vec<String>,
+    /// `by_writer[w]` is the (contiguous, ascending) sample indices of `writers[w]`.
+    pub by_writer: Vec<Vec<usize>>,
+}
+
+/// One LEAF JSON file as stored.
+#[derive(Debug, Deserialize)]
+struct LeafFile {
+    users: Vec<String>,
+    num_samples: Vec<usize>,
+    user_data: BTreeMap<String, UserData>,
+}
+
+/// One writer's samples as stored.
+#[derive(Debug, Deserialize)]
+struct UserData {
+    x: Vec<Vec<f32>>,
+    y: Vec<i64>,
+}
+
+/// Loads FEMNIST's `root/train` and `root/test` directories (named `femnist-train`,
+/// `femnist-test`).
+pub fn load_femnist_dir(root: &Path, invert: bool) -> Result<(LeafDataset, LeafDataset)> {
+    let format = LeafFormat::femnist(invert);
+    Ok((
+        load_leaf_dir(&root.join("train"), format, "femnist-train")?,
+        load_leaf_dir(&root.join("test"), format, "femnist-test")?,
+    ))
+}
+
+/// Loads every `*.json` file of `dir` (see the module docs for order and checks).
+pub fn load_leaf_dir(dir: &Path, format: LeafFormat, name: &str) -> Result<LeafDataset> {
+    let files = json_files(dir)?;
+    let mut builder = Builder {
+        format,
+        pixels: Vec::new(),
+        labels: Vec::new(),
+        writers: Vec::new(),
+        by_writer: Vec::new(),
+        seen: BTreeMap::new(),
+    };
+    for path in &files {
+        builder.add_file(path)?;
+    }
+    let Builder {
+        pixels,
+        labels,
+        writers,
+        by_writer,
+        ..
+    } = builder;
+    let features = Array2::from_shape_vec((labels.len(), format.shape.size()), pixels)
+        .expect("every sample pushes exactly one row of checked length");
+    let data = Dataset::new(name, features, labels, format.shape, format.classes)?;
+    Ok(LeafDataset {
+        data,
+        writers,
+        by_writer,
+    })
+}
+
+/// The `*.json` files of `dir`, sorted by name; at least one.
+fn json_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for entry in fs::read_dir(dir).map_err(|e| DataError::io(dir, e))? {
+        let path = entry.map_err(|e| DataError::io(dir, e))?.path();
+        if path.is_file() && path.extension().is_some_and(|e| e == "json") {
+            files.push(path);
+        }
+    }
+    if files.is_empty() {
+        return Err(DataError::Layout {
+            path: dir.to_path_buf(),
+            reason: "no .json files".into(),
+        });
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Accumulates validated samples across files.
+struct Builder {
+    format: LeafFormat,
+    pixels: Vec<f32>,
+    labels: Vec<u32>,
+    writers: Vec<String>,
+    by_writer: Vec<Vec<usize>>,
+    /// Writer → file it came from, to reject duplicates.
+    seen: BTreeMap<String, PathBuf>,
+}
+
+impl Builder {
+    fn add_file(&mut self, path: &Path) -> Result<()> {
+        let mut file = parse(path)?;
+        let schema = |field: String, reason: String| DataError::Schema {
+            path: path.to_path_buf(),
+            field,
+            reason,
+        };
+        if file.num_samples.len() != file.users.len() {
+            return Err(schema(
+                "num_samples".into(),
+                format!(
+                    "has {} entries but `users` has {}",
+                    file.num_samples.len(),
+                    file.users.len()
+                ),
+            ));
+        }
+        for (i, (user, &count)) in file.users.iter().zip(&file.num_samples).enumerate() {
+            match self.seen.entry(user.clone()) {
+                Entry::Occupied(e) => {
+                    return Err(schema(
+                        format!("users[{i}]"),
+                        format!("writer `{user}` already listed in {}", e.get().display()),
+                    ));
+                }
+                Entry::Vacant(e) => e.insert(path.to_path_buf()),
+            };
+            let data = file.user_data.remove(user).ok_or_else(|| {
+                schema(
+                    format!("users[{i}]"),
+                    format!("writer `{user}` has no entry in `user_data`"),
+                )
+            })?;
+            self.add_user(path, user, count, &data)?;
+        }
+        if let Some(extra) = file.user_data.keys().next() {
+            return Err(schema(
+                format!("user_data.{extra}"),
+                "writer not listed in `users`".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn add_user(&mut self, path: &Path, user: &str, count: usize, data: &UserData) -> Result<()> {
+        let schema = |field: String, reason: String| DataError::Schema {
+            path: path.to_path_buf(),
+            field: format!("user_data.{user}.{field}"),
+            reason,
+        };
+        for (field, len) in [("x", data.x.len()), ("y", data.y.len())] {
+            if len != count {
+                return Err(schema(
+                    field.into(),
+                    format!("has {len} samples but `num_samples` says {count}"),
+                ));
+            }
+        }
+        let size = self.format.shape.size();
+        let start = self.labels.len();
+        for (j, (x, &y)) in data.x.iter().zip(&data.y).enumerate() {
+            if x.len() != size {
+                return Err(schema(
+                    format!("x[{j}]"),
+                    format!("has {} values, expected {size}", x.len()),
+                ));
+            }
+            let label = u32::try_from(y)
+                .ok()
+                .filter(|&l| (l as usize) < self.format.classes)
+                .ok_or_else(|| DataError::LabelOutOfRange {
+                    path: path.to_path_buf(),
+                    location: Location::Field(format!("user_data.{user}.y[{j}]")),
+                    label: y,
+                    classes: self.format.classes,
+                })?;
+            if self.format.invert {
+                self.pixels.extend(x.iter().map(|v| 1.0 - v));
+            } else {
+                self.pixels.extend_from_slice(x);
+            }
+            self.labels.push(label);
+        }
+        self.writers.push(user.to_owned());
+        self.by_writer.push((start..self.labels.len()).collect());
+        Ok(())
+    }
+}
+
+/// Parses one file, mapping parser errors to [`DataError::Json`] with line and column.
+fn parse(path: &Path) -> Result<LeafFile> {
+    let file = File::open(path).map_err(|e| DataError::io(path, e))?;
+    serde_json::from_reader(BufReader::new(file)).map_err(|e| {
+        if e.is_io() {
+            return DataError::io(path, e.into());
+        }
+        let message = e.to_string();
+        let suffix = format!(" at line {} column {}", e.line(), e.column());
+        DataError::Json {
+            path: path.to_path_buf(),
+            line: e.line(),
+            column: e.column(),
+            reason: message.strip_suffix(&suffix).unwrap_or(&message).to_owned(),
+        }
+    })
+}

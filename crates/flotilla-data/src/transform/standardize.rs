@@ -1,0 +1,162 @@
+//! Mean/std standardisation fitted on a training set.
+
+use ndarray::{ArrayViewMut2, Axis};
+
+use crate::dataset::{Dataset, ImageShape};
+use crate::error::{DataError, Result};
+
+/// Standard deviations below this are treated as 1 (constant features are only centred).
+const MIN_STD: f64 = 1e-6;
+
+/// Per-channel or per-pixel `(x - mean) / std`, fitted on a training set.
+///
+/// Statistics are population statistics (divide by `n`) accumulated in `f64`. Features whose
+/// standard deviation is below `1e-6` (e.g. MNIST's always-black corners, per pixel) are only
+/// centred.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Standardizer {
+    shape: ImageShape,
+    /// One entry per channel (per-channel) or per feature (per-pixel).
+    mean: Vec<f32>,
+    /// Same length as `mean`.
+    std: Vec<f32>,
+}
+
+impl Standardizer {
+    /// Fits one mean and std per channel, over all samples and pixels.
+    pub fn fit_per_channel(data: &Dataset) -> Result<Self> {
+        Self::fit(data, data.shape().channels)
+    }
+
+    /// Fits one mean and std per feature (pixel and channel), over all samples.
+    pub fn fit_per_pixel(data: &Dataset) -> Result<Self> {
+        Self::fit(data, data.shape().size())
+    }
+
+    /// Fits statistics for feature position `p` in group `p % groups`.
+    fn fit(data: &Dataset, groups: usize) -> Result<Self> {
+        if data.is_empty() {
+            return Err(DataError::param(
+                "data",
+                data.name(),
+                "cannot fit on an empty dataset",
+            ));
+        }
+        let mut sum = vec![0.0f64; groups];
+        for row in data.features().rows() {
+            for (p, &x) in row.iter().enumerate() {
+                sum[p % groups] += f64::from(x);
+            }
+        }
+        let per_group = (data.len() * data.shape().size() / groups) as f64;
+        let mean: Vec<f64> = sum.iter().map(|s| s / per_group).collect();
+        let mut square = vec![0.0f64; groups];
+        for row in data.features().rows() {
+            for (p, &x) in row.iter().enumerate() {
+                square[p % groups] += (f64::from(x) - mean[p % groups]).powi(2);
+            }
+        }
+        let std = square
+            .iter()
+            .map(|s| (s / per_group).sqrt())
+            .map(|s| if s < MIN_STD { 1.0 } else { s as f32 })
+            .collect();
+        Ok(Self {
+            shape: data.shape(),
+            mean: mean.into_iter().map(|m| m as f32).collect(),
+            std,
+        })
+    }
+
+    /// The fitted means (per channel, or per feature in HWC order).
+    pub fn mean(&self) -> &[f32] {
+        &self.mean
+    }
+
+    /// The fitted standard deviations, same layout as [`Standardizer::mean`].
+    pub fn std(&self) -> &[f32] {
+        &self.std
+    }
+
+    /// Standardises every row of `batch` in place; rows must have the fitted shape's size.
+    pub fn apply(&self, mut batch: ArrayViewMut2<'_, f32>) -> Result<()> {
+        if batch.ncols() != self.shape.size() {
+            return Err(DataError::param(
+                "batch",
+                format!("{} columns", batch.ncols()),
+                format!("standardizer was fitted on {} samples", self.shape),
+            ));
+        }
+        let groups = self.mean.len();
+        for mut row in batch.axis_iter_mut(Axis(0)) {
+            for (p, x) in row.iter_mut().enumerate() {
+                *x = (*x - self.mean[p % groups]) / self.std[p % groups];
+            }
+        }
+        Ok(())
+    }
+
+    /// Standardises all samples of `data` in place.
+    pub fn apply_dataset(&self, data: &mut Dataset) -> Result<()> {
+        self.apply(data.features_mut())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::Array2;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    fn random_images(n: usize) -> Dataset {
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let shape = ImageShape::new(4, 4, 3);
+        let x = Array2::from_shape_fn((n, shape.size()), |(_, p)| {
+            (p % 3) as f32 * 2.0 + rng.random::<f32>() * (1.0 + (p % 3) as f32)
+        });
+        Dataset::new("r", x, vec![0; n], shape, 1).unwrap()
+    }
+
+    fn channel_stats(data: &Dataset, channel: usize) -> (f64, f64) {
+        let values: Vec<f64> = data
+            .features()
+            .iter()
+            .enumerate()
+            .filter(|(p, _)| p % 3 == channel)
+            .map(|(_, &x)| f64::from(x))
+            .collect();
+        let mean = values.iter().sum::<f64>() / values.len() as f64;
+        let var = values.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / values.len() as f64;
+        (mean, var.sqrt())
+    }
+
+    #[test]
+    fn per_channel_gives_zero_mean_unit_std() {
+        let mut data = random_images(200);
+        let s = Standardizer::fit_per_channel(&data).unwrap();
+        assert_eq!(s.mean().len(), 3);
+        s.apply_dataset(&mut data).unwrap();
+        for c in 0..3 {
+            let (mean, std) = channel_stats(&data, c);
+            assert!(
+                mean.abs() < 1e-5 && (std - 1.0).abs() < 1e-4,
+                "channel {c}: {mean} {std}"
+            );
+        }
+    }
+
+    #[test]
+    fn per_pixel_centres_each_feature_and_spares_constants() {
+        let mut data = random_images(50);
+        data.features_mut().column_mut(5).fill(0.25);
+        let s = Standardizer::fit_per_pixel(&data).unwrap();
+        assert_eq!(s.std().len(), 48);
+        assert_eq!(s.std()[5], 1.0);
+        s.apply_dataset(&mut data).unwrap();
+        for column in data.features().columns() {
+            assert!(column.mean().unwrap().abs() < 1e-5);
+        }
+        assert!(s.apply(Array2::zeros((1, 47)).view_mut()).is_err());
+    }
+}

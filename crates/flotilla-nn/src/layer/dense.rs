@@ -1,0 +1,94 @@
+//! Fully connected layer.
+
+use super::{Layer, Mode};
+use crate::linalg::gemm;
+use crate::param::{Init, Layout, ParamSpec};
+use crate::tensor::{Shape, Tensor, as_rows, from_rows};
+use ndarray::{Array2, ArrayView1, ArrayView2, ArrayViewMut2, Axis};
+
+/// `y = x · W + b` on flat features.
+///
+/// Parameters: `weight` `[in, out]` (Glorot uniform, decayed), `bias` `[out]` (zeros).
+#[derive(Debug)]
+pub struct Dense {
+    inputs: usize,
+    outputs: usize,
+    cached_input: Option<Tensor>,
+}
+
+impl Dense {
+    /// A dense layer from `inputs` to `outputs` features.
+    pub fn new(inputs: usize, outputs: usize) -> Self {
+        Self {
+            inputs,
+            outputs,
+            cached_input: None,
+        }
+    }
+
+    fn split<'a>(&self, params: &'a [f32]) -> (ArrayView2<'a, f32>, ArrayView1<'a, f32>) {
+        let (w, b) = params.split_at(self.inputs * self.outputs);
+        let w = ArrayView2::from_shape((self.inputs, self.outputs), w).expect("weight slice");
+        (w, ArrayView1::from(b))
+    }
+}
+
+impl Layer for Dense {
+    fn describe(&self) -> String {
+        format!("dense {}→{}", self.inputs, self.outputs)
+    }
+
+    fn input_shape(&self) -> Shape {
+        Shape::flat(self.inputs)
+    }
+
+    fn output_shape(&self) -> Shape {
+        Shape::flat(self.outputs)
+    }
+
+    fn param_specs(&self) -> Vec<ParamSpec> {
+        let glorot = Init::GlorotUniform {
+            fan_in: self.inputs,
+            fan_out: self.outputs,
+        };
+        vec![
+            ParamSpec::new("weight", vec![self.inputs, self.outputs], glorot)
+                .with_decay()
+                .with_layout(Layout::DenseInOut),
+            ParamSpec::new("bias", vec![self.outputs], Init::Zeros),
+        ]
+    }
+
+    fn flops_per_sample(&self) -> u64 {
+        (2 * self.inputs * self.outputs + self.outputs) as u64
+    }
+
+    fn forward(&mut self, x: Tensor, params: &[f32], _state: &mut [f32], mode: Mode) -> Tensor {
+        let n = x.dim().0;
+        let (w, b) = self.split(params);
+        let mut y = Array2::<f32>::zeros((n, self.outputs));
+        y += &b;
+        gemm(1.0, &as_rows(&x), &w, 1.0, &mut y.view_mut());
+        self.cached_input = (mode == Mode::Train).then_some(x);
+        from_rows(y, n, self.output_shape())
+    }
+
+    fn backward(&mut self, dy: Tensor, params: &[f32], grads: &mut [f32]) -> Tensor {
+        let x = self
+            .cached_input
+            .take()
+            .expect("backward follows a training forward");
+        let n = x.dim().0;
+        let (w, _) = self.split(params);
+        let dy_rows = as_rows(&dy);
+        let (gw, gb) = grads.split_at_mut(self.inputs * self.outputs);
+        let mut gw = ArrayViewMut2::from_shape((self.inputs, self.outputs), gw).expect("grad");
+        gemm(1.0, &as_rows(&x).t(), &dy_rows, 0.0, &mut gw);
+        for (g, s) in gb.iter_mut().zip(dy_rows.sum_axis(Axis(0))) {
+            *g = s;
+        }
+        let mut dx = Array2::<f32>::zeros((n, self.inputs));
+        gemm(1.0, &dy_rows, &w.t(), 0.0, &mut dx.view_mut());
+        from_rows(dx, n, self.input_shape())
+    }
+}

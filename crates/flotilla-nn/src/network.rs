@@ -1,0 +1,292 @@
+//! A network: an ordered list of named layers over flat weight vectors.
+
+use crate::layer::{Layer, Mode};
+use crate::param::ParamSpec;
+use crate::tensor::{Shape, Tensor, as_rows, from_rows};
+use crate::{NnError, Result};
+use ndarray::{Array1, Array2};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use std::ops::Range;
+
+/// The weights of one model: trainable parameters and non-trainable state, both flat.
+///
+/// Layout: layers in network order; within a layer, its [`ParamSpec`]s in order, each
+/// row-major in its internal shape. [`Network::named_params`] gives every tensor's range.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Weights {
+    /// Trainable parameters.
+    pub params: Array1<f32>,
+    /// Batch-norm running statistics (empty for networks without batch norm).
+    pub state: Array1<f32>,
+}
+
+/// One row of [`Network::summary`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerSummary {
+    /// Layer name (`fc1`, `layer2.0`, ...).
+    pub name: String,
+    /// What the layer computes.
+    pub description: String,
+    /// Shape of one output sample.
+    pub output: Shape,
+    /// Trainable scalars.
+    pub params: usize,
+    /// Forward FLOPs per sample.
+    pub flops: u64,
+}
+
+/// A named tensor of the network with its range in the flat vector.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NamedTensor {
+    /// Full name (`layer1.0.conv1.weight`).
+    pub name: String,
+    /// The tensor's description, name relative to its layer.
+    pub spec: ParamSpec,
+    /// Its scalars in the flat vector.
+    pub range: Range<usize>,
+}
+
+#[derive(Debug)]
+struct Slot {
+    name: String,
+    layer: Box<dyn Layer>,
+    params: Range<usize>,
+    state: Range<usize>,
+}
+
+/// An architecture plus the scratch space its forward and backward passes use.
+///
+/// It owns no weights: every pass takes the flat vectors of a [`Weights`], so one network
+/// can serve many clients in turn. Input is an NHWC batch; output is `[batch, classes]`
+/// logits.
+#[derive(Debug)]
+pub struct Network {
+    spec: String,
+    input: Shape,
+    classes: usize,
+    slots: Vec<Slot>,
+    param_len: usize,
+    state_len: usize,
+}
+
+impl Network {
+    /// Chains `layers` (name, layer) after checking that each input shape matches the
+    /// previous output, starting from `input`. The last layer must output flat logits.
+    pub fn from_layers(
+        spec: impl Into<String>,
+        input: Shape,
+        layers: Vec<(String, Box<dyn Layer>)>,
+    ) -> Result<Self> {
+        let spec = spec.into();
+        let mut shape = input;
+        let (mut p, mut s) = (0, 0);
+        let mut slots = Vec::with_capacity(layers.len());
+        for (name, layer) in layers {
+            if layer.input_shape() != shape {
+                return Err(NnError::Shape {
+                    what: format!("input of layer `{name}` of `{spec}`"),
+                    expected: shape.to_string(),
+                    got: layer.input_shape().to_string(),
+                });
+            }
+            shape = layer.output_shape();
+            let np = crate::total_len(&layer.param_specs());
+            let ns = crate::total_len(&layer.state_specs());
+            slots.push(Slot {
+                name,
+                layer,
+                params: p..p + np,
+                state: s..s + ns,
+            });
+            p += np;
+            s += ns;
+        }
+        if !shape.is_flat() {
+            return Err(NnError::Shape {
+                what: format!("output of `{spec}`"),
+                expected: "flat logits".into(),
+                got: shape.to_string(),
+            });
+        }
+        Ok(Self {
+            spec,
+            input,
+            classes: shape.c,
+            slots,
+            param_len: p,
+            state_len: s,
+        })
+    }
+
+    /// The spec string the network was built from.
+    pub fn spec(&self) -> &str {
+        &self.spec
+    }
+
+    /// Shape of one input sample.
+    pub fn input_shape(&self) -> Shape {
+        self.input
+    }
+
+    /// Number of output classes (logits per sample).
+    pub fn classes(&self) -> usize {
+        self.classes
+    }
+
+    /// Trainable scalar count.
+    pub fn param_len(&self) -> usize {
+        self.param_len
+    }
+
+    /// State scalar count (batch-norm running statistics).
+    pub fn state_len(&self) -> usize {
+        self.state_len
+    }
+
+    /// Forward FLOPs per sample; a training step costs about three times this.
+    pub fn flops_per_sample(&self) -> u64 {
+        self.slots.iter().map(|s| s.layer.flops_per_sample()).sum()
+    }
+
+    /// One row per layer: name, description, output shape, parameters, FLOPs.
+    pub fn summary(&self) -> Vec<LayerSummary> {
+        self.slots
+            .iter()
+            .map(|s| LayerSummary {
+                name: s.name.clone(),
+                description: s.layer.describe(),
+                output: s.layer.output_shape(),
+                params: s.params.len(),
+                flops: s.layer.flops_per_sample(),
+            })
+            .collect()
+    }
+
+    /// Every trainable tensor with its full name and flat range.
+    pub fn named_params(&self) -> Vec<NamedTensor> {
+        self.named(|l| l.param_specs(), |s| s.params.start)
+    }
+
+    /// Every state tensor with its full name and flat range.
+    pub fn named_state(&self) -> Vec<NamedTensor> {
+        self.named(|l| l.state_specs(), |s| s.state.start)
+    }
+
+    fn named(
+        &self,
+        specs: impl Fn(&dyn Layer) -> Vec<ParamSpec>,
+        start: impl Fn(&Slot) -> usize,
+    ) -> Vec<NamedTensor> {
+        let mut out = Vec::new();
+        for slot in &self.slots {
+            let mut at = start(slot);
+            for spec in specs(slot.layer.as_ref()) {
+                let range = at..at + spec.len();
+                at = range.end;
+                out.push(NamedTensor {
+                    name: format!("{}.{}", slot.name, spec.name),
+                    spec,
+                    range,
+                });
+            }
+        }
+        out
+    }
+
+    /// Per-scalar weight-decay mask: `true` where decay applies (kernels).
+    pub fn decay_mask(&self) -> Vec<bool> {
+        let mut mask = vec![false; self.param_len];
+        for t in self.named_params() {
+            mask[t.range].fill(t.spec.decay);
+        }
+        mask
+    }
+
+    /// Fresh weights: each tensor initialised by its rule, drawing from `rng` in layout order.
+    pub fn init<R: Rng + ?Sized>(&self, rng: &mut R) -> Weights {
+        let mut params = Array1::zeros(self.param_len);
+        let mut state = Array1::zeros(self.state_len);
+        let flat = params.as_slice_mut().expect("fresh array is contiguous");
+        for t in self.named_params() {
+            t.spec.init.fill(&mut flat[t.range], rng);
+        }
+        let flat = state.as_slice_mut().expect("fresh array is contiguous");
+        for t in self.named_state() {
+            t.spec.init.fill(&mut flat[t.range], rng);
+        }
+        Weights { params, state }
+    }
+
+    /// Checks that `weights` has this network's layout sizes.
+    pub fn check_weights(&self, weights: &Weights) -> Result<()> {
+        for (what, got, expected) in [
+            ("parameter vector", weights.params.len(), self.param_len),
+            ("state vector", weights.state.len(), self.state_len),
+        ] {
+            if got != expected {
+                return Err(NnError::Shape {
+                    what: format!("{what} of `{}`", self.spec),
+                    expected: expected.to_string(),
+                    got: got.to_string(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs the layers on `x` and returns `[batch, classes]` logits.
+    ///
+    /// In [`Mode::Train`] the activations are kept for [`Network::backward`] and batch-norm
+    /// running statistics in `state` are updated.
+    ///
+    /// # Panics
+    /// If `x`'s sample shape or the slice lengths do not match the network (a caller bug;
+    /// see [`Network::check_weights`]).
+    pub fn forward(
+        &mut self,
+        x: Tensor,
+        params: &[f32],
+        state: &mut [f32],
+        mode: Mode,
+    ) -> Array2<f32> {
+        assert_eq!(params.len(), self.param_len, "parameter vector length");
+        assert_eq!(state.len(), self.state_len, "state vector length");
+        let n = x.dim().0;
+        let mut h = x;
+        for slot in &mut self.slots {
+            h = slot.layer.forward(
+                h,
+                &params[slot.params.clone()],
+                &mut state[slot.state.clone()],
+                mode,
+            );
+        }
+        as_rows(&h)
+            .to_owned()
+            .into_shape_with_order((n, self.classes))
+            .expect("flat logits")
+    }
+
+    /// Back-propagates `dlogits` (`[batch, classes]`) through the last training forward and
+    /// writes the full parameter gradient into `grads`.
+    pub fn backward(&mut self, dlogits: Array2<f32>, params: &[f32], grads: &mut [f32]) {
+        assert_eq!(grads.len(), self.param_len, "gradient vector length");
+        let n = dlogits.nrows();
+        let mut d = from_rows(dlogits, n, Shape::flat(self.classes));
+        for slot in self.slots.iter_mut().rev() {
+            d = slot.layer.backward(
+                d,
+                &params[slot.params.clone()],
+                &mut grads[slot.params.clone()],
+            );
+        }
+    }
+
+    /// Evaluation-mode logits for a batch (state untouched).
+    pub fn predict(&mut self, x: Tensor, weights: &Weights) -> Array2<f32> {
+        let params = weights.params.as_slice().expect("weights are contiguous");
+        let mut state = weights.state.to_vec();
+        self.forward(x, params, &mut state, Mode::Eval)
+    }
+}

@@ -1,0 +1,305 @@
+//! Stochastic gradient descent with momentum and masked (L2-style, coupled) weight decay.
+
+use crate::{NnError, Result};
+use serde::{Deserialize, Serialize};
+
+/// SGD hyper-parameters. Defaults are the method's: lr 0.2, momentum 0.9, weight decay
+/// 2e-4 (the reference's L2 penalty 1e-4 on kernels, added to the loss, has gradient
+/// `2·1e-4·w`), no Nesterov.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SgdConfig {
+    /// Base learning rate (a schedule scales it per round); finite and `> 0`.
+    pub lr: f32,
+    /// Momentum coefficient `μ` in `[0, 1)`; 0 is plain SGD.
+    pub momentum: f32,
+    /// Weight decay `λ ≥ 0`, applied only where the decay mask is set (kernels).
+    pub weight_decay: f32,
+    /// Nesterov momentum (PyTorch formulation).
+    pub nesterov: bool,
+}
+
+impl Default for SgdConfig {
+    fn default() -> Self {
+        Self {
+            lr: 0.2,
+            momentum: 0.9,
+            weight_decay: 2e-4,
+            nesterov: false,
+        }
+    }
+}
+
+impl SgdConfig {
+    /// Checks the ranges documented on each field.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |name, value: f32, reason| {
+            Err(NnError::HyperParameter {
+                name,
+                value: value.to_string(),
+                reason,
+            })
+        };
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return bad("lr", self.lr, "must be a finite number > 0");
+        }
+        if !(0.0..1.0).contains(&self.momentum) {
+            return bad("momentum", self.momentum, "must be in [0, 1)");
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return bad(
+                "weight_decay",
+                self.weight_decay,
+                "must be a finite number >= 0",
+            );
+        }
+        Ok(())
+    }
+}
+
+/// SGD state for one flat parameter vector: the per-scalar velocity and the decay mask.
+///
+/// [`Sgd::step`] follows `torch.optim.SGD` (dampening 0), per scalar:
+///
+/// ```text
+/// g' = g + λ·p          (λ only where the decay mask is set)
+/// v  = μ·v + g'
+/// p -= lr·v             (Nesterov: p -= lr·(g' + μ·v))
+/// ```
+///
+/// The velocity starts at zero, so the first step is `p -= lr·g'` as in PyTorch. Whether a
+/// client starts from fresh state ([`Sgd::reset`]) or carries it is the caller's choice.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sgd {
+    config: SgdConfig,
+    decay_mask: Vec<bool>,
+    velocity: Vec<f32>,
+}
+
+impl Sgd {
+    /// An optimiser for parameter vectors of `decay_mask.len()` scalars, with zero velocity.
+    /// `decay_mask` is usually [`Network::decay_mask`](crate::Network::decay_mask).
+    pub fn new(config: SgdConfig, decay_mask: Vec<bool>) -> Result<Self> {
+        config.validate()?;
+        let velocity = vec![0.0; decay_mask.len()];
+        Ok(Self {
+            config,
+            decay_mask,
+            velocity,
+        })
+    }
+
+    /// The hyper-parameters.
+    pub fn config(&self) -> &SgdConfig {
+        &self.config
+    }
+
+    /// The momentum buffer, one value per parameter.
+    pub fn velocity(&self) -> &[f32] {
+        &self.velocity
+    }
+
+    /// Forgets the momentum (fresh optimiser state).
+    pub fn reset(&mut self) {
+        self.velocity.fill(0.0);
+    }
+
+    /// One update of `params` with `grads` at learning rate `lr` (from a schedule; the
+    /// config's `lr` is not used here). Errors if the lengths differ from the decay mask's
+    /// or `lr` is negative or not finite; `params` is then untouched.
+    pub fn step(&mut self, params: &mut [f32], grads: &[f32], lr: f32) -> Result<()> {
+        let n = self.velocity.len();
+        for (what, len) in [
+            ("parameter vector", params.len()),
+            ("gradient vector", grads.len()),
+        ] {
+            if len != n {
+                return Err(NnError::Shape {
+                    what: format!("{what} for SGD"),
+                    expected: n.to_string(),
+                    got: len.to_string(),
+                });
+            }
+        }
+        if !(lr.is_finite() && lr >= 0.0) {
+            return Err(NnError::HyperParameter {
+                name: "lr",
+                value: lr.to_string(),
+                reason: "step learning rate must be a finite number >= 0",
+            });
+        }
+        let SgdConfig {
+            momentum: mu,
+            weight_decay: wd,
+            nesterov,
+            ..
+        } = self.config;
+        let iter = params
+            .iter_mut()
+            .zip(grads)
+            .zip(&mut self.velocity)
+            .zip(&self.decay_mask);
+        if nesterov {
+            for (((p, &g), v), &decay) in iter {
+                let g = if decay { g + wd * *p } else { g };
+                *v = mu * *v + g;
+                *p -= lr * (g + mu * *v);
+            }
+        } else {
+            for (((p, &g), v), &decay) in iter {
+                let g = if decay { g + wd * *p } else { g };
+                *v = mu * *v + g;
+                *p -= lr * *v;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn close(a: &[f32], b: &[f32]) -> bool {
+        a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-6)
+    }
+
+    #[test]
+    fn defaults_are_the_methods_and_valid() {
+        let c = SgdConfig::default();
+        assert_eq!(
+            (c.lr, c.momentum, c.weight_decay, c.nesterov),
+            (0.2, 0.9, 2e-4, false)
+        );
+        c.validate().unwrap();
+        let c: SgdConfig = serde_json::from_str(r#"{"lr": 0.05}"#).unwrap();
+        assert_eq!(
+            c,
+            SgdConfig {
+                lr: 0.05,
+                ..SgdConfig::default()
+            }
+        );
+    }
+
+    #[test]
+    fn invalid_configs_name_the_parameter() {
+        let d = SgdConfig::default();
+        for (c, name) in [
+            (SgdConfig { lr: 0.0, ..d }, "lr"),
+            (SgdConfig { lr: f32::NAN, ..d }, "lr"),
+            (SgdConfig { momentum: 1.0, ..d }, "momentum"),
+            (
+                SgdConfig {
+                    momentum: -0.1,
+                    ..d
+                },
+                "momentum",
+            ),
+            (
+                SgdConfig {
+                    weight_decay: -1e-4,
+                    ..d
+                },
+                "weight_decay",
+            ),
+        ] {
+            let e = Sgd::new(c, vec![]).unwrap_err().to_string();
+            assert!(e.contains(name), "{e}");
+        }
+    }
+
+    #[test]
+    fn two_steps_by_hand() {
+        let c = SgdConfig {
+            lr: 0.1,
+            momentum: 0.9,
+            weight_decay: 0.1,
+            nesterov: false,
+        };
+        let mut sgd = Sgd::new(c, vec![true, false]).unwrap();
+        let mut p = [1.0f32, 1.0];
+        // Step 1: g' = [0.5 + 0.1·1, 0.5] = [0.6, 0.5]; v = g'; p = [0.94, 0.95].
+        sgd.step(&mut p, &[0.5, 0.5], 0.1).unwrap();
+        assert!(close(&p, &[0.94, 0.95]), "{p:?}");
+        assert!(close(sgd.velocity(), &[0.6, 0.5]));
+        // Step 2: g' = [0.5 + 0.094, 0.5]; v = [0.54 + 0.594, 0.45 + 0.5] = [1.134, 0.95];
+        // p = [0.94 − 0.1134, 0.95 − 0.095].
+        sgd.step(&mut p, &[0.5, 0.5], 0.1).unwrap();
+        assert!(close(&p, &[0.8266, 0.855]), "{p:?}");
+    }
+
+    #[test]
+    fn nesterov_by_hand() {
+        let c = SgdConfig {
+            lr: 0.1,
+            momentum: 0.5,
+            weight_decay: 0.0,
+            nesterov: true,
+        };
+        let mut sgd = Sgd::new(c, vec![false]).unwrap();
+        let mut p = [0.0f32];
+        // v = 1; p −= 0.1·(1 + 0.5·1) = 0.15.  Then v = 0.5 + 1 = 1.5; p −= 0.1·(1 + 0.75).
+        sgd.step(&mut p, &[1.0], 0.1).unwrap();
+        assert!(close(&p, &[-0.15]), "{p:?}");
+        sgd.step(&mut p, &[1.0], 0.1).unwrap();
+        assert!(close(&p, &[-0.325]), "{p:?}");
+    }
+
+    #[test]
+    fn momentum_accumulates_towards_a_geometric_sum() {
+        let c = SgdConfig {
+            lr: 1.0,
+            momentum: 0.9,
+            weight_decay: 0.0,
+            nesterov: false,
+        };
+        let mut sgd = Sgd::new(c, vec![false]).unwrap();
+        let mut p = [0.0f32];
+        for k in 1..=50 {
+            sgd.step(&mut p, &[1.0], 1.0).unwrap();
+            let expected = (1.0 - 0.9f32.powi(k)) / 0.1;
+            assert!((sgd.velocity()[0] - expected).abs() < 1e-4);
+        }
+        sgd.reset();
+        assert_eq!(sgd.velocity(), &[0.0]);
+    }
+
+    #[test]
+    fn decay_applies_only_where_masked() {
+        let c = SgdConfig {
+            lr: 0.5,
+            momentum: 0.0,
+            weight_decay: 0.1,
+            nesterov: false,
+        };
+        let mut sgd = Sgd::new(c, vec![true, false, true]).unwrap();
+        let mut p = [2.0f32, 2.0, -4.0];
+        sgd.step(&mut p, &[0.0; 3], 0.5).unwrap();
+        assert!(close(&p, &[1.9, 2.0, -3.8]), "{p:?}");
+    }
+
+    #[test]
+    fn zero_gradient_without_decay_leaves_params_unchanged() {
+        let c = SgdConfig {
+            weight_decay: 0.0,
+            ..SgdConfig::default()
+        };
+        let mut sgd = Sgd::new(c, vec![true; 4]).unwrap();
+        let mut p = [1.0f32, -2.0, 3.5, 0.0];
+        for _ in 0..3 {
+            sgd.step(&mut p, &[0.0; 4], 0.2).unwrap();
+        }
+        assert_eq!(p, [1.0, -2.0, 3.5, 0.0]);
+    }
+
+    #[test]
+    fn length_mismatch_and_bad_lr_are_errors() {
+        let mut sgd = Sgd::new(SgdConfig::default(), vec![false; 3]).unwrap();
+        let mut p = [1.0f32; 3];
+        assert!(sgd.step(&mut p, &[0.0; 2], 0.1).is_err());
+        assert!(sgd.step(&mut [0.0; 4], &[0.0; 4], 0.1).is_err());
+        assert!(sgd.step(&mut p, &[1.0; 3], f32::NAN).is_err());
+        assert_eq!(p, [1.0; 3]);
+    }
+}
