@@ -79,6 +79,14 @@ impl Named {
         }
     }
 
+    /// The learning rate `flotilla train` uses by default (SGD, momentum 0.9, batch 32).
+    pub(crate) fn default_lr(self) -> f32 {
+        match self {
+            Named::Synthetic | Named::Cifar10 => 0.05,
+            Named::Mnist | Named::Femnist => 0.02,
+        }
+    }
+
     /// Loads and preprocesses the splits. `path` overrides `<data root>/<name>`.
     ///
     /// Preprocessing: MNIST and FEMNIST (ink-inverted to match MNIST) are standardised per

@@ -46,6 +46,15 @@ impl Seed {
         rng
     }
 
+    /// Sub-stream `index` of `(node, purpose)`: the stream from word `index · 2⁴⁰` on, so
+    /// that, e.g., round `r` of a node's training draws from a window no other round
+    /// touches, whatever thread runs it and in whatever order.
+    pub fn substream(self, node: NodeId, purpose: Purpose, index: u64) -> ChaCha8Rng {
+        let mut rng = self.stream(node, purpose);
+        rng.set_word_pos(u128::from(index) << 40);
+        rng
+    }
+
     /// A cursor at the start of `(node, purpose)`.
     pub fn cursor(self, node: NodeId, purpose: Purpose) -> StreamCursor {
         StreamCursor {
@@ -103,6 +112,17 @@ mod tests {
         let mut got: Vec<u64> = cursor.with(|r| (0..4).map(|_| r.random()).collect());
         got.extend(cursor.with(|r| (0..6).map(|_| r.random::<u64>()).collect::<Vec<_>>()));
         assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn substreams_are_disjoint_windows_of_one_stream() {
+        let seed = Seed(5);
+        let a: u64 = seed.substream(NodeId(2), Purpose::TRAINING, 0).random();
+        let b: u64 = seed.substream(NodeId(2), Purpose::TRAINING, 1).random();
+        let start: u64 = seed.stream(NodeId(2), Purpose::TRAINING).random();
+        assert_eq!(a, start);
+        assert_ne!(a, b);
+        assert_eq!(b, seed.substream(NodeId(2), Purpose::TRAINING, 1).random::<u64>());
     }
 
     #[test]

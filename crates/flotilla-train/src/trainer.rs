@@ -1,8 +1,10 @@
 //! One SGD step of cross-entropy or distillation on a batch.
 
-use crate::Result;
+use crate::{BatchLoader, Result};
+use flotilla_data::sample_steps;
 use flotilla_nn::{Mode, Network, Sgd, SgdConfig, Tensor, Weights, cross_entropy, distill_kl};
 use ndarray::{Array2, ArrayView2};
+use rand::Rng;
 
 /// A network, its optimiser state and a gradient buffer: everything one local training
 /// run needs besides the weights, which are passed in so one trainer serves many clients.
@@ -64,6 +66,29 @@ impl Trainer {
         dlogits *= weight;
         self.apply(weights, dlogits, lr)?;
         Ok(loss)
+    }
+
+    /// `steps` cross-entropy steps on batches of `batch_size` drawn from `indices` (an epoch
+    /// reshuffled from `rng` whenever the previous one is used up), as local training does;
+    /// returns the mean batch loss.
+    #[allow(clippy::too_many_arguments)]
+    pub fn train_steps(
+        &mut self,
+        weights: &mut Weights,
+        loader: &BatchLoader<'_>,
+        indices: &[usize],
+        steps: usize,
+        batch_size: usize,
+        lr: f32,
+        rng: &mut impl Rng,
+    ) -> Result<f32> {
+        let batches = sample_steps(indices, steps, batch_size, rng)?;
+        let mut total = 0.0f64;
+        for batch in &batches {
+            let (x, y) = loader.load(batch, rng)?;
+            total += f64::from(self.cross_entropy_step(weights, x, &y, lr)?);
+        }
+        Ok((total / batches.len().max(1) as f64) as f32)
     }
 
     fn forward_train(&mut self, weights: &mut Weights, x: Tensor) -> Result<Array2<f32>> {

@@ -31,18 +31,20 @@ pub(crate) struct TrainArgs {
     /// Mini-batch size.
     #[arg(long, default_value_t = 32)]
     batch: usize,
-    /// Learning rate before decay.
-    #[arg(long, default_value_t = 0.05)]
-    lr: f32,
+    /// Learning rate before decay. Default: 0.05 for synthetic and cifar10, 0.02 for mnist
+    /// and femnist.
+    #[arg(long)]
+    lr: Option<f32>,
     /// SGD momentum.
     #[arg(long, default_value_t = 0.9)]
     momentum: f32,
     /// Weight decay on kernels.
     #[arg(long, default_value_t = 5e-4)]
     weight_decay: f32,
-    /// Epochs (counted from 0) at which the learning rate is divided by 10.
+    /// Epochs (counted from 0) at which the learning rate is divided by 10. Default: at two
+    /// thirds of the epochs when there are at least 3.
     #[arg(long, value_delimiter = ',')]
-    milestones: Vec<usize>,
+    milestones: Option<Vec<usize>>,
     /// Pad-4 crop and horizontal-flip augmentation (CIFAR-10 only).
     #[arg(long)]
     augment: bool,
@@ -78,16 +80,22 @@ pub(crate) fn run(args: TrainArgs) -> anyhow::Result<()> {
             .map(|s| s.parse())
             .collect::<Result<_, _>>()?
     };
+    let lr = args.lr.unwrap_or(named.default_lr());
+    let milestones = match &args.milestones {
+        Some(m) => m.clone(),
+        None if args.epochs >= 3 => vec![2 * args.epochs / 3],
+        None => Vec::new(),
+    };
     let sgd = SgdConfig {
-        lr: args.lr,
+        lr,
         momentum: args.momentum,
         weight_decay: args.weight_decay,
         nesterov: false,
     };
     sgd.validate()?;
     let schedule = LrSchedule::Step {
-        base: args.lr,
-        milestones: args.milestones.clone(),
+        base: lr,
+        milestones,
         gamma: 0.1,
     };
     schedule.validate()?;

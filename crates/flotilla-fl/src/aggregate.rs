@@ -1,0 +1,100 @@
+//! Aggregation: weighted means of flat weight vectors, in a fixed order.
+
+use flotilla_nn::Weights;
+use ndarray::Array1;
+
+/// The weighted mean `Σ wᵢ·xᵢ / Σ wᵢ` of `updates` (weight, vector), accumulated in `f64` in
+/// the order given; callers pass updates sorted by client id so the bits never depend on
+/// arrival order. Returns `None` when there is nothing to average (no updates, or weights
+/// summing to zero or not finite).
+///
+/// # Panics
+/// If the vectors differ in length (updates of one model always agree).
+pub fn weighted_mean<'a>(
+    updates: impl IntoIterator<Item = (f64, &'a Array1<f32>)>,
+) -> Option<Array1<f32>> {
+    let mut acc: Option<Array1<f64>> = None;
+    let mut total = 0.0f64;
+    for (w, x) in updates {
+        let acc = acc.get_or_insert_with(|| Array1::zeros(x.len()));
+        assert_eq!(acc.len(), x.len(), "updates of one model have one length");
+        acc.zip_mut_with(x, |a, &v| *a += w * f64::from(v));
+        total += w;
+    }
+    let acc = acc?;
+    (total.is_finite() && total > 0.0).then(|| acc.mapv(|a| (a / total) as f32))
+}
+
+/// The weighted mean of whole models: parameters and batch-norm statistics alike (the
+/// reference averages running statistics too).
+pub fn average_weights<'a>(
+    updates: impl IntoIterator<Item = (f64, &'a Weights)> + Clone,
+) -> Option<Weights> {
+    let params = weighted_mean(updates.clone().into_iter().map(|(w, u)| (w, &u.params)))?;
+    let state = weighted_mean(updates.into_iter().map(|(w, u)| (w, &u.state)))?;
+    Some(Weights { params, state })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn vectors() -> impl Strategy<Value = Vec<(f64, Vec<f32>)>> {
+        (1usize..6).prop_flat_map(|len| {
+            proptest::collection::vec(
+                (
+                    0.1f64..10.0,
+                    proptest::collection::vec(-100.0f32..100.0, len),
+                ),
+                1..8,
+            )
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn mean_is_a_convex_combination(updates in vectors()) {
+            let arrays: Vec<(f64, Array1<f32>)> =
+                updates.iter().map(|(w, v)| (*w, Array1::from(v.clone()))).collect();
+            let mean = weighted_mean(arrays.iter().map(|(w, a)| (*w, a))).unwrap();
+            for j in 0..mean.len() {
+                let lo = arrays.iter().map(|(_, a)| a[j]).fold(f32::INFINITY, f32::min);
+                let hi = arrays.iter().map(|(_, a)| a[j]).fold(f32::NEG_INFINITY, f32::max);
+                let slack = 1e-4 * (1.0 + lo.abs().max(hi.abs()));
+                prop_assert!(mean[j] >= lo - slack && mean[j] <= hi + slack);
+            }
+        }
+
+        #[test]
+        fn mean_is_permutation_invariant(updates in vectors(), rotation in 0usize..8) {
+            let arrays: Vec<(f64, Array1<f32>)> =
+                updates.iter().map(|(w, v)| (*w, Array1::from(v.clone()))).collect();
+            let mut rotated = arrays.clone();
+            let k = rotation % rotated.len();
+            rotated.rotate_left(k);
+            let a = weighted_mean(arrays.iter().map(|(w, a)| (*w, a))).unwrap();
+            let b = weighted_mean(rotated.iter().map(|(w, a)| (*w, a))).unwrap();
+            for (x, y) in a.iter().zip(&b) {
+                prop_assert!((x - y).abs() <= 1e-5 * (1.0 + x.abs()));
+            }
+        }
+
+        #[test]
+        fn equal_vectors_average_to_themselves(v in proptest::collection::vec(-1e3f32..1e3, 1..10), n in 1usize..5) {
+            let a = Array1::from(v);
+            let mean = weighted_mean((0..n).map(|i| (1.0 + i as f64, &a))).unwrap();
+            prop_assert_eq!(mean, a);
+        }
+    }
+
+    #[test]
+    fn weights_matter_and_nothing_gives_none() {
+        let a = Array1::from(vec![0.0f32, 0.0]);
+        let b = Array1::from(vec![4.0f32, 8.0]);
+        let mean = weighted_mean([(3.0, &a), (1.0, &b)]).unwrap();
+        assert_eq!(mean.to_vec(), vec![1.0, 2.0]);
+        assert!(weighted_mean(std::iter::empty()).is_none());
+        assert!(weighted_mean([(0.0, &a)]).is_none());
+    }
+}

@@ -1,0 +1,210 @@
+//! The node side of a run: one node's state machine with its stream and job counter.
+//!
+//! Both runtimes call [`NodeHost::handle`] the same way; the actix runtime moves each host
+//! into its own actor, so different nodes' handlers of one instant — including decoding the
+//! messages they receive and encoding those they send — run in parallel.
+
+use crate::{
+    Command, Context, Envelope, Event, JobId, Node, NodeId, Purpose, Seed, SimDuration, SimTime,
+    StreamCursor, wire,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::any::Any;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+/// Object-safe access to a node as `Any`, so callers can inspect their own node types.
+pub(crate) trait AnyNode<M>: Node<M> {
+    fn as_any(&self) -> &dyn Any;
+}
+
+impl<M, T: Node<M>> AnyNode<M> for T {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+/// Something that happens to a node, as the clock hands it over: messages still encoded.
+#[derive(Debug)]
+pub enum Inbound<M> {
+    /// The run begins.
+    Start,
+    /// A message arrives, still in its wire form.
+    Message {
+        /// Its envelope.
+        env: Envelope,
+        /// Its encoded bytes.
+        bytes: Vec<u8>,
+    },
+    /// A timer fires.
+    Timer {
+        /// The timer's tag.
+        tag: u64,
+    },
+    /// A job finished.
+    JobDone {
+        /// The job.
+        job: JobId,
+        /// Its output.
+        output: M,
+    },
+}
+
+/// A command after the node side processed it: messages already encoded.
+#[derive(Debug)]
+pub enum Outgoing<M> {
+    /// A message to send.
+    Send {
+        /// Destination.
+        to: NodeId,
+        /// Encoded message.
+        bytes: Vec<u8>,
+    },
+    /// A timer to set.
+    Timer {
+        /// Delay.
+        after: SimDuration,
+        /// Tag.
+        tag: u64,
+    },
+    /// A job to start.
+    Job {
+        /// Its id.
+        id: JobId,
+        /// Declared work [FLOP].
+        flops: u64,
+        /// The computation.
+        run: crate::Job<M>,
+    },
+    /// A trace record.
+    Record {
+        /// Label.
+        label: String,
+        /// Value.
+        value: f64,
+    },
+}
+
+/// What one node's handling of one instant produced.
+#[derive(Debug)]
+pub struct Handled<M> {
+    /// For each inbound message, in order: `None` if it decoded, or the decode error.
+    pub decode_errors: Vec<Option<String>>,
+    /// Commands of the events handled successfully, in issue order.
+    pub commands: Vec<Outgoing<M>>,
+    /// Why the node failed, if it did; it then handles nothing more.
+    pub failure: Option<String>,
+}
+
+/// One node with its own random stream and its job counter.
+pub struct NodeHost<M> {
+    id: NodeId,
+    node: Box<dyn AnyNode<M>>,
+    rng: StreamCursor,
+    next_job: u64,
+    failed: bool,
+}
+
+impl<M> std::fmt::Debug for NodeHost<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeHost").field("id", &self.id).field("failed", &self.failed).finish()
+    }
+}
+
+impl<M: Serialize + DeserializeOwned + 'static> NodeHost<M> {
+    pub(crate) fn new(seed: Seed, id: NodeId, node: Box<dyn AnyNode<M>>) -> Self {
+        Self { id, node, rng: seed.cursor(id, Purpose::NODE), next_job: 0, failed: false }
+    }
+
+    /// The node's id.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// The node, as its concrete type.
+    pub fn node<T: 'static>(&self) -> Option<&T> {
+        self.node.as_any().downcast_ref()
+    }
+
+    /// Handles one instant's `inbound` items in order at `now`.
+    ///
+    /// A message that does not decode is reported in [`Handled::decode_errors`] and not
+    /// shown to the node. A handler error or panic — or a message the node sends that does
+    /// not encode — stops the batch: that event's commands are discarded, earlier ones kept,
+    /// and the host refuses every later event.
+    pub fn handle(&mut self, now: SimTime, inbound: Vec<Inbound<M>>) -> Handled<M> {
+        let mut out = Handled { decode_errors: Vec::new(), commands: Vec::new(), failure: None };
+        let mut rng = self.rng.rng();
+        for item in inbound {
+            let event = match item {
+                Inbound::Start => Event::Start,
+                Inbound::Timer { tag } => Event::Timer { tag },
+                Inbound::JobDone { job, output } => Event::JobDone { job, output },
+                Inbound::Message { env, bytes } => match wire::decode::<M>(&bytes) {
+                    Ok(msg) => {
+                        out.decode_errors.push(None);
+                        Event::Message { from: env.src, msg }
+                    }
+                    Err(e) => {
+                        out.decode_errors.push(Some(e.to_string()));
+                        continue;
+                    }
+                },
+            };
+            if self.failed {
+                continue;
+            }
+            match self.dispatch(now, event, &mut rng) {
+                Ok(commands) => out.commands.extend(commands),
+                Err(reason) => {
+                    self.failed = true;
+                    out.failure = Some(reason);
+                }
+            }
+        }
+        self.rng.save(&rng);
+        out
+    }
+
+    /// Runs the handler on one event and encodes what it sends.
+    fn dispatch(
+        &mut self,
+        now: SimTime,
+        event: Event<M>,
+        rng: &mut rand_chacha::ChaCha8Rng,
+    ) -> Result<Vec<Outgoing<M>>, String> {
+        let mut ctx = Context::new(now, self.id, rng, &mut self.next_job);
+        let node = &mut self.node;
+        match catch_unwind(AssertUnwindSafe(|| node.on_event(event, &mut ctx))) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(format!("handler error: {e}")),
+            Err(panic) => return Err(format!("handler panicked: {}", panic_message(&panic))),
+        }
+        ctx.into_commands()
+            .into_iter()
+            .map(|command| {
+                Ok(match command {
+                    Command::Send { to, msg } => Outgoing::Send {
+                        to,
+                        bytes: wire::encode(&msg)
+                            .map_err(|e| format!("could not encode a message: {e}"))?,
+                    },
+                    Command::Timer { after, tag } => Outgoing::Timer { after, tag },
+                    Command::Job { id, flops, run } => Outgoing::Job { id, flops, run },
+                    Command::Record { label, value } => Outgoing::Record { label, value },
+                })
+            })
+            .collect()
+    }
+}
+
+/// The text of a panic payload.
+pub(crate) fn panic_message(panic: &Box<dyn Any + Send>) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".into()
+    }
+}

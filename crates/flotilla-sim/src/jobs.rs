@@ -1,0 +1,60 @@
+//! Running compute jobs: where the real CPU work of a node happens.
+
+use crate::host::panic_message;
+use crate::{Job, JobId, NodeError};
+use std::collections::BTreeMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+/// Executes jobs for a runtime. A job's *virtual* completion time is fixed when it is
+/// submitted (from the device profile), so a runner may run it whenever it likes before
+/// [`JobRunner::take`] asks for its output: inline, lazily, or on a pool of threads.
+pub trait JobRunner<M> {
+    /// Accepts a job; its output will be asked for once, by id.
+    fn submit(&mut self, id: JobId, job: Job<M>);
+    /// The job's output, waiting for it if needed. A job that panics yields an error.
+    fn take(&mut self, id: JobId) -> Result<M, NodeError>;
+    /// Forgets a job whose output nobody will read (its node failed).
+    fn discard(&mut self, id: JobId);
+}
+
+/// Runs each job on the calling thread when its output is taken.
+pub struct InlineRunner<M> {
+    pending: BTreeMap<JobId, Job<M>>,
+}
+
+impl<M> Default for InlineRunner<M> {
+    fn default() -> Self {
+        Self { pending: BTreeMap::new() }
+    }
+}
+
+impl<M> std::fmt::Debug for InlineRunner<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InlineRunner").field("pending", &self.pending.len()).finish()
+    }
+}
+
+/// Runs a job, turning a panic into an error.
+pub fn run_job<M>(job: Job<M>) -> Result<M, NodeError> {
+    match catch_unwind(AssertUnwindSafe(job)) {
+        Ok(result) => result,
+        Err(panic) => Err(NodeError(format!("job panicked: {}", panic_message(&panic)))),
+    }
+}
+
+impl<M> JobRunner<M> for InlineRunner<M> {
+    fn submit(&mut self, id: JobId, job: Job<M>) {
+        self.pending.insert(id, job);
+    }
+
+    fn take(&mut self, id: JobId) -> Result<M, NodeError> {
+        match self.pending.remove(&id) {
+            Some(job) => run_job(job),
+            None => Err(NodeError(format!("job {id:?} was never submitted"))),
+        }
+    }
+
+    fn discard(&mut self, id: JobId) {
+        self.pending.remove(&id);
+    }
+}

@@ -1,0 +1,158 @@
+//! Building a run and driving it on one thread: the reference executor.
+
+use crate::host::{AnyNode, NodeHost};
+use crate::jobs::{InlineRunner, JobRunner};
+use crate::trace::Recorder;
+use crate::router::Router;
+use crate::trace::TraceSummary;
+use crate::world::{Registration, RunReport, StopAt, World};
+use crate::{DeviceProfile, NetworkModel, Node, NodeId, Seed};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::io::Write;
+
+/// Assembles nodes, their devices and the network into a [`Simulation`].
+pub struct SimulationBuilder<M> {
+    seed: Seed,
+    network: NetworkModel,
+    registrations: Vec<Registration>,
+    nodes: Vec<Box<dyn AnyNode<M>>>,
+    jsonl: Option<Box<dyn Write + Send>>,
+    keep_records: bool,
+}
+
+impl<M> std::fmt::Debug for SimulationBuilder<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimulationBuilder")
+            .field("seed", &self.seed)
+            .field("nodes", &self.nodes.len())
+            .finish()
+    }
+}
+
+impl<M: Serialize + DeserializeOwned + 'static> SimulationBuilder<M> {
+    /// A run with master seed `seed` over `network`.
+    pub fn new(seed: Seed, network: NetworkModel) -> Self {
+        Self {
+            seed,
+            network,
+            registrations: Vec::new(),
+            nodes: Vec::new(),
+            jsonl: None,
+            keep_records: false,
+        }
+    }
+
+    /// Adds a node; `device` is its hardware (none: it computes instantly and is always
+    /// available, like a server). Ids are given in call order from 0.
+    pub fn add_node(
+        &mut self,
+        name: impl Into<String>,
+        node: impl Node<M>,
+        device: Option<DeviceProfile>,
+    ) -> NodeId {
+        let id = NodeId(self.nodes.len() as u32);
+        self.registrations.push(Registration { name: name.into(), device });
+        self.nodes.push(Box::new(node));
+        id
+    }
+
+    /// The network model, to add rules or links after nodes are known.
+    pub fn network(&mut self) -> &mut NetworkModel {
+        &mut self.network
+    }
+
+    /// Writes every trace record as a JSON line to `out`.
+    pub fn trace_jsonl(mut self, out: Box<dyn Write + Send>) -> Self {
+        self.jsonl = Some(out);
+        self
+    }
+
+    /// Keeps every trace record in memory (see [`Simulation::finish`]).
+    pub fn keep_records(mut self) -> Self {
+        self.keep_records = true;
+        self
+    }
+
+    /// The simulation, ready to run.
+    pub fn build(self) -> Simulation<M> {
+        let (jsonl, keep) = (self.jsonl, self.keep_records);
+        let router = Router::new(self.seed, self.registrations.len(), self.network);
+        let world = World::new(self.seed, self.registrations, move |devices| {
+            let mut recorder = Recorder::new(devices);
+            if let Some(out) = jsonl {
+                recorder = recorder.with_jsonl(out);
+            }
+            if keep {
+                recorder = recorder.with_memory();
+            }
+            recorder
+        });
+        let hosts = self
+            .nodes
+            .into_iter()
+            .enumerate()
+            .map(|(i, node)| NodeHost::new(self.seed, NodeId(i as u32), node))
+            .collect();
+        Simulation { world, router, hosts }
+    }
+}
+
+/// A run: the clock side ([`World`]), the network side ([`Router`]) and the node side (one
+/// [`NodeHost`] per node).
+#[derive(Debug)]
+pub struct Simulation<M> {
+    world: World<M>,
+    router: Router,
+    hosts: Vec<NodeHost<M>>,
+}
+
+impl<M: Serialize + DeserializeOwned + 'static> Simulation<M> {
+    /// A builder with master seed `seed` over `network`.
+    pub fn builder(seed: Seed, network: NetworkModel) -> SimulationBuilder<M> {
+        SimulationBuilder::new(seed, network)
+    }
+
+    /// Runs on the calling thread until `stop`, jobs inline: the reference executor.
+    pub fn run(&mut self, stop: StopAt) -> RunReport {
+        self.run_with(stop, &mut InlineRunner::default())
+    }
+
+    /// Runs on the calling thread until `stop`, with jobs executed by `runner`.
+    pub fn run_with(&mut self, stop: StopAt, runner: &mut dyn JobRunner<M>) -> RunReport {
+        while let Some((now, batches)) = self.world.begin_instant(stop, runner) {
+            for batch in batches {
+                let handled = self.hosts[batch.node.index()].handle(now, batch.inbound);
+                self.world.commit(batch.node, handled, runner);
+            }
+            let verdicts = self.router.route_all(&self.world.pending_sends());
+            self.world.deliver(verdicts);
+        }
+        self.world.report()
+    }
+
+    /// The clock side.
+    pub fn world(&self) -> &World<M> {
+        &self.world
+    }
+
+    /// A node by id, as its concrete type.
+    pub fn node<T: 'static>(&self, id: NodeId) -> Option<&T> {
+        self.hosts.get(id.index())?.node()
+    }
+
+    /// Splits the run into its clock, network and node sides, for other runtimes.
+    pub fn into_parts(self) -> (World<M>, Router, Vec<NodeHost<M>>) {
+        (self.world, self.router, self.hosts)
+    }
+
+    /// Joins parts split by [`Simulation::into_parts`].
+    pub fn from_parts(world: World<M>, router: Router, hosts: Vec<NodeHost<M>>) -> Self {
+        Self { world, router, hosts }
+    }
+
+    /// Flushes the trace and returns its summary (hash, counters, kept records).
+    pub fn finish(self) -> std::io::Result<TraceSummary> {
+        self.world.finish_trace()
+    }
+}

@@ -1,0 +1,444 @@
+//! The clock side of a run: the event queue, devices, the trace.
+//!
+//! A runtime drives a run as a loop of instants:
+//! 1. [`World::begin_instant`] pops every queued item of the earliest time and turns them
+//!    into per-node batches, in node-id order (dropping messages whose receiver is offline,
+//!    failed or unknown);
+//! 2. each node's [`NodeHost`](crate::NodeHost) handles its batch — in any order, on any
+//!    thread — decoding what it receives and encoding what it sends;
+//! 3. [`World::commit`] applies each node's result **in node-id order**, commands in issue
+//!    order: timers and job completions are queued, records traced, sends collected;
+//! 4. the [`Router`](crate::Router) decides the collected sends' fates in that same order,
+//!    and [`World::deliver`] queues them.
+//!
+//! Every order and every draw is decided in steps 1, 3 and 4, on one thread each, so the
+//! result cannot depend on how step 2 was scheduled.
+
+use crate::host::{Handled, Inbound, Outgoing};
+use crate::jobs::JobRunner;
+use crate::queue::EventQueue;
+use crate::trace::{Counters, Recorder, TraceEvent, TraceHash, TraceSummary};
+use crate::{
+    AvailabilityState, DeviceProfile, DropReason, Envelope, JobId, MessageId, NodeId, Purpose,
+    Seed, SimDuration, SimTime, StreamCursor,
+};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::marker::PhantomData;
+
+/// When a run stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopAt {
+    /// When nothing is left to happen.
+    Idle,
+    /// After the last instant at or before this time (later events stay queued).
+    Time(SimTime),
+}
+
+impl StopAt {
+    fn limit(self) -> SimTime {
+        match self {
+            StopAt::Idle => SimTime::MAX,
+            StopAt::Time(t) => t,
+        }
+    }
+}
+
+/// A node that failed and was isolated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NodeFailure {
+    /// The node.
+    pub node: NodeId,
+    /// Its name.
+    pub name: String,
+    /// When it failed.
+    pub time: SimTime,
+    /// What went wrong.
+    pub reason: String,
+}
+
+/// The outcome of a run (or of the run so far).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunReport {
+    /// Virtual time of the last instant processed.
+    pub end_time: SimTime,
+    /// Instants processed.
+    pub instants: u64,
+    /// Events handed to nodes.
+    pub events: u64,
+    /// Message, byte and job counters.
+    pub counters: Counters,
+    /// Hash of the whole trace so far: equal hashes mean identical runs.
+    pub trace_hash: TraceHash,
+    /// Nodes that failed, in failure order.
+    pub failures: Vec<NodeFailure>,
+}
+
+/// What is queued: payloads are bytes, so the queue is independent of the message type.
+#[derive(Debug)]
+enum Pending {
+    Start(NodeId),
+    Deliver { env: Envelope, bytes: Vec<u8> },
+    Timer { node: NodeId, tag: u64 },
+    JobDone(JobId),
+    JobLost { job: JobId, reason: DropReason },
+}
+
+/// What one node receives in one instant.
+#[derive(Debug)]
+pub struct Batch<M> {
+    /// The node.
+    pub node: NodeId,
+    /// Its items, in the total order.
+    pub inbound: Vec<Inbound<M>>,
+}
+
+/// Per-node state kept by the clock: streams, counters, availability, failure.
+#[derive(Debug)]
+struct NodeClock {
+    name: String,
+    device: Option<u32>,
+    compute: StreamCursor,
+    dropout: StreamCursor,
+    availability: StreamCursor,
+    availability_state: AvailabilityState,
+    sent: u64,
+    failed: bool,
+}
+
+/// The clock side of a run (see the module docs).
+pub struct World<M> {
+    now: SimTime,
+    queue: EventQueue<Pending>,
+    nodes: Vec<NodeClock>,
+    profiles: Vec<DeviceProfile>,
+    recorder: Recorder,
+    failures: Vec<NodeFailure>,
+    /// Envelopes of the messages handed out in the current instant, per receiver.
+    delivering: BTreeMap<NodeId, Vec<Envelope>>,
+    /// Sends committed in the current instant, awaiting the router.
+    sends: Vec<(Envelope, Vec<u8>)>,
+    instants: u64,
+    events: u64,
+    _message: PhantomData<fn() -> M>,
+}
+
+impl<M> std::fmt::Debug for World<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("World")
+            .field("now", &self.now)
+            .field("nodes", &self.nodes.len())
+            .field("queued", &self.queue.len())
+            .finish()
+    }
+}
+
+/// A node's registration: name and device profile (none for servers and other nodes that
+/// compute instantly and are always available).
+#[derive(Debug, Clone)]
+pub(crate) struct Registration {
+    pub(crate) name: String,
+    pub(crate) device: Option<DeviceProfile>,
+}
+
+impl<M> World<M> {
+    pub(crate) fn new(
+        seed: Seed,
+        registrations: Vec<Registration>,
+        recorder: impl FnOnce(Vec<bool>) -> Recorder,
+    ) -> Self {
+        let mut profiles: Vec<DeviceProfile> = Vec::new();
+        let mut nodes = Vec::with_capacity(registrations.len());
+        let mut is_device = Vec::with_capacity(registrations.len());
+        let mut queue = EventQueue::new();
+        for (i, reg) in registrations.into_iter().enumerate() {
+            let id = NodeId(i as u32);
+            // Many clients share a preset: store each distinct profile once.
+            let device = reg.device.map(|p| match profiles.iter().position(|q| *q == p) {
+                Some(k) => k as u32,
+                None => {
+                    profiles.push(p);
+                    (profiles.len() - 1) as u32
+                }
+            });
+            is_device.push(device.is_some());
+            nodes.push(NodeClock {
+                name: reg.name,
+                device,
+                compute: seed.cursor(id, Purpose::COMPUTE),
+                dropout: seed.cursor(id, Purpose::DROPOUT),
+                availability: seed.cursor(id, Purpose::AVAILABILITY),
+                availability_state: AvailabilityState::default(),
+                sent: 0,
+                failed: false,
+            });
+            queue.push(SimTime::ZERO, Pending::Start(id));
+        }
+        Self {
+            now: SimTime::ZERO,
+            queue,
+            nodes,
+            profiles,
+            recorder: recorder(is_device),
+            failures: Vec::new(),
+            delivering: BTreeMap::new(),
+            sends: Vec::new(),
+            instants: 0,
+            events: 0,
+            _message: PhantomData,
+        }
+    }
+
+    /// The current virtual time.
+    pub fn now(&self) -> SimTime {
+        self.now
+    }
+
+    /// The number of nodes.
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// A node's name.
+    pub fn name(&self, node: NodeId) -> &str {
+        &self.nodes[node.index()].name
+    }
+
+    /// A node's device profile, if it has one.
+    pub fn device(&self, node: NodeId) -> Option<&DeviceProfile> {
+        let k = self.nodes.get(node.index())?.device?;
+        self.profiles.get(k as usize)
+    }
+
+    /// The counters so far.
+    pub fn counters(&self) -> &Counters {
+        self.recorder.counters()
+    }
+
+    /// The report of the run so far.
+    pub fn report(&self) -> RunReport {
+        RunReport {
+            end_time: self.now,
+            instants: self.instants,
+            events: self.events,
+            counters: self.recorder.counters().clone(),
+            trace_hash: self.recorder.hash(),
+            failures: self.failures.clone(),
+        }
+    }
+
+    /// Flushes and closes the trace, returning the recorder's outcome.
+    pub fn finish_trace(self) -> std::io::Result<TraceSummary> {
+        self.recorder.finish()
+    }
+
+    fn trace(&mut self, event: TraceEvent) {
+        // Records are only ever made at `self.now`, which never decreases.
+        self.recorder.record(self.now, event).expect("virtual time never goes back");
+    }
+
+    /// Step 1: pops the next instant if it is not later than `stop`, and returns its
+    /// batches in node-id order (nodes with nothing to do are absent). `None` when the run
+    /// is over.
+    pub fn begin_instant(
+        &mut self,
+        stop: StopAt,
+        runner: &mut dyn JobRunner<M>,
+    ) -> Option<(SimTime, Vec<Batch<M>>)> {
+        if self.queue.peek_time()? > stop.limit() {
+            return None;
+        }
+        let (now, items) = self.queue.pop_instant()?;
+        self.now = now;
+        self.instants += 1;
+        let mut batches: BTreeMap<NodeId, Vec<Inbound<M>>> = BTreeMap::new();
+        for item in items {
+            let (node, inbound) = match item {
+                Pending::Start(node) => (node, Inbound::Start),
+                Pending::Deliver { env, bytes } => {
+                    if let Some(reason) = self.refusal(env.dst) {
+                        self.drop_message(&env, reason);
+                        continue;
+                    }
+                    self.delivering.entry(env.dst).or_default().push(env);
+                    (env.dst, Inbound::Message { env, bytes })
+                }
+                Pending::Timer { node, tag } => {
+                    if self.nodes[node.index()].failed {
+                        continue;
+                    }
+                    self.trace(TraceEvent::Timer { node, tag });
+                    (node, Inbound::Timer { tag })
+                }
+                Pending::JobDone(job) => {
+                    if self.nodes[job.node.index()].failed {
+                        runner.discard(job);
+                        self.trace(TraceEvent::JobLost { job, reason: DropReason::NodeFailed });
+                        continue;
+                    }
+                    match runner.take(job) {
+                        Ok(output) => {
+                            self.trace(TraceEvent::JobDone { job });
+                            (job.node, Inbound::JobDone { job, output })
+                        }
+                        Err(e) => {
+                            self.trace(TraceEvent::JobLost { job, reason: DropReason::NodeFailed });
+                            self.fail(job.node, format!("job {} failed: {e}", job.seq));
+                            continue;
+                        }
+                    }
+                }
+                Pending::JobLost { job, reason } => {
+                    self.trace(TraceEvent::JobLost { job, reason });
+                    continue;
+                }
+            };
+            batches.entry(node).or_default().push(inbound);
+        }
+        self.events += batches.values().map(|b| b.len() as u64).sum::<u64>();
+        let batches = batches.into_iter().map(|(node, inbound)| Batch { node, inbound }).collect();
+        Some((now, batches))
+    }
+
+    /// Why a message to `dst` cannot be delivered now, if it cannot.
+    fn refusal(&mut self, dst: NodeId) -> Option<DropReason> {
+        match self.nodes.get(dst.index()) {
+            None => Some(DropReason::UnknownNode),
+            Some(n) if n.failed => Some(DropReason::NodeFailed),
+            Some(_) if !self.available(dst) => Some(DropReason::Offline),
+            Some(_) => None,
+        }
+    }
+
+    fn drop_message(&mut self, env: &Envelope, reason: DropReason) {
+        self.trace(TraceEvent::Drop {
+            id: env.id,
+            src: env.src,
+            dst: env.dst,
+            bytes: env.bytes,
+            reason,
+        });
+    }
+
+    fn available(&mut self, node: NodeId) -> bool {
+        let now = self.now;
+        let clock = &mut self.nodes[node.index()];
+        let Some(k) = clock.device else { return true };
+        let availability = &self.profiles[k as usize].availability;
+        let state = &mut clock.availability_state;
+        clock.availability.with(|rng| state.is_available(availability, now, rng))
+    }
+
+    /// Step 3: applies one node's results. Call once per batch, in node-id order.
+    pub fn commit(&mut self, node: NodeId, handled: Handled<M>, runner: &mut dyn JobRunner<M>) {
+        let envelopes = self.delivering.remove(&node).unwrap_or_default();
+        for (env, error) in envelopes.iter().zip(handled.decode_errors) {
+            match error {
+                None => self.trace(TraceEvent::Deliver {
+                    id: env.id,
+                    src: env.src,
+                    dst: env.dst,
+                    bytes: env.bytes,
+                }),
+                Some(_) => self.drop_message(env, DropReason::Malformed),
+            }
+        }
+        for command in handled.commands {
+            match command {
+                Outgoing::Send { to, bytes } => self.send(node, to, bytes),
+                Outgoing::Timer { after, tag } => {
+                    self.queue.push(self.now + after, Pending::Timer { node, tag });
+                }
+                Outgoing::Job { id, flops, run } => self.start_job(id, flops, run, runner),
+                Outgoing::Record { label, value } => {
+                    self.trace(TraceEvent::Record { node, label, value });
+                }
+            }
+        }
+        if let Some(reason) = handled.failure {
+            self.fail(node, reason);
+        }
+    }
+
+    fn send(&mut self, src: NodeId, dst: NodeId, bytes: Vec<u8>) {
+        let clock = &mut self.nodes[src.index()];
+        let id = MessageId { src, seq: clock.sent };
+        clock.sent += 1;
+        let env = Envelope { id, src, dst, sent_at: self.now, bytes: bytes.len() as u64 };
+        self.trace(TraceEvent::Send { id, src, dst, bytes: env.bytes });
+        if dst.index() >= self.nodes.len() {
+            self.drop_message(&env, DropReason::UnknownNode);
+        } else {
+            self.sends.push((env, bytes));
+        }
+    }
+
+    /// Step 4, first half: the envelopes of this instant's sends, in commit order, for the
+    /// router.
+    pub fn pending_sends(&self) -> Vec<Envelope> {
+        self.sends.iter().map(|(env, _)| *env).collect()
+    }
+
+    /// Step 4, second half: queues or drops this instant's sends by the router's verdicts
+    /// (one per [`World::pending_sends`] entry, same order).
+    ///
+    /// # Panics
+    /// If the number of verdicts differs from the number of pending sends (a runtime bug).
+    pub fn deliver(&mut self, verdicts: Vec<Result<SimDuration, DropReason>>) {
+        let sends = std::mem::take(&mut self.sends);
+        assert_eq!(sends.len(), verdicts.len(), "one verdict per pending send");
+        for ((env, bytes), verdict) in sends.into_iter().zip(verdicts) {
+            match verdict {
+                Ok(delay) => self.queue.push(env.sent_at + delay, Pending::Deliver { env, bytes }),
+                Err(reason) => self.drop_message(&env, reason),
+            }
+        }
+    }
+
+    fn start_job(
+        &mut self,
+        job: JobId,
+        flops: u64,
+        run: crate::Job<M>,
+        runner: &mut dyn JobRunner<M>,
+    ) {
+        let now = self.now;
+        let clock = &mut self.nodes[job.node.index()];
+        let (duration, lost) = match clock.device {
+            None => (SimDuration::ZERO, None),
+            Some(k) => {
+                let profile = &self.profiles[k as usize];
+                // Fixed draw order: compute time, then dropout, then availability.
+                let duration = clock.compute.with(|rng| profile.job_duration(flops, rng));
+                let dropout = clock.dropout.with(|rng| profile.draw_dropout(duration, rng));
+                let mut lost = dropout.map(|offset| (now + offset, DropReason::Dropout));
+                let state = &mut clock.availability_state;
+                let availability = &profile.availability;
+                let off = clock.availability.with(|rng| state.next_off_after(availability, now, rng));
+                if off < now + duration && lost.is_none_or(|(at, _)| off < at) {
+                    lost = Some((off, DropReason::Offline));
+                }
+                (duration, lost)
+            }
+        };
+        self.trace(TraceEvent::JobStart { job, flops, duration });
+        match lost {
+            Some((at, reason)) => self.queue.push(at, Pending::JobLost { job, reason }),
+            None => {
+                runner.submit(job, run);
+                self.queue.push(now + duration, Pending::JobDone(job));
+            }
+        }
+    }
+
+    fn fail(&mut self, node: NodeId, reason: String) {
+        let clock = &mut self.nodes[node.index()];
+        if clock.failed {
+            return;
+        }
+        clock.failed = true;
+        let name = clock.name.clone();
+        self.trace(TraceEvent::NodeFailed { node, reason: reason.clone() });
+        self.failures.push(NodeFailure { node, name, time: self.now, reason });
+    }
+}
