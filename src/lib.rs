@@ -6,7 +6,11 @@
 #[doc(inline)]
 pub use flotilla_data as data;
 #[doc(inline)]
+pub use flotilla_fl as fl;
+#[doc(inline)]
 pub use flotilla_nn as nn;
+#[doc(inline)]
+pub use flotilla_sim as sim;
 #[doc(inline)]
 pub use flotilla_train as train;
 

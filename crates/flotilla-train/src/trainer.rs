@@ -111,3 +111,108 @@ impl Trainer {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::evaluate;
+    use flotilla_data::{Dataset, ImageShape};
+    use flotilla_nn::{ModelSpec, Shape, batch_from_flat};
+    use ndarray::Array2;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    /// A linearly separable two-class problem in 4 dimensions.
+    fn toy() -> Dataset {
+        let n = 64;
+        let x = Array2::from_shape_fn((n, 4), |(i, j)| {
+            let sign = if i % 2 == 0 { 1.0 } else { -1.0 };
+            sign * (1.0 + j as f32 * 0.1) + ((i * 7 + j * 3) % 5) as f32 * 0.05
+        });
+        let y = (0..n).map(|i| (i % 2) as u32).collect();
+        Dataset::new("toy", x, y, ImageShape::flat(4), 2).unwrap()
+    }
+
+    fn trainer() -> (Trainer, Weights) {
+        let net = ModelSpec::Mlp(vec![4, 8, 2])
+            .build(Shape::flat(4), 2)
+            .unwrap();
+        let weights = net.init(&mut ChaCha8Rng::seed_from_u64(1));
+        let sgd = SgdConfig {
+            lr: 0.1,
+            momentum: 0.9,
+            weight_decay: 0.0,
+            nesterov: false,
+        };
+        (Trainer::new(net, sgd).unwrap(), weights)
+    }
+
+    #[test]
+    fn cross_entropy_steps_fit_a_separable_problem() {
+        let data = toy();
+        let (mut trainer, mut weights) = trainer();
+        let loader = BatchLoader::new(&data, None);
+        let all: Vec<usize> = (0..data.len()).collect();
+        let mut rng = ChaCha8Rng::seed_from_u64(2);
+        let first = trainer
+            .train_steps(&mut weights, &loader, &all, 5, 16, 0.1, &mut rng)
+            .unwrap();
+        let later = trainer
+            .train_steps(&mut weights, &loader, &all, 50, 16, 0.1, &mut rng)
+            .unwrap();
+        assert!(later < first * 0.2, "loss {first} → {later}");
+        let stats = evaluate(trainer.network(), &weights, &data, 10).unwrap();
+        assert_eq!(stats.accuracy(), 1.0);
+    }
+
+    #[test]
+    fn distillation_pulls_the_student_to_the_teacher() {
+        let data = toy();
+        let (mut trainer, mut weights) = trainer();
+        let (x, _) = BatchLoader::new(&data, None)
+            .load_plain(&[0, 1, 2, 3])
+            .unwrap();
+        let teacher = ndarray::arr2(&[[3.0f32, -3.0], [-3.0, 3.0], [3.0, -3.0], [-3.0, 3.0]]);
+        let mut losses = Vec::new();
+        for _ in 0..60 {
+            let loss = trainer
+                .distill_step(&mut weights, x.clone(), &teacher.view(), 3.0, 1.0, 0.1)
+                .unwrap();
+            losses.push(loss);
+        }
+        assert!(
+            losses[59] < losses[0] * 0.1,
+            "KD loss {} → {}",
+            losses[0],
+            losses[59]
+        );
+    }
+
+    #[test]
+    fn zero_weight_distillation_changes_nothing_but_batch_statistics() {
+        let data = toy();
+        let (mut trainer, mut weights) = trainer();
+        let before = weights.clone();
+        let x = batch_from_flat(data.gather(&[0, 1]).0, Shape::flat(4)).unwrap();
+        let teacher = ndarray::arr2(&[[1.0f32, 0.0], [0.0, 1.0]]);
+        trainer
+            .distill_step(&mut weights, x, &teacher.view(), 3.0, 0.0, 0.1)
+            .unwrap();
+        assert_eq!(weights.params, before.params);
+    }
+
+    #[test]
+    fn mismatched_weights_are_an_error() {
+        let data = toy();
+        let (mut trainer, _) = trainer();
+        let mut wrong = Weights {
+            params: ndarray::Array1::zeros(3),
+            state: ndarray::Array1::zeros(0),
+        };
+        let (x, y) = BatchLoader::new(&data, None).load_plain(&[0, 1]).unwrap();
+        let err = trainer
+            .cross_entropy_step(&mut wrong, x, &y, 0.1)
+            .unwrap_err();
+        assert!(err.to_string().contains("parameter vector"), "{err}");
+    }
+}
