@@ -40,7 +40,7 @@ pub struct RoundSummary {
     pub sampled: Vec<NodeId>,
     /// Clients whose update made it into the average, in arrival order.
     pub arrived: Vec<NodeId>,
-    /// Virtual time the round closed [s].
+    /// Virtual time the round closed \[s\].
     pub closed_at_s: f64,
     /// Test accuracy of the new global model, once evaluated.
     pub accuracy: Option<f64>,

@@ -72,13 +72,13 @@ impl LearningTask {
             .build(input_shape(&self.train), self.train.classes())?)
     }
 
-    /// Declared work of one local training run [FLOP]: three forward passes' worth per
+    /// Declared work of one local training run \[FLOP\]: three forward passes' worth per
     /// sample (forward, input gradient, weight gradient).
     pub fn training_flops(&self) -> u64 {
         3 * self.flops_per_sample * (self.local_steps * self.batch_size) as u64
     }
 
-    /// Declared work of evaluating the test set [FLOP].
+    /// Declared work of evaluating the test set \[FLOP\].
     pub fn evaluation_flops(&self) -> u64 {
         self.flops_per_sample * self.test.len() as u64
     }

@@ -16,7 +16,7 @@ pub struct Envelope {
     pub dst: NodeId,
     /// When it was sent.
     pub sent_at: SimTime,
-    /// Encoded size [bytes]; drives the bandwidth model.
+    /// Encoded size \[bytes\]; drives the bandwidth model.
     pub bytes: u64,
 }
 

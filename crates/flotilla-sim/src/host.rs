@@ -71,7 +71,7 @@ pub enum Outgoing<M> {
     Job {
         /// Its id.
         id: JobId,
-        /// Declared work [FLOP].
+        /// Declared work \[FLOP\].
         flops: u64,
         /// The computation.
         run: crate::Job<M>,

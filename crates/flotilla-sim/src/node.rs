@@ -70,7 +70,7 @@ pub enum Command<M> {
     Job {
         /// The job's id.
         id: JobId,
-        /// Declared work [FLOP]; the device profile turns it into virtual time.
+        /// Declared work \[FLOP\]; the device profile turns it into virtual time.
         flops: u64,
         /// The computation.
         run: Job<M>,

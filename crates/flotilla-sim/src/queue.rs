@@ -42,7 +42,10 @@ impl<T> Ord for Entry<T> {
 
 impl<T> Default for EventQueue<T> {
     fn default() -> Self {
-        Self { heap: BinaryHeap::new(), next_seq: 0 }
+        Self {
+            heap: BinaryHeap::new(),
+            next_seq: 0,
+        }
     }
 }
 

@@ -122,7 +122,11 @@ mod tests {
         let start: u64 = seed.stream(NodeId(2), Purpose::TRAINING).random();
         assert_eq!(a, start);
         assert_ne!(a, b);
-        assert_eq!(b, seed.substream(NodeId(2), Purpose::TRAINING, 1).random::<u64>());
+        assert_eq!(
+            b,
+            seed.substream(NodeId(2), Purpose::TRAINING, 1)
+                .random::<u64>()
+        );
     }
 
     #[test]
