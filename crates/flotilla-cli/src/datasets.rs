@@ -82,8 +82,8 @@ impl Named {
     /// The learning rate `flotilla train` uses by default (SGD, momentum 0.9, batch 32).
     pub(crate) fn default_lr(self) -> f32 {
         match self {
-            Named::Synthetic | Named::Cifar10 => 0.05,
-            Named::Mnist | Named::Femnist => 0.02,
+            Named::Synthetic => 0.05,
+            Named::Mnist | Named::Cifar10 | Named::Femnist => 0.02,
         }
     }
 

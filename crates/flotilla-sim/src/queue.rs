@@ -78,6 +78,11 @@ impl<T> EventQueue<T> {
         Some((time, items))
     }
 
+    /// Every queued item, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = &T> {
+        self.heap.iter().map(|Reverse(e)| &e.item)
+    }
+
     /// Items queued.
     pub fn len(&self) -> usize {
         self.heap.len()

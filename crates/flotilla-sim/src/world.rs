@@ -210,6 +210,12 @@ impl<M> World<M> {
         self.profiles.get(k as usize)
     }
 
+    /// Messages queued for delivery right now: the in-flight count, measured directly
+    /// (the counters derive theirs from sent, delivered and dropped).
+    pub fn queued_messages(&self) -> u64 {
+        self.queue.iter().filter(|p| matches!(p, Pending::Deliver { .. })).count() as u64
+    }
+
     /// The counters so far.
     pub fn counters(&self) -> &Counters {
         self.recorder.counters()

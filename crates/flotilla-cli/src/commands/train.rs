@@ -31,8 +31,8 @@ pub(crate) struct TrainArgs {
     /// Mini-batch size.
     #[arg(long, default_value_t = 32)]
     batch: usize,
-    /// Learning rate before decay. Default: 0.05 for synthetic and cifar10, 0.02 for mnist
-    /// and femnist.
+    /// Learning rate before decay. Default: 0.05 for synthetic, 0.02 for the image
+    /// datasets.
     #[arg(long)]
     lr: Option<f32>,
     /// SGD momentum.
