@@ -51,7 +51,6 @@ pub enum Inbound<M> {
 }
 
 /// A command after the node side processed it: messages already encoded.
-#[derive(Debug)]
 pub enum Outgoing<M> {
     /// A message to send.
     Send {
@@ -85,6 +84,19 @@ pub enum Outgoing<M> {
     },
 }
 
+impl<M> std::fmt::Debug for Outgoing<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Outgoing::Send { to, bytes } => {
+                write!(f, "Send {{ to: {to}, bytes: {} }}", bytes.len())
+            }
+            Outgoing::Timer { after, tag } => write!(f, "Timer {{ after: {after}, tag: {tag} }}"),
+            Outgoing::Job { id, flops, .. } => write!(f, "Job {{ id: {id:?}, flops: {flops} }}"),
+            Outgoing::Record { label, value } => write!(f, "Record {{ {label}: {value} }}"),
+        }
+    }
+}
+
 /// What one node's handling of one instant produced.
 #[derive(Debug)]
 pub struct Handled<M> {
@@ -107,13 +119,22 @@ pub struct NodeHost<M> {
 
 impl<M> std::fmt::Debug for NodeHost<M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NodeHost").field("id", &self.id).field("failed", &self.failed).finish()
+        f.debug_struct("NodeHost")
+            .field("id", &self.id)
+            .field("failed", &self.failed)
+            .finish()
     }
 }
 
 impl<M: Serialize + DeserializeOwned + 'static> NodeHost<M> {
     pub(crate) fn new(seed: Seed, id: NodeId, node: Box<dyn AnyNode<M>>) -> Self {
-        Self { id, node, rng: seed.cursor(id, Purpose::NODE), next_job: 0, failed: false }
+        Self {
+            id,
+            node,
+            rng: seed.cursor(id, Purpose::NODE),
+            next_job: 0,
+            failed: false,
+        }
     }
 
     /// The node's id.
@@ -133,7 +154,11 @@ impl<M: Serialize + DeserializeOwned + 'static> NodeHost<M> {
     /// not encode — stops the batch: that event's commands are discarded, earlier ones kept,
     /// and the host refuses every later event.
     pub fn handle(&mut self, now: SimTime, inbound: Vec<Inbound<M>>) -> Handled<M> {
-        let mut out = Handled { decode_errors: Vec::new(), commands: Vec::new(), failure: None };
+        let mut out = Handled {
+            decode_errors: Vec::new(),
+            commands: Vec::new(),
+            failure: None,
+        };
         let mut rng = self.rng.rng();
         for item in inbound {
             let event = match item {

@@ -24,13 +24,17 @@ pub struct InlineRunner<M> {
 
 impl<M> Default for InlineRunner<M> {
     fn default() -> Self {
-        Self { pending: BTreeMap::new() }
+        Self {
+            pending: BTreeMap::new(),
+        }
     }
 }
 
 impl<M> std::fmt::Debug for InlineRunner<M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("InlineRunner").field("pending", &self.pending.len()).finish()
+        f.debug_struct("InlineRunner")
+            .field("pending", &self.pending.len())
+            .finish()
     }
 }
 
@@ -38,7 +42,10 @@ impl<M> std::fmt::Debug for InlineRunner<M> {
 pub fn run_job<M>(job: Job<M>) -> Result<M, NodeError> {
     match catch_unwind(AssertUnwindSafe(job)) {
         Ok(result) => result,
-        Err(panic) => Err(NodeError(format!("job panicked: {}", panic_message(&panic)))),
+        Err(panic) => Err(NodeError(format!(
+            "job panicked: {}",
+            panic_message(&panic)
+        ))),
     }
 }
 

@@ -45,28 +45,39 @@
 
 mod device;
 mod envelope;
-// LEAD-PENDING mod host;
+mod host;
 mod id;
-// LEAD-PENDING mod jobs;
+mod jobs;
 mod network;
 mod node;
 mod queue;
 mod rng;
-// LEAD-PENDING mod router;
-// LEAD-PENDING mod simulation;
+mod router;
+mod simulation;
 mod time;
 mod trace;
 pub mod wire;
-// LEAD-PENDING mod world;
+mod world;
 
+pub use device::{
+    Availability, AvailabilityState, DeviceError, DeviceProfile, DeviceTrace, PRESET_NAMES,
+    ProfileConfig, TraceDevice,
+};
 pub use envelope::{DropReason, Envelope};
-// LEAD-PENDING pub use host::{Handled, Inbound, NodeHost, Outgoing};
-// LEAD-PENDING pub use router::Router;
-// LEAD-PENDING pub use jobs::{InlineRunner, JobRunner, run_job};
-pub use queue::EventQueue;
-// LEAD-PENDING pub use simulation::{Simulation, SimulationBuilder};
-// LEAD-PENDING pub use world::{Batch, NodeFailure, RunReport, StopAt, World};
+pub use host::{Handled, Inbound, NodeHost, Outgoing};
 pub use id::{JobId, MessageId, NodeId};
+pub use jobs::{InlineRunner, JobRunner, run_job};
+pub use network::{
+    Latency, LinkConfig, LinkSpec, NetworkConfig, NetworkError, NetworkModel, NetworkPartition,
+    NodeLinks, Outage, OutageConfig, PartitionConfig, Rule, Verdict,
+};
 pub use node::{Command, Context, Event, Job, Node, NodeError};
+pub use queue::EventQueue;
 pub use rng::{Purpose, Seed, StreamCursor};
+pub use router::Router;
+pub use simulation::{Simulation, SimulationBuilder};
 pub use time::{SimDuration, SimTime, hours, micros, millis, mins, secs};
+pub use trace::{
+    Counters, Recorder, TraceError, TraceEvent, TraceHash, TraceRecord, TraceSummary, read_jsonl,
+};
+pub use world::{Batch, NodeFailure, RunReport, StopAt, World};

@@ -13,7 +13,9 @@ pub struct Router {
 
 impl Router {
     pub(crate) fn new(seed: Seed, nodes: usize, network: NetworkModel) -> Self {
-        let streams = (0..nodes).map(|i| seed.cursor(NodeId(i as u32), Purpose::NETWORK)).collect();
+        let streams = (0..nodes)
+            .map(|i| seed.cursor(NodeId(i as u32), Purpose::NETWORK))
+            .collect();
         Self { network, streams }
     }
 

@@ -2,8 +2,8 @@
 
 use crate::host::{AnyNode, NodeHost};
 use crate::jobs::{InlineRunner, JobRunner};
-use crate::trace::Recorder;
 use crate::router::Router;
+use crate::trace::Recorder;
 use crate::trace::TraceSummary;
 use crate::world::{Registration, RunReport, StopAt, World};
 use crate::{DeviceProfile, NetworkModel, Node, NodeId, Seed};
@@ -52,7 +52,10 @@ impl<M: Serialize + DeserializeOwned + 'static> SimulationBuilder<M> {
         device: Option<DeviceProfile>,
     ) -> NodeId {
         let id = NodeId(self.nodes.len() as u32);
-        self.registrations.push(Registration { name: name.into(), device });
+        self.registrations.push(Registration {
+            name: name.into(),
+            device,
+        });
         self.nodes.push(Box::new(node));
         id
     }
@@ -94,7 +97,11 @@ impl<M: Serialize + DeserializeOwned + 'static> SimulationBuilder<M> {
             .enumerate()
             .map(|(i, node)| NodeHost::new(self.seed, NodeId(i as u32), node))
             .collect();
-        Simulation { world, router, hosts }
+        Simulation {
+            world,
+            router,
+            hosts,
+        }
     }
 }
 
@@ -148,7 +155,11 @@ impl<M: Serialize + DeserializeOwned + 'static> Simulation<M> {
 
     /// Joins parts split by [`Simulation::into_parts`].
     pub fn from_parts(world: World<M>, router: Router, hosts: Vec<NodeHost<M>>) -> Self {
-        Self { world, router, hosts }
+        Self {
+            world,
+            router,
+            hosts,
+        }
     }
 
     /// Flushes the trace and returns its summary (hash, counters, kept records).

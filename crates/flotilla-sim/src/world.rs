@@ -154,13 +154,15 @@ impl<M> World<M> {
         for (i, reg) in registrations.into_iter().enumerate() {
             let id = NodeId(i as u32);
             // Many clients share a preset: store each distinct profile once.
-            let device = reg.device.map(|p| match profiles.iter().position(|q| *q == p) {
-                Some(k) => k as u32,
-                None => {
-                    profiles.push(p);
-                    (profiles.len() - 1) as u32
-                }
-            });
+            let device = reg
+                .device
+                .map(|p| match profiles.iter().position(|q| *q == p) {
+                    Some(k) => k as u32,
+                    None => {
+                        profiles.push(p);
+                        (profiles.len() - 1) as u32
+                    }
+                });
             is_device.push(device.is_some());
             nodes.push(NodeClock {
                 name: reg.name,
@@ -213,7 +215,10 @@ impl<M> World<M> {
     /// Messages queued for delivery right now: the in-flight count, measured directly
     /// (the counters derive theirs from sent, delivered and dropped).
     pub fn queued_messages(&self) -> u64 {
-        self.queue.iter().filter(|p| matches!(p, Pending::Deliver { .. })).count() as u64
+        self.queue
+            .iter()
+            .filter(|p| matches!(p, Pending::Deliver { .. }))
+            .count() as u64
     }
 
     /// The counters so far.
@@ -240,7 +245,9 @@ impl<M> World<M> {
 
     fn trace(&mut self, event: TraceEvent) {
         // Records are only ever made at `self.now`, which never decreases.
-        self.recorder.record(self.now, event).expect("virtual time never goes back");
+        self.recorder
+            .record(self.now, event)
+            .expect("virtual time never goes back");
     }
 
     /// Step 1: pops the next instant if it is not later than `stop`, and returns its
@@ -279,7 +286,10 @@ impl<M> World<M> {
                 Pending::JobDone(job) => {
                     if self.nodes[job.node.index()].failed {
                         runner.discard(job);
-                        self.trace(TraceEvent::JobLost { job, reason: DropReason::NodeFailed });
+                        self.trace(TraceEvent::JobLost {
+                            job,
+                            reason: DropReason::NodeFailed,
+                        });
                         continue;
                     }
                     match runner.take(job) {
@@ -288,7 +298,10 @@ impl<M> World<M> {
                             (job.node, Inbound::JobDone { job, output })
                         }
                         Err(e) => {
-                            self.trace(TraceEvent::JobLost { job, reason: DropReason::NodeFailed });
+                            self.trace(TraceEvent::JobLost {
+                                job,
+                                reason: DropReason::NodeFailed,
+                            });
                             self.fail(job.node, format!("job {} failed: {e}", job.seq));
                             continue;
                         }
@@ -302,17 +315,20 @@ impl<M> World<M> {
             batches.entry(node).or_default().push(inbound);
         }
         self.events += batches.values().map(|b| b.len() as u64).sum::<u64>();
-        let batches = batches.into_iter().map(|(node, inbound)| Batch { node, inbound }).collect();
+        let batches = batches
+            .into_iter()
+            .map(|(node, inbound)| Batch { node, inbound })
+            .collect();
         Some((now, batches))
     }
 
     /// Why a message to `dst` cannot be delivered now, if it cannot.
     fn refusal(&mut self, dst: NodeId) -> Option<DropReason> {
-        match self.nodes.get(dst.index()) {
+        match self.nodes.get(dst.index()).map(|n| n.failed) {
             None => Some(DropReason::UnknownNode),
-            Some(n) if n.failed => Some(DropReason::NodeFailed),
-            Some(_) if !self.available(dst) => Some(DropReason::Offline),
-            Some(_) => None,
+            Some(true) => Some(DropReason::NodeFailed),
+            Some(false) if !self.available(dst) => Some(DropReason::Offline),
+            Some(false) => None,
         }
     }
 
@@ -332,7 +348,9 @@ impl<M> World<M> {
         let Some(k) = clock.device else { return true };
         let availability = &self.profiles[k as usize].availability;
         let state = &mut clock.availability_state;
-        clock.availability.with(|rng| state.is_available(availability, now, rng))
+        clock
+            .availability
+            .with(|rng| state.is_available(availability, now, rng))
     }
 
     /// Step 3: applies one node's results. Call once per batch, in node-id order.
@@ -353,7 +371,8 @@ impl<M> World<M> {
             match command {
                 Outgoing::Send { to, bytes } => self.send(node, to, bytes),
                 Outgoing::Timer { after, tag } => {
-                    self.queue.push(self.now + after, Pending::Timer { node, tag });
+                    self.queue
+                        .push(self.now + after, Pending::Timer { node, tag });
                 }
                 Outgoing::Job { id, flops, run } => self.start_job(id, flops, run, runner),
                 Outgoing::Record { label, value } => {
@@ -368,10 +387,24 @@ impl<M> World<M> {
 
     fn send(&mut self, src: NodeId, dst: NodeId, bytes: Vec<u8>) {
         let clock = &mut self.nodes[src.index()];
-        let id = MessageId { src, seq: clock.sent };
+        let id = MessageId {
+            src,
+            seq: clock.sent,
+        };
         clock.sent += 1;
-        let env = Envelope { id, src, dst, sent_at: self.now, bytes: bytes.len() as u64 };
-        self.trace(TraceEvent::Send { id, src, dst, bytes: env.bytes });
+        let env = Envelope {
+            id,
+            src,
+            dst,
+            sent_at: self.now,
+            bytes: bytes.len() as u64,
+        };
+        self.trace(TraceEvent::Send {
+            id,
+            src,
+            dst,
+            bytes: env.bytes,
+        });
         if dst.index() >= self.nodes.len() {
             self.drop_message(&env, DropReason::UnknownNode);
         } else {
@@ -395,7 +428,9 @@ impl<M> World<M> {
         assert_eq!(sends.len(), verdicts.len(), "one verdict per pending send");
         for ((env, bytes), verdict) in sends.into_iter().zip(verdicts) {
             match verdict {
-                Ok(delay) => self.queue.push(env.sent_at + delay, Pending::Deliver { env, bytes }),
+                Ok(delay) => self
+                    .queue
+                    .push(env.sent_at + delay, Pending::Deliver { env, bytes }),
                 Err(reason) => self.drop_message(&env, reason),
             }
         }
@@ -416,18 +451,26 @@ impl<M> World<M> {
                 let profile = &self.profiles[k as usize];
                 // Fixed draw order: compute time, then dropout, then availability.
                 let duration = clock.compute.with(|rng| profile.job_duration(flops, rng));
-                let dropout = clock.dropout.with(|rng| profile.draw_dropout(duration, rng));
+                let dropout = clock
+                    .dropout
+                    .with(|rng| profile.draw_dropout(duration, rng));
                 let mut lost = dropout.map(|offset| (now + offset, DropReason::Dropout));
                 let state = &mut clock.availability_state;
                 let availability = &profile.availability;
-                let off = clock.availability.with(|rng| state.next_off_after(availability, now, rng));
-                if off < now + duration && lost.is_none_or(|(at, _)| off < at) {
+                let off = clock
+                    .availability
+                    .with(|rng| state.next_off_after(availability, now, rng));
+                if off < now + duration && lost.as_ref().is_none_or(|(at, _)| off < *at) {
                     lost = Some((off, DropReason::Offline));
                 }
                 (duration, lost)
             }
         };
-        self.trace(TraceEvent::JobStart { job, flops, duration });
+        self.trace(TraceEvent::JobStart {
+            job,
+            flops,
+            duration,
+        });
         match lost {
             Some((at, reason)) => self.queue.push(at, Pending::JobLost { job, reason }),
             None => {
@@ -444,7 +487,15 @@ impl<M> World<M> {
         }
         clock.failed = true;
         let name = clock.name.clone();
-        self.trace(TraceEvent::NodeFailed { node, reason: reason.clone() });
-        self.failures.push(NodeFailure { node, name, time: self.now, reason });
+        self.trace(TraceEvent::NodeFailed {
+            node,
+            reason: reason.clone(),
+        });
+        self.failures.push(NodeFailure {
+            node,
+            name,
+            time: self.now,
+            reason,
+        });
     }
 }
