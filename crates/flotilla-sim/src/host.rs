@@ -100,8 +100,9 @@ impl<M> std::fmt::Debug for Outgoing<M> {
 /// What one node's handling of one instant produced.
 #[derive(Debug)]
 pub struct Handled<M> {
-    /// For each inbound message, in order: `None` if it decoded, or the decode error.
-    pub decode_errors: Vec<Option<String>>,
+    /// Each inbound message's envelope, in order, with `None` if it decoded or the decode
+    /// error.
+    pub received: Vec<(Envelope, Option<String>)>,
     /// Commands of the events handled successfully, in issue order.
     pub commands: Vec<Outgoing<M>>,
     /// Why the node failed, if it did; it then handles nothing more.
@@ -149,13 +150,13 @@ impl<M: Serialize + DeserializeOwned + 'static> NodeHost<M> {
 
     /// Handles one instant's `inbound` items in order at `now`.
     ///
-    /// A message that does not decode is reported in [`Handled::decode_errors`] and not
+    /// A message that does not decode is reported in [`Handled::received`] and not
     /// shown to the node. A handler error or panic — or a message the node sends that does
     /// not encode — stops the batch: that event's commands are discarded, earlier ones kept,
     /// and the host refuses every later event.
     pub fn handle(&mut self, now: SimTime, inbound: Vec<Inbound<M>>) -> Handled<M> {
         let mut out = Handled {
-            decode_errors: Vec::new(),
+            received: Vec::new(),
             commands: Vec::new(),
             failure: None,
         };
@@ -167,11 +168,11 @@ impl<M: Serialize + DeserializeOwned + 'static> NodeHost<M> {
                 Inbound::JobDone { job, output } => Event::JobDone { job, output },
                 Inbound::Message { env, bytes } => match wire::decode::<M>(&bytes) {
                     Ok(msg) => {
-                        out.decode_errors.push(None);
+                        out.received.push((env, None));
                         Event::Message { from: env.src, msg }
                     }
                     Err(e) => {
-                        out.decode_errors.push(Some(e.to_string()));
+                        out.received.push((env, Some(e.to_string())));
                         continue;
                     }
                 },

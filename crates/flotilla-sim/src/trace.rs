@@ -237,6 +237,7 @@ pub struct Recorder {
     is_device: Vec<bool>,
     counters: Counters,
     hasher: blake3::Hasher,
+    scratch: Vec<u8>,
     last: SimTime,
     jsonl: Option<BufWriter<Box<dyn Write + Send>>>,
     io_error: Option<std::io::Error>,
@@ -260,6 +261,7 @@ impl Recorder {
             is_device,
             counters: Counters::default(),
             hasher: blake3::Hasher::new(),
+            scratch: Vec::with_capacity(64),
             last: SimTime::ZERO,
             jsonl: None,
             io_error: None,
@@ -290,9 +292,12 @@ impl Recorder {
         self.last = time;
         self.counters.count(&event, &self.is_device);
         let record = TraceRecord { time, event };
-        let bytes = wire::encode(&(record.time, &record.event)).expect("trace records encode");
-        self.hasher.update(&(bytes.len() as u64).to_le_bytes());
-        self.hasher.update(&bytes);
+        // bincode encodings of records are self-delimiting, so hashing them back to back
+        // is unambiguous; one buffer, one hasher update per record.
+        self.scratch.clear();
+        wire::encode_into(&(record.time, &record.event), &mut self.scratch)
+            .expect("trace records encode");
+        self.hasher.update(&self.scratch);
         if let Some(out) = &mut self.jsonl
             && self.io_error.is_none()
         {

@@ -64,6 +64,15 @@ pub fn encode<M: Serialize>(msg: &M) -> Result<Vec<u8>, WireError> {
     bincode::serde::encode_to_vec(msg, config()).map_err(|e| WireError::Encode(e.to_string()))
 }
 
+/// Encodes `msg` straight into `out` (no intermediate buffer); returns the bytes written.
+pub fn encode_into<M: Serialize, W: std::io::Write>(
+    msg: &M,
+    out: &mut W,
+) -> Result<usize, WireError> {
+    bincode::serde::encode_into_std_write(msg, out, config())
+        .map_err(|e| WireError::Encode(e.to_string()))
+}
+
 /// Decodes a whole message from `bytes`: never panics, never allocates beyond the limit.
 pub fn decode<M: DeserializeOwned>(bytes: &[u8]) -> Result<M, WireError> {
     let len = bytes.len();

@@ -23,7 +23,6 @@ use crate::{
     Seed, SimDuration, SimTime, StreamCursor,
 };
 use serde::Serialize;
-use std::collections::BTreeMap;
 use std::marker::PhantomData;
 
 /// When a run stops.
@@ -114,8 +113,6 @@ pub struct World<M> {
     profiles: Vec<DeviceProfile>,
     recorder: Recorder,
     failures: Vec<NodeFailure>,
-    /// Envelopes of the messages handed out in the current instant, per receiver.
-    delivering: BTreeMap<NodeId, Vec<Envelope>>,
     /// Sends committed in the current instant, awaiting the router.
     sends: Vec<(Envelope, Vec<u8>)>,
     instants: u64,
@@ -183,7 +180,6 @@ impl<M> World<M> {
             profiles,
             recorder: recorder(is_device),
             failures: Vec::new(),
-            delivering: BTreeMap::new(),
             sends: Vec::new(),
             instants: 0,
             events: 0,
@@ -264,16 +260,15 @@ impl<M> World<M> {
         let (now, items) = self.queue.pop_instant()?;
         self.now = now;
         self.instants += 1;
-        let mut batches: BTreeMap<NodeId, Vec<Inbound<M>>> = BTreeMap::new();
+        let mut inbound: Vec<(NodeId, Inbound<M>)> = Vec::with_capacity(items.len());
         for item in items {
-            let (node, inbound) = match item {
+            let (node, item) = match item {
                 Pending::Start(node) => (node, Inbound::Start),
                 Pending::Deliver { env, bytes } => {
                     if let Some(reason) = self.refusal(env.dst) {
                         self.drop_message(&env, reason);
                         continue;
                     }
-                    self.delivering.entry(env.dst).or_default().push(env);
                     (env.dst, Inbound::Message { env, bytes })
                 }
                 Pending::Timer { node, tag } => {
@@ -312,13 +307,21 @@ impl<M> World<M> {
                     continue;
                 }
             };
-            batches.entry(node).or_default().push(inbound);
+            inbound.push((node, item));
         }
-        self.events += batches.values().map(|b| b.len() as u64).sum::<u64>();
-        let batches = batches
-            .into_iter()
-            .map(|(node, inbound)| Batch { node, inbound })
-            .collect();
+        self.events += inbound.len() as u64;
+        // Stable: each node's items keep their FIFO order.
+        inbound.sort_by_key(|(node, _)| *node);
+        let mut batches: Vec<Batch<M>> = Vec::new();
+        for (node, item) in inbound {
+            match batches.last_mut() {
+                Some(b) if b.node == node => b.inbound.push(item),
+                _ => batches.push(Batch {
+                    node,
+                    inbound: vec![item],
+                }),
+            }
+        }
         Some((now, batches))
     }
 
@@ -355,8 +358,7 @@ impl<M> World<M> {
 
     /// Step 3: applies one node's results. Call once per batch, in node-id order.
     pub fn commit(&mut self, node: NodeId, handled: Handled<M>, runner: &mut dyn JobRunner<M>) {
-        let envelopes = self.delivering.remove(&node).unwrap_or_default();
-        for (env, error) in envelopes.iter().zip(handled.decode_errors) {
+        for (env, error) in &handled.received {
             match error {
                 None => self.trace(TraceEvent::Deliver {
                     id: env.id,
