@@ -4,6 +4,8 @@
 //! in [`prelude`].
 
 #[doc(inline)]
+pub use flotilla_actors as actors;
+#[doc(inline)]
 pub use flotilla_data as data;
 #[doc(inline)]
 pub use flotilla_fl as fl;
