@@ -74,7 +74,7 @@ impl ActixRuntime {
     {
         let workers = self.workers;
         let system = System::new();
-        let result = system.block_on(async move {
+        system.block_on(async move {
             let arbiters: Vec<Arbiter> = (0..workers).map(|_| Arbiter::new()).collect();
             let (world, router, hosts) = sim.into_parts();
             let nodes: Vec<Addr<NodeActor<M>>> = hosts
@@ -125,7 +125,6 @@ impl ActixRuntime {
                 let _ = arbiter.join();
             }
             result
-        });
-        result
+        })
     }
 }
