@@ -2,9 +2,11 @@
 //! and the memory of a million registered idle clients.
 //!
 //! Run: `cargo bench --bench simulation`. Targets (issue 3): ≥ 1 M events/s on a 10k-node
-//! message workload; encode + decode of a 1 MB update; 1 M idle clients under 2 GB resident.
+//! message workload (sequential executor); ≥ 200 k delivered messages/s through the actix
+//! runtime; encode + decode of a 1 MB update; 1 M idle clients under 2 GB resident.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use flotilla::actors::ActixRuntime;
 use flotilla::fl::{FedAvgClient, FlMessage, LearningTask};
 use flotilla::nn::SgdConfig;
 use flotilla::sim::{
@@ -69,6 +71,31 @@ fn sequential_events(c: &mut Criterion) {
     group.bench_function("relay_10k_nodes_events", |b| {
         b.iter_batched(|| relays(10_000, 20), run, criterion::BatchSize::LargeInput)
     });
+    group.finish();
+}
+
+fn actix_messages(c: &mut Criterion) {
+    let mut reference = relays(10_000, 20);
+    let delivered = reference.run(StopAt::Idle).counters.delivered;
+    let mut group = c.benchmark_group("actix_runtime");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(delivered));
+    for workers in [1, 2] {
+        group.bench_function(
+            format!("relay_10k_nodes_delivered_{workers}_workers"),
+            |b| {
+                b.iter_batched(
+                    || relays(10_000, 20),
+                    |sim| {
+                        ActixRuntime::new(workers)
+                            .run(sim, StopAt::Idle)
+                            .expect("actix run")
+                    },
+                    criterion::BatchSize::LargeInput,
+                )
+            },
+        );
+    }
     group.finish();
 }
 
@@ -148,6 +175,7 @@ fn million_idle_clients(c: &mut Criterion) {
 criterion_group!(
     benches,
     sequential_events,
+    actix_messages,
     wire_update,
     million_idle_clients
 );

@@ -2,19 +2,41 @@
 
 use crossbeam_channel::{Receiver, Sender, unbounded};
 use flotilla_sim::{Job, JobId, JobRunner, NodeError, run_job};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 
+/// A finished job: its id and what it computed.
 type Done<M> = (JobId, Result<M, NodeError>);
 
-/// Runs jobs on `n` threads as soon as they are submitted, so many clients train at once in
-/// real time; [`JobRunner::take`] waits for the one asked for. Results are keyed by job id,
-/// so the order in which threads finish never matters.
+/// A [`JobRunner`] backed by worker threads fed through a crossbeam channel.
+///
+/// [`submit`](JobRunner::submit) hands the job to the pool at once, so the jobs of many
+/// clients compute in parallel in real time although virtual time has them finish at
+/// different moments; [`take`](JobRunner::take) blocks until the job asked for is done.
+/// Results are buffered by [`JobId`], so the order in which threads finish never reaches
+/// the run. Jobs run through [`run_job`], so a panicking job becomes an error for its node,
+/// not a dead worker.
+///
+/// Works with both executors: the actix runtime uses one internally, and the sequential
+/// executor takes one with `sim.run_with(stop, &mut PoolRunner::new(n))`.
+///
+/// Dropping the runner skips the jobs still queued, lets the running ones finish and joins
+/// the threads.
 pub struct PoolRunner<M> {
+    /// Feeds the workers; `None` once the runner is shutting down.
     jobs: Option<Sender<(JobId, Job<M>)>>,
+    /// Results of every worker.
     done: Receiver<Done<M>>,
+    /// Results received but not asked for yet.
     ready: BTreeMap<JobId, Result<M, NodeError>>,
-    discarded: std::collections::BTreeSet<JobId>,
+    /// Submitted jobs whose result has not been received yet.
+    outstanding: BTreeSet<JobId>,
+    /// Outstanding jobs whose result is to be dropped when it comes.
+    discarded: BTreeSet<JobId>,
+    /// Set on drop: workers skip what is still queued.
+    stopping: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
 }
 
@@ -22,6 +44,7 @@ impl<M> std::fmt::Debug for PoolRunner<M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PoolRunner")
             .field("threads", &self.threads.len())
+            .field("outstanding", &self.outstanding.len())
             .field("ready", &self.ready.len())
             .finish()
     }
@@ -29,16 +52,24 @@ impl<M> std::fmt::Debug for PoolRunner<M> {
 
 impl<M: Send + 'static> PoolRunner<M> {
     /// A pool of `threads` workers (at least one).
+    ///
+    /// # Panics
+    /// If the operating system cannot start a thread (as [`std::thread::spawn`] does).
     pub fn new(threads: usize) -> Self {
         let (jobs, queue) = unbounded::<(JobId, Job<M>)>();
         let (finished, done) = unbounded::<Done<M>>();
+        let stopping = Arc::new(AtomicBool::new(false));
         let threads = (0..threads.max(1))
             .map(|i| {
                 let (queue, finished) = (queue.clone(), finished.clone());
+                let stopping = Arc::clone(&stopping);
                 std::thread::Builder::new()
                     .name(format!("flotilla-job-{i}"))
                     .spawn(move || {
                         for (id, job) in queue {
+                            if stopping.load(Ordering::Relaxed) {
+                                break;
+                            }
                             if finished.send((id, run_job(job))).is_err() {
                                 break;
                             }
@@ -51,17 +82,32 @@ impl<M: Send + 'static> PoolRunner<M> {
             jobs: Some(jobs),
             done,
             ready: BTreeMap::new(),
-            discarded: Default::default(),
+            outstanding: BTreeSet::new(),
+            discarded: BTreeSet::new(),
+            stopping,
             threads,
         }
+    }
+
+    /// The number of worker threads.
+    pub fn threads(&self) -> usize {
+        self.threads.len()
+    }
+
+    /// Jobs submitted whose output has been neither taken nor discarded.
+    pub fn pending(&self) -> usize {
+        self.outstanding.len() - self.discarded.len() + self.ready.len()
     }
 }
 
 impl<M: Send + 'static> JobRunner<M> for PoolRunner<M> {
     fn submit(&mut self, id: JobId, job: Job<M>) {
         if let Some(jobs) = &self.jobs {
-            // Workers only stop when the sender is dropped, so this cannot fail.
-            let _ = jobs.send((id, job));
+            // Workers hold the receiver until the runner is dropped, so this cannot fail;
+            // if it did, `take` would report the job as lost rather than wait forever.
+            if jobs.send((id, job)).is_ok() {
+                self.outstanding.insert(id);
+            }
         }
     }
 
@@ -70,10 +116,17 @@ impl<M: Send + 'static> JobRunner<M> for PoolRunner<M> {
             if let Some(result) = self.ready.remove(&id) {
                 return result;
             }
+            if !self.outstanding.contains(&id) || self.discarded.contains(&id) {
+                return Err(NodeError::new(format!(
+                    "job {id:?} was never submitted to this pool"
+                )));
+            }
             match self.done.recv() {
-                Ok((done, _)) if self.discarded.remove(&done) => {}
                 Ok((done, result)) => {
-                    self.ready.insert(done, result);
+                    self.outstanding.remove(&done);
+                    if !self.discarded.remove(&done) {
+                        self.ready.insert(done, result);
+                    }
                 }
                 Err(_) => return Err(NodeError::new("the worker pool stopped")),
             }
@@ -81,7 +134,7 @@ impl<M: Send + 'static> JobRunner<M> for PoolRunner<M> {
     }
 
     fn discard(&mut self, id: JobId) {
-        if self.ready.remove(&id).is_none() {
+        if self.ready.remove(&id).is_none() && self.outstanding.contains(&id) {
             self.discarded.insert(id);
         }
     }
@@ -89,9 +142,84 @@ impl<M: Send + 'static> JobRunner<M> for PoolRunner<M> {
 
 impl<M> Drop for PoolRunner<M> {
     fn drop(&mut self) {
+        self.stopping.store(true, Ordering::Relaxed);
         self.jobs = None;
         for t in self.threads.drain(..) {
+            // A worker cannot panic (jobs run under `run_job`); nothing to report if it did.
             let _ = t.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flotilla_sim::NodeId;
+
+    fn id(node: u32, seq: u64) -> JobId {
+        JobId {
+            node: NodeId(node),
+            seq,
+        }
+    }
+
+    #[test]
+    fn results_come_back_by_id_whatever_the_finishing_order() {
+        let mut pool = PoolRunner::<u64>::new(4);
+        for i in 0..64u64 {
+            pool.submit(
+                id(0, i),
+                Box::new(move || {
+                    // Early jobs sleep longer, so they finish last.
+                    std::thread::sleep(std::time::Duration::from_micros((64 - i) * 50));
+                    Ok(i * i)
+                }),
+            );
+        }
+        for i in (0..64u64).rev() {
+            assert_eq!(pool.take(id(0, i)), Ok(i * i));
+        }
+        assert_eq!(pool.pending(), 0);
+    }
+
+    #[test]
+    fn a_panicking_job_is_an_error_and_the_pool_survives() {
+        let mut pool = PoolRunner::<u64>::new(1);
+        pool.submit(id(1, 0), Box::new(|| panic!("boom")));
+        pool.submit(id(1, 1), Box::new(|| Ok(7)));
+        let err = pool.take(id(1, 0)).unwrap_err();
+        assert!(err.0.contains("boom"), "{err}");
+        assert_eq!(pool.take(id(1, 1)), Ok(7));
+    }
+
+    #[test]
+    fn unknown_and_discarded_jobs_do_not_block() {
+        let mut pool = PoolRunner::<u64>::new(2);
+        assert!(pool.take(id(2, 9)).is_err());
+        pool.submit(id(2, 0), Box::new(|| Ok(1)));
+        pool.discard(id(2, 0));
+        assert!(pool.take(id(2, 0)).is_err());
+        pool.submit(id(2, 1), Box::new(|| Ok(2)));
+        assert_eq!(pool.take(id(2, 1)), Ok(2));
+        assert_eq!(pool.pending(), 0);
+    }
+
+    #[test]
+    fn dropping_skips_queued_jobs() {
+        let ran = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut pool = PoolRunner::<u64>::new(1);
+        for i in 0..100 {
+            let ran = Arc::clone(&ran);
+            pool.submit(
+                id(3, i),
+                Box::new(move || {
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                    ran.fetch_add(1, Ordering::Relaxed);
+                    Ok(0)
+                }),
+            );
+        }
+        drop(pool);
+        assert!(ran.load(Ordering::Relaxed) < 100);
     }
 }

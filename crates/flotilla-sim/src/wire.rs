@@ -1,208 +1,192 @@
 //! The network boundary: the one place messages become bytes and bytes become messages.
 //!
-//! Every message between nodes is encoded here with bincode 2 (serde mode, standard
-//! configuration: little-endian, variable-length integers) and a size limit. The encoded
-//! length is what the bandwidth model charges for. bincode is pinned at `=2.0.1`: the crate
-//! is unmaintained (RUSTSEC-2025-0141, recorded in `deny.toml`) and 3.x is an empty
-//! placeholder, so no other module names it and a replacement touches this file only.
+//! Every message between nodes is encoded here with bincode 2 in serde mode, under one
+//! configuration ([`config`]): little-endian, variable-length integers, and a size limit of
+//! [`MAX_MESSAGE_BYTES`]. The encoded length is what the bandwidth model charges for.
+//!
+//! bincode is pinned at `=2.0.1`: the crate is unmaintained (RUSTSEC-2025-0141, recorded in
+//! `deny.toml`) and 3.x is an empty placeholder. No other module names it, so replacing it
+//! touches this file only.
+//!
+//! Decoding never panics on hostile input: it refuses inputs over the limit, reports
+//! truncated and invalid bytes with the offset the decoder had reached, and refuses
+//! trailing bytes, so one message is exactly one byte string.
 
+use bincode::de::read::Reader;
+use bincode::error::DecodeError;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-/// The largest message accepted [bytes]: 256 MiB. A ResNet-20 update is about 1.1 MB; the
-/// limit leaves room for much larger models while refusing a garbage length prefix that
-/// would otherwise ask for gigabytes.
+/// The largest message \[bytes\]: 256 MiB, both encoded and decoded.
+///
+/// A ResNet-20 update (0.27 M `f32` parameters) encodes to about 1.1 MB, so models a
+/// hundred times larger still fit. The limit is also what keeps garbage safe: bincode
+/// checks every length prefix against it before allocating, so a corrupt prefix claiming
+/// gigabytes is an error, not an allocation.
 pub const MAX_MESSAGE_BYTES: usize = 256 << 20;
 
 /// Why bytes are not a message, or a message could not become bytes.
+///
+/// None of these stops a run: an inbound message that fails to decode is dropped as
+/// [`DropReason::Malformed`](crate::DropReason::Malformed); a message that fails to encode
+/// fails the node that sent it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum WireError {
-    /// The input is larger than [`MAX_MESSAGE_BYTES`].
+    /// The message is larger than [`MAX_MESSAGE_BYTES`].
     #[error("message of {len} bytes exceeds the {limit}-byte limit")]
     TooLarge {
-        /// Input length.
+        /// Its length \[bytes\].
         len: usize,
-        /// The limit.
+        /// The limit \[bytes\].
         limit: usize,
     },
-    /// The input ended before the message did.
-    #[error("truncated message: {needed} more bytes needed after {len} bytes")]
+    /// The input ended inside a value.
+    #[error("truncated message: a value at byte {offset} needs {needed} more bytes")]
     Truncated {
-        /// Bytes missing, as far as the decoder could tell.
+        /// Bytes missing for the value being read (the decoder does not look further).
         needed: usize,
-        /// Input length.
-        len: usize,
+        /// Where the value that did not fit starts.
+        offset: usize,
     },
     /// The bytes do not form a message of the expected type.
-    #[error("invalid message bytes ({len} bytes): {reason}")]
+    #[error("invalid message at byte {offset}: {reason}")]
     Invalid {
-        /// Input length.
-        len: usize,
+        /// How far the decoder had read when it gave up; the bad value ends there.
+        offset: usize,
         /// What the decoder rejected.
         reason: String,
     },
-    /// A message decoded from a prefix of the input; the rest is garbage.
-    #[error("{trailing} trailing bytes after a {consumed}-byte message")]
+    /// A whole message decoded from a prefix of the input; the rest is garbage.
+    #[error("trailing bytes: the message ends at byte {consumed} of {len}")]
     TrailingBytes {
         /// Bytes the message used.
         consumed: usize,
-        /// Bytes left over.
-        trailing: usize,
+        /// Input length.
+        len: usize,
     },
-    /// The message could not be encoded (a serializer error in the message type).
+    /// The message type refused to serialise (a serde error in its `Serialize` impl).
     #[error("could not encode message: {0}")]
     Encode(String),
 }
 
+/// The wire configuration: little-endian, varint integers, [`MAX_MESSAGE_BYTES`] limit.
 fn config() -> impl bincode::config::Config {
-    bincode::config::standard().with_limit::<MAX_MESSAGE_BYTES>()
+    bincode::config::standard()
+        .with_little_endian()
+        .with_variable_int_encoding()
+        .with_limit::<MAX_MESSAGE_BYTES>()
 }
 
 /// Encodes `msg` into its wire bytes.
 pub fn encode<M: Serialize>(msg: &M) -> Result<Vec<u8>, WireError> {
-    bincode::serde::encode_to_vec(msg, config()).map_err(|e| WireError::Encode(e.to_string()))
+    let mut out = Vec::new();
+    encode_into(msg, &mut out)?;
+    Ok(out)
 }
 
-/// Encodes `msg` straight into `out` (no intermediate buffer); returns the bytes written.
-pub fn encode_into<M: Serialize, W: std::io::Write>(
-    msg: &M,
-    out: &mut W,
-) -> Result<usize, WireError> {
-    bincode::serde::encode_into_std_write(msg, out, config())
+/// Appends the wire bytes of `msg` to `out` and returns how many were appended; on error
+/// `out` is left as it was. Lets a caller reuse one buffer for many messages.
+pub fn encode_into<M: Serialize>(msg: &M, out: &mut Vec<u8>) -> Result<usize, WireError> {
+    let start = out.len();
+    let written = bincode::serde::encode_into_std_write(msg, out, config())
         .map_err(|e| WireError::Encode(e.to_string()))
+        .and_then(within_limit);
+    if written.is_err() {
+        out.truncate(start);
+    }
+    written
 }
 
-/// Decodes a whole message from `bytes`: never panics, never allocates beyond the limit.
-pub fn decode<M: DeserializeOwned>(bytes: &[u8]) -> Result<M, WireError> {
-    let len = bytes.len();
+/// The length of `msg`'s wire bytes \[bytes\], computed without allocating them.
+pub fn encoded_len<M: Serialize>(msg: &M) -> Result<u64, WireError> {
+    let mut size = bincode::enc::write::SizeWriter::default();
+    bincode::serde::encode_into_writer(msg, &mut size, config())
+        .map_err(|e| WireError::Encode(e.to_string()))?;
+    within_limit(size.bytes_written).map(|len| len as u64)
+}
+
+fn within_limit(len: usize) -> Result<usize, WireError> {
     if len > MAX_MESSAGE_BYTES {
-        return Err(WireError::TooLarge {
+        Err(WireError::TooLarge {
             len,
             limit: MAX_MESSAGE_BYTES,
-        });
+        })
+    } else {
+        Ok(len)
     }
-    match bincode::serde::decode_from_slice(bytes, config()) {
-        Ok((msg, consumed)) if consumed == len => Ok(msg),
-        Ok((_, consumed)) => Err(WireError::TrailingBytes {
-            consumed,
-            trailing: len - consumed,
-        }),
-        Err(bincode::error::DecodeError::UnexpectedEnd { additional }) => {
-            Err(WireError::Truncated {
-                needed: additional,
-                len,
-            })
-        }
-        Err(e) => Err(WireError::Invalid {
+}
+
+/// Decodes one whole message from `bytes`: never panics, never allocates beyond the limit,
+/// and refuses bytes left over after the message.
+pub fn decode<M: DeserializeOwned>(bytes: &[u8]) -> Result<M, WireError> {
+    let len = within_limit(bytes.len())?;
+    let mut reader = OffsetReader { bytes, pos: 0 };
+    let decoded = bincode::serde::decode_from_reader(&mut reader, config());
+    let offset = reader.pos;
+    match decoded {
+        Ok(msg) if offset == len => Ok(msg),
+        Ok(_) => Err(WireError::TrailingBytes {
+            consumed: offset,
             len,
-            reason: e.to_string(),
+        }),
+        Err(DecodeError::UnexpectedEnd { additional }) => Err(WireError::Truncated {
+            needed: additional,
+            offset,
+        }),
+        Err(e) => Err(WireError::Invalid {
+            offset,
+            reason: describe(e),
         }),
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-    use serde::Deserialize;
-
-    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-    enum Sample {
-        Params {
-            round: u32,
-            values: Vec<f32>,
-            tag: Option<String>,
-        },
-        Nested(Inner, Vec<Inner>),
-        Empty,
-    }
-
-    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-    struct Inner {
-        id: u64,
-        weight: f64,
-        flag: bool,
-    }
-
-    fn inner() -> impl Strategy<Value = Inner> {
-        (any::<u64>(), -1e6f64..1e6, any::<bool>()).prop_map(|(id, weight, flag)| Inner {
-            id,
-            weight,
-            flag,
-        })
-    }
-
-    fn sample() -> impl Strategy<Value = Sample> {
-        prop_oneof![
-            (
-                any::<u32>(),
-                proptest::collection::vec(-1e3f32..1e3, 0..64),
-                proptest::option::of(".{0,12}")
-            )
-                .prop_map(|(round, values, tag)| Sample::Params { round, values, tag }),
-            (inner(), proptest::collection::vec(inner(), 0..4))
-                .prop_map(|(a, b)| Sample::Nested(a, b)),
-            Just(Sample::Empty),
-        ]
-    }
-
-    proptest! {
-        #[test]
-        fn round_trips(msg in sample()) {
-            let bytes = encode(&msg).unwrap();
-            prop_assert_eq!(decode::<Sample>(&bytes).unwrap(), msg);
+/// A one-line reason for a decode error (bincode's own `Display` is its `Debug`).
+fn describe(e: DecodeError) -> String {
+    match e {
+        DecodeError::LimitExceeded => {
+            format!("a length prefix claims more than the {MAX_MESSAGE_BYTES}-byte limit")
         }
-
-        #[test]
-        fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
-            let _ = decode::<Sample>(&bytes);
-        }
-
-        #[test]
-        fn every_truncation_is_an_error(msg in sample()) {
-            let bytes = encode(&msg).unwrap();
-            for cut in 0..bytes.len() {
-                prop_assert!(decode::<Sample>(&bytes[..cut]).is_err(), "prefix of {} bytes decoded", cut);
-            }
-        }
+        DecodeError::UnexpectedVariant {
+            type_name, found, ..
+        } => format!("no variant {found} in {type_name}"),
+        DecodeError::Utf8 { inner } => format!("string is not UTF-8: {inner}"),
+        DecodeError::InvalidBooleanValue(b) => format!("{b} is not a bool (0 or 1)"),
+        DecodeError::InvalidCharEncoding(b) => format!("{b:?} is not a UTF-8 char"),
+        DecodeError::OutsideUsizeRange(n) => format!("length {n} does not fit in usize"),
+        DecodeError::OtherString(reason) => reason,
+        other => other.to_string(),
     }
+}
 
-    #[test]
-    fn trailing_garbage_is_rejected() {
-        let mut bytes = encode(&Sample::Empty).unwrap();
-        bytes.push(0);
-        assert!(matches!(
-            decode::<Sample>(&bytes),
-            Err(WireError::TrailingBytes { trailing: 1, .. })
-        ));
-    }
+/// A slice reader that remembers how far decoding got, for error offsets and for
+/// detecting trailing bytes.
+struct OffsetReader<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
 
-    #[test]
-    fn a_huge_claimed_length_is_refused_without_allocating_it() {
-        // Variant 0 (Params), round 0, then a vec length of u64::MAX (varint marker 253).
-        let mut bytes = vec![0u8, 0u8, 253];
-        bytes.extend_from_slice(&u64::MAX.to_le_bytes());
-        assert!(decode::<Sample>(&bytes).is_err());
-    }
-
-    #[test]
-    fn a_megabyte_of_floats_round_trips_bit_exactly() {
-        let mut values: Vec<f32> = (0..262_144).map(|i| (i as f32).sin() * 1e3).collect();
-        values[0] = -0.0;
-        values[1] = f32::from_bits(0x7fc0_1234); // a NaN with a payload
-        values[2] = f32::INFINITY;
-        let msg = Sample::Params {
-            round: 7,
-            values: values.clone(),
-            tag: None,
+impl Reader for OffsetReader<'_> {
+    #[inline]
+    fn read(&mut self, out: &mut [u8]) -> Result<(), DecodeError> {
+        let rest = self.bytes.get(self.pos..).unwrap_or_default();
+        let Some(src) = rest.get(..out.len()) else {
+            return Err(DecodeError::UnexpectedEnd {
+                additional: out.len() - rest.len(),
+            });
         };
-        let bytes = encode(&msg).unwrap();
-        assert!(bytes.len() >= 4 * values.len());
-        let Sample::Params { values: back, .. } = decode::<Sample>(&bytes).unwrap() else {
-            panic!("wrong variant")
-        };
-        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-        assert_eq!(bits(&back), bits(&values));
+        out.copy_from_slice(src);
+        self.pos += out.len();
+        Ok(())
+    }
+
+    #[inline]
+    fn peek_read(&mut self, n: usize) -> Option<&[u8]> {
+        self.bytes.get(self.pos..)?.get(..n)
+    }
+
+    #[inline]
+    fn consume(&mut self, n: usize) {
+        self.pos = (self.pos + n).min(self.bytes.len());
     }
 }

@@ -1,0 +1,167 @@
+//! The public entry point: run a [`Simulation`] on actix.
+
+use crate::clock::{ClockActor, Release, Run};
+use crate::error::ActorsError;
+use crate::network_actor::{NetworkActor, TakeRouter};
+use crate::node_actor::{NodeActor, TakeHost};
+use crate::pool::PoolRunner;
+use actix::{Actor, Addr};
+use actix_rt::{Arbiter, System};
+use flotilla_sim::{NodeHost, NodeId, Router, Simulation, StopAt, World};
+use futures::future::join_all;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// Runs simulations on actix: one actor per node spread over `workers` arbiter threads, a
+/// network actor, and a clock actor driving the instants, with jobs on a pool of `workers`
+/// threads. Gives the same run, bit for bit, as the sequential executor
+/// ([`Simulation::run`]) whatever `workers` is (see the [crate docs](crate)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ActixRuntime {
+    /// Arbiter threads hosting the node actors, and threads of the job pool (at least 1).
+    pub workers: usize,
+}
+
+impl Default for ActixRuntime {
+    /// As many workers as the machine has cores.
+    fn default() -> Self {
+        Self::new(std::thread::available_parallelism().map_or(1, |n| n.get()))
+    }
+}
+
+impl ActixRuntime {
+    /// A runtime with `workers` arbiters and pool threads (0 counts as 1).
+    pub fn new(workers: usize) -> Self {
+        Self {
+            workers: workers.max(1),
+        }
+    }
+
+    /// Runs `sim` until `stop` and gives it back, so its nodes and
+    /// [`world().report()`](flotilla_sim::World::report) can be inspected.
+    ///
+    /// Blocking: starts its own [`actix::System`] on the calling thread and stops it
+    /// before returning. It must not be called from inside an actix system or a tokio
+    /// runtime (use a plain thread, e.g. `std::thread::spawn` or `spawn_blocking`).
+    ///
+    /// Jobs still running at `stop` are lost with this runtime's pool; to resume a run
+    /// stopped at [`StopAt::Time`] with jobs in progress, use
+    /// [`ActixRuntime::run_with_pool`] and pass the pool on.
+    ///
+    /// # Errors
+    /// [`ActorsError`] if an actor failed to answer or a thread could not be started: a
+    /// runtime failure, after which the simulation is lost. Node failures are not errors;
+    /// they are in the report.
+    pub fn run<M>(&self, sim: Simulation<M>, stop: StopAt) -> Result<Simulation<M>, ActorsError>
+    where
+        M: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let pool = PoolRunner::new(self.workers);
+        self.run_with_pool(sim, stop, pool).map(|(sim, _)| sim)
+    }
+
+    /// Like [`ActixRuntime::run`], with jobs on `pool`, which is given back: jobs started
+    /// before `stop` and finishing after it live in the pool, so the next leg of the run
+    /// (on either executor) must use the same pool.
+    ///
+    /// # Errors
+    /// As [`ActixRuntime::run`].
+    pub fn run_with_pool<M>(
+        &self,
+        sim: Simulation<M>,
+        stop: StopAt,
+        pool: PoolRunner<M>,
+    ) -> Result<(Simulation<M>, PoolRunner<M>), ActorsError>
+    where
+        M: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let (world, router, hosts) = sim.into_parts();
+        if world.node_count() != hosts.len() {
+            return Err(ActorsError::PartsMismatch {
+                world: world.node_count(),
+                hosts: hosts.len(),
+            });
+        }
+        let workers = self.workers.max(1);
+        let system = System::new();
+        let (arbiters, outcome) = system.block_on(async move {
+            let mut arbiters = Vec::with_capacity(workers);
+            for _ in 0..workers {
+                match Arbiter::try_new() {
+                    Ok(a) => arbiters.push(a),
+                    Err(e) => return (arbiters, Err(ActorsError::Spawn(e))),
+                }
+            }
+            let outcome = drive(world, router, hosts, pool, stop, &arbiters).await;
+            (arbiters, outcome)
+        });
+        for arbiter in arbiters {
+            arbiter.stop();
+            // An arbiter thread that panicked has already failed the run (its actors did
+            // not answer); nothing more to report.
+            let _ = arbiter.join();
+        }
+        System::current().stop();
+        drop(system);
+        outcome
+    }
+}
+
+/// Starts the actors, runs the clock to `stop`, then collects every part back.
+async fn drive<M>(
+    world: World<M>,
+    router: Router,
+    hosts: Vec<NodeHost<M>>,
+    pool: PoolRunner<M>,
+    stop: StopAt,
+    arbiters: &[Arbiter],
+) -> Result<(Simulation<M>, PoolRunner<M>), ActorsError>
+where
+    M: Serialize + DeserializeOwned + Send + 'static,
+{
+    // Node i on arbiter i mod workers: neighbouring ids, often created alike, spread out.
+    let nodes: Vec<Addr<NodeActor<M>>> = hosts
+        .into_iter()
+        .enumerate()
+        .map(|(i, host)| {
+            let arbiter = arbiters[i % arbiters.len()].handle();
+            NodeActor::start_in_arbiter(&arbiter, move |_| NodeActor::new(host))
+        })
+        .collect();
+    // The network and the clock share the system arbiter: they never run at the same time.
+    let network = NetworkActor::new(router).start();
+    let clock = ClockActor::new(world, pool, nodes.clone(), network.clone()).start();
+
+    clock
+        .send(Run { stop })
+        .await
+        .map_err(ActorsError::Clock)??;
+
+    let (world, pool) = clock
+        .send(Release::new())
+        .await
+        .map_err(ActorsError::Clock)?
+        .ok_or(ActorsError::Released("clock"))?;
+    let router = network
+        .send(TakeRouter)
+        .await
+        .map_err(|source| ActorsError::Network {
+            time: world.now(),
+            source,
+        })?
+        .ok_or(ActorsError::Released("network"))?;
+    let replies = join_all(nodes.iter().map(|n| n.send(TakeHost::new()))).await;
+    let mut hosts = Vec::with_capacity(replies.len());
+    for (i, reply) in replies.into_iter().enumerate() {
+        let node = NodeId(i as u32);
+        let host = reply
+            .map_err(|source| ActorsError::Node {
+                node,
+                time: world.now(),
+                source,
+            })?
+            .ok_or(ActorsError::NodeReleased { node })?;
+        hosts.push(host);
+    }
+    Ok((Simulation::from_parts(world, router, hosts), pool))
+}

@@ -1,0 +1,177 @@
+//! The recorder: counts, hashes and optionally writes or keeps every record.
+
+use super::{Counters, TraceError, TraceEvent, TraceRecord, jsonl};
+use crate::{SimTime, wire};
+use serde::{Serialize, Serializer};
+use std::fmt;
+use std::io::{self, BufWriter, Write};
+
+/// A BLAKE3 fingerprint of a trace (see the [module docs](crate::trace)): equal hashes
+/// mean identical runs. Displayed and serialised as 64 hex digits.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TraceHash(pub [u8; 32]);
+
+impl fmt::Display for TraceHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
+impl fmt::Debug for TraceHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TraceHash({self})")
+    }
+}
+
+impl Serialize for TraceHash {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// What a finished [`Recorder`] leaves.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TraceSummary {
+    /// The hash of every record.
+    pub hash: TraceHash,
+    /// The final counters.
+    pub counters: Counters,
+    /// The records, if kept ([`Recorder::with_memory`]); empty otherwise.
+    pub records: Vec<TraceRecord>,
+}
+
+/// Consumes a run's trace records in order: always counts and hashes them; optionally
+/// writes them as JSON lines and keeps them in memory.
+///
+/// ```
+/// use flotilla_sim::{NodeId, Recorder, SimTime, TraceEvent};
+///
+/// let mut recorder = Recorder::new(vec![false, true]).with_memory();
+/// recorder.record(SimTime(1_200), TraceEvent::Timer { node: NodeId(1), tag: 7 })?;
+/// let summary = recorder.finish()?;
+/// assert_eq!(summary.records.len(), 1);
+/// println!("trace {}", summary.hash);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Recorder {
+    is_device: Vec<bool>,
+    counters: Counters,
+    hasher: blake3::Hasher,
+    /// Reused for each record's length prefix and wire encoding.
+    scratch: Vec<u8>,
+    last: SimTime,
+    jsonl: Option<BufWriter<Box<dyn Write + Send>>>,
+    /// The first JSONL write error; writing stops there and `finish` returns it.
+    io_error: Option<io::Error>,
+    memory: Option<Vec<TraceRecord>>,
+}
+
+impl fmt::Debug for Recorder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Recorder")
+            .field("last", &self.last)
+            .field("counters", &self.counters)
+            .field("hash", &self.hash())
+            .field("jsonl", &self.jsonl.is_some())
+            .field("io_error", &self.io_error)
+            .field("kept", &self.memory.as_ref().map(Vec::len))
+            .finish()
+    }
+}
+
+impl Recorder {
+    /// A recorder that counts and hashes; `is_device[i]` tells whether node `i` is a device
+    /// (for [`Counters::bytes_up`] and [`Counters::bytes_down`]; nodes past the end are
+    /// not).
+    pub fn new(is_device: Vec<bool>) -> Self {
+        Self {
+            is_device,
+            counters: Counters::default(),
+            hasher: blake3::Hasher::new(),
+            scratch: Vec::with_capacity(64),
+            last: SimTime::ZERO,
+            jsonl: None,
+            io_error: None,
+            memory: None,
+        }
+    }
+
+    /// Also writes every record as a JSON line to `out`, buffered. Write errors do not stop
+    /// the run: the first is kept and returned by [`Recorder::finish`].
+    pub fn with_jsonl(mut self, out: Box<dyn Write + Send>) -> Self {
+        self.jsonl = Some(BufWriter::new(out));
+        self
+    }
+
+    /// Also keeps every record in memory ([`Recorder::records`], [`TraceSummary::records`]).
+    pub fn with_memory(mut self) -> Self {
+        self.memory = Some(Vec::new());
+        self
+    }
+
+    /// Records `event` at virtual time `time`, which must not be earlier than the previous
+    /// record's. A refused record leaves the recorder unchanged.
+    pub fn record(&mut self, time: SimTime, event: TraceEvent) -> Result<(), TraceError> {
+        if time < self.last {
+            return Err(TraceError::TimeWentBack {
+                previous: self.last,
+                now: time,
+            });
+        }
+        self.hash_record(time, &event)?;
+        self.last = time;
+        self.counters.count(&event, &self.is_device);
+        let record = TraceRecord { time, event };
+        if let Some(out) = &mut self.jsonl
+            && self.io_error.is_none()
+            && let Err(e) = jsonl::write_line(out, &record)
+        {
+            self.io_error = Some(e);
+        }
+        if let Some(memory) = &mut self.memory {
+            memory.push(record);
+        }
+        Ok(())
+    }
+
+    /// Feeds the hasher `len as u64 (LE) ‖ wire bytes` of `(time, event)`, in one update.
+    fn hash_record(&mut self, time: SimTime, event: &TraceEvent) -> Result<(), TraceError> {
+        const PREFIX: usize = size_of::<u64>();
+        self.scratch.clear();
+        self.scratch.extend_from_slice(&[0; PREFIX]);
+        let len = wire::encode_into(&(time, event), &mut self.scratch)?;
+        self.scratch[..PREFIX].copy_from_slice(&(len as u64).to_le_bytes());
+        self.hasher.update(&self.scratch);
+        Ok(())
+    }
+
+    /// The counters so far.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// The hash of the records so far; recording can go on.
+    pub fn hash(&self) -> TraceHash {
+        TraceHash(*self.hasher.finalize().as_bytes())
+    }
+
+    /// The kept records (empty unless [`Recorder::with_memory`]).
+    pub fn records(&self) -> &[TraceRecord] {
+        self.memory.as_deref().unwrap_or_default()
+    }
+
+    /// Flushes the JSONL output and returns the summary, or the first write error.
+    pub fn finish(mut self) -> io::Result<TraceSummary> {
+        if let Some(e) = self.io_error.take() {
+            return Err(e);
+        }
+        if let Some(out) = &mut self.jsonl {
+            out.flush()?;
+        }
+        Ok(TraceSummary {
+            hash: self.hash(),
+            counters: self.counters,
+            records: self.memory.unwrap_or_default(),
+        })
+    }
+}
