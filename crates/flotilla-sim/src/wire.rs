@@ -1,7 +1,7 @@
 //! The network boundary: the one place messages become bytes and bytes become messages.
 //!
 //! Every message between nodes is encoded here with bincode 2 in serde mode, under one
-//! configuration ([`config`]): little-endian, variable-length integers, and a size limit of
+//! configuration: little-endian, variable-length integers, and a size limit of
 //! [`MAX_MESSAGE_BYTES`]. The encoded length is what the bandwidth model charges for.
 //!
 //! bincode is pinned at `=2.0.1`: the crate is unmaintained (RUSTSEC-2025-0141, recorded in
@@ -20,9 +20,10 @@ use serde::de::DeserializeOwned;
 /// The largest message \[bytes\]: 256 MiB, both encoded and decoded.
 ///
 /// A ResNet-20 update (0.27 M `f32` parameters) encodes to about 1.1 MB, so models a
-/// hundred times larger still fit. The limit is also what keeps garbage safe: bincode
-/// checks every length prefix against it before allocating, so a corrupt prefix claiming
-/// gigabytes is an error, not an allocation.
+/// hundred times larger still fit. The limit also keeps garbage cheap: bincode checks
+/// string and byte-buffer length prefixes against it before allocating, and serde
+/// pre-allocates other sequences by at most 1 MiB, so a corrupt prefix claiming gigabytes
+/// is an error, not an allocation.
 pub const MAX_MESSAGE_BYTES: usize = 256 << 20;
 
 /// Why bytes are not a message, or a message could not become bytes.

@@ -4,7 +4,7 @@ use crate::{DropReason, JobId, MessageId, NodeId, SimDuration, SimTime};
 use serde::{Deserialize, Serialize};
 
 /// Something that happened in a run. In JSON, `event` names the variant in snake_case and
-/// the fields follow (see the [module docs](crate::trace)).
+/// the fields follow (see [`TraceRecord`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 #[non_exhaustive]
@@ -93,8 +93,30 @@ pub enum TraceEvent {
 
 /// One trace line: a virtual time and what happened then.
 ///
-/// Serialised flat, as `{"t_us": …, "event": …, …fields}`; that shape needs a
-/// self-describing format such as JSON (the hash encodes `(time, event)` instead).
+/// # JSONL form
+///
+/// A trace file has one record per line, in record order (non-decreasing virtual time):
+/// `t_us` is the virtual time in microseconds, `event` the event's snake_case name, then
+/// the event's fields. Node ids are numbers, message and job ids `{src|node, seq}`
+/// objects, durations microseconds, drop reasons snake_case strings (`{"custom": …}` for a
+/// user rule's own):
+///
+/// ```text
+/// {"t_us":0,"event":"send","id":{"src":1,"seq":0},"src":1,"dst":0,"bytes":1103}
+/// {"t_us":1200,"event":"deliver","id":{"src":1,"seq":0},"src":1,"dst":0,"bytes":1103}
+/// {"t_us":1500,"event":"drop","id":{"src":2,"seq":0},"src":2,"dst":0,"bytes":1103,"reason":"loss"}
+/// {"t_us":2000,"event":"job_start","job":{"node":1,"seq":0},"flops":5000000,"duration":350000}
+/// {"t_us":9000,"event":"record","node":0,"label":"test_accuracy","value":0.91}
+/// ```
+///
+/// A record's `value` that is not finite is written `"NaN"`, `"inf"` or `"-inf"`, since
+/// JSON has no such numbers. [`read_jsonl`](crate::read_jsonl) reads the form back; values
+/// of up to 15 significant digits come back exact, longer ones possibly one ulp off
+/// (serde_json's default float parser). The [`TraceHash`](crate::TraceHash), not the JSON,
+/// is the bit-exact record of a run.
+///
+/// This flat shape needs a self-describing format: the record itself has no wire
+/// encoding; the hash encodes `(time, event)` instead.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TraceRecord {
     /// When \[µs of virtual time\].

@@ -4,32 +4,7 @@
 //!
 //! A [`Recorder`] always counts and hashes; writing JSON lines and keeping records in
 //! memory are opt-in, so a run that wants neither pays for a hash update per record only.
-//!
-//! # JSONL form
-//!
-//! One object per line, in record order (non-decreasing virtual time): `t_us` is the
-//! virtual time in microseconds, `event` the event's snake_case name, then the event's
-//! fields. Node ids are numbers, message and job ids `{src|node, seq}` objects, durations
-//! microseconds, drop reasons snake_case strings (`{"custom": …}` for a user rule's own).
-//!
-//! ```text
-//! {"t_us":0,"event":"send","id":{"src":1,"seq":0},"src":1,"dst":0,"bytes":1103}
-//! {"t_us":1200,"event":"deliver","id":{"src":1,"seq":0},"src":1,"dst":0,"bytes":1103}
-//! {"t_us":1500,"event":"drop","id":{"src":2,"seq":0},"src":2,"dst":0,"bytes":1103,"reason":"loss"}
-//! {"t_us":2000,"event":"job_start","job":{"node":1,"seq":0},"flops":5000000,"duration":350000}
-//! {"t_us":9000,"event":"record","node":0,"label":"test_accuracy","value":0.91}
-//! ```
-//!
-//! A record's `value` that is not finite is written `"NaN"`, `"inf"` or `"-inf"`, since
-//! JSON has no such numbers. [`read_jsonl`] reads the form back.
-//!
-//! # Hash
-//!
-//! The [`TraceHash`] is BLAKE3 over, for each record in order, the length of the record's
-//! [`wire`](crate::wire) encoding of `(time, event)` as a little-endian `u64`, then that
-//! encoding. It is independent of JSON formatting, covers float bits exactly and is the
-//! same on every platform; two runs with equal hashes recorded the same events at the same
-//! virtual times in the same order.
+//! The JSONL form is documented on [`TraceRecord`], the hash on [`TraceHash`].
 
 mod counters;
 mod event;

@@ -6,8 +6,14 @@ use serde::{Serialize, Serializer};
 use std::fmt;
 use std::io::{self, BufWriter, Write};
 
-/// A BLAKE3 fingerprint of a trace (see the [module docs](crate::trace)): equal hashes
-/// mean identical runs. Displayed and serialised as 64 hex digits.
+/// A BLAKE3 fingerprint of a trace: equal hashes mean identical runs. Displayed and
+/// serialised as 64 hex digits.
+///
+/// It is BLAKE3 over, for each record in order, the length of the
+/// [`wire`](crate::wire) encoding of its `(time, event)` as a little-endian `u64`, then
+/// that encoding. So it is independent of JSON formatting, covers float bits exactly, and
+/// is the same on every platform: two runs with equal hashes recorded the same events at
+/// the same virtual times in the same order.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct TraceHash(pub [u8; 32]);
 
