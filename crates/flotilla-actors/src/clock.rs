@@ -34,15 +34,16 @@ struct Running {
 /// 4. the network actor routes the instant's sends and the world queues the verdicts.
 ///
 /// While an instant is in flight the clock handles nothing else (`AsyncContext::wait`).
-pub(crate) struct ClockActor<M> {
-    /// `None` once given back with [`Release`].
-    state: Option<Clocked<M>>,
+pub(crate) struct ClockActor<M: Send + 'static> {
+    /// `None` once given back with [`Release`]. Boxed: actors must be `Unpin`, and the
+    /// pool's channels are only as `Unpin` as `M`.
+    state: Option<Box<Clocked<M>>>,
     nodes: Vec<Addr<NodeActor<M>>>,
     network: Addr<NetworkActor>,
     running: Option<Running>,
 }
 
-impl<M> std::fmt::Debug for ClockActor<M> {
+impl<M: Send + 'static> std::fmt::Debug for ClockActor<M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ClockActor")
             .field("world", &self.state.as_ref().map(|s| &s.world))
@@ -61,7 +62,7 @@ impl<M: Serialize + DeserializeOwned + Send + 'static> ClockActor<M> {
         network: Addr<NetworkActor>,
     ) -> Self {
         Self {
-            state: Some(Clocked { world, runner }),
+            state: Some(Box::new(Clocked { world, runner })),
             nodes,
             network,
             running: None,
@@ -136,11 +137,7 @@ impl<M: Serialize + DeserializeOwned + Send + 'static> Handler<Run> for ClockAct
             reply,
         });
         ctx.notify(Step);
-        Box::pin(async move {
-            report
-                .await
-                .unwrap_or(Err(ActorsError::Released("clock")))
-        })
+        Box::pin(async move { report.await.unwrap_or(Err(ActorsError::Released("clock"))) })
     }
 }
 
@@ -181,19 +178,23 @@ impl<M: Serialize + DeserializeOwned + Send + 'static> Handler<Step> for ClockAc
                 match act.commit(now, nodes, replies) {
                     Err(e) => Either::Left(fut::ready(Err(e))),
                     Ok(sends) if sends.is_empty() => Either::Left(fut::ready(Ok(Vec::new()))),
-                    Ok(sends) => Either::Right(act.network.send(Route { sends }).into_actor(act).map(
-                        move |verdicts, _, _| match verdicts {
-                            Ok(Some(v)) => Ok(v),
-                            Ok(None) => Err(ActorsError::Released("network")),
-                            Err(source) => Err(ActorsError::Network { time: now, source }),
-                        },
-                    )),
+                    Ok(sends) => {
+                        Either::Right(act.network.send(Route { sends }).into_actor(act).map(
+                            move |verdicts, _, _| match verdicts {
+                                Ok(Some(v)) => Ok(v),
+                                Ok(None) => Err(ActorsError::Released("network")),
+                                Err(source) => Err(ActorsError::Network { time: now, source }),
+                            },
+                        ))
+                    }
                 }
             })
-            .map(|verdicts, act, ctx| match verdicts.and_then(|v| act.deliver(v)) {
-                Ok(()) => ctx.notify(Step),
-                Err(e) => act.finish(Err(e)),
-            });
+            .map(
+                |verdicts, act, ctx| match verdicts.and_then(|v| act.deliver(v)) {
+                    Ok(()) => ctx.notify(Step),
+                    Err(e) => act.finish(Err(e)),
+                },
+            );
         ctx.wait(instant);
     }
 }

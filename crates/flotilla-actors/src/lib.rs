@@ -1,130 +1,107 @@
-//! actix hosting of [`flotilla_sim`] runs: every node, the network-delay model and the clock
-//! are actors; compute jobs run on a worker pool.
+//! actix hosting of Flotilla simulations.
 //!
-//! The actors map onto the steps of an instant (see [`flotilla_sim::World`]):
+//! [`ActixRuntime`] runs a [`flotilla_sim::Simulation`] with every node — clients, servers,
+//! aggregators, any [`flotilla_sim::Node`] — as its own actix actor, the network model as a
+//! network actor and the event queue in a clock actor, while compute jobs run on a
+//! [`PoolRunner`] of worker threads. It produces the same run, bit for bit (same
+//! [`TraceHash`](flotilla_sim::TraceHash), counters and failures), as the sequential
+//! reference executor [`Simulation::run`](flotilla_sim::Simulation::run), for any number
+//! of workers.
 //!
-//! | step | who | where |
-//! |---|---|---|
-//! | pop the instant, batch per node | `ClockActor` (owns the `World`) | clock's arbiter |
-//! | decode, `on_event`, encode | one `NodeActor` per node (owns its `NodeHost`) | node `i` on arbiter `i % workers`, in parallel |
-//! | commit in node-id order | `ClockActor` | clock's arbiter |
-//! | route the sends | `NetworkActor` (owns the `Router`) | its arbiter |
-//! | deliver | `ClockActor` | clock's arbiter |
-//! | run compute jobs | [`PoolRunner`] threads | started at commit, awaited when the completion pops |
+//! ```
+//! use flotilla_actors::ActixRuntime;
+//! use flotilla_sim::{Context, Event, LinkSpec, NetworkModel, Node, NodeError, NodeId};
+//! use flotilla_sim::{Seed, Simulation, StopAt, millis};
 //!
-//! Determinism does not depend on actix: the clock awaits every node of the instant before
-//! committing, commits in node-id order (`join_all` keeps input order), and every draw comes
-//! from a per-node stream. So [`ActixRuntime::run`] gives the same trace hash as
-//! [`flotilla_sim::Simulation::run`] at any number of workers.
+//! /// Sends one greeting to the next node at start.
+//! struct Greeter(u32);
+//!
+//! impl Node<String> for Greeter {
+//!     fn on_event(&mut self, event: Event<String>, ctx: &mut Context<'_, String>)
+//!         -> Result<(), NodeError> {
+//!         if let Event::Start = event {
+//!             ctx.send(NodeId((ctx.id().0 + 1) % self.0), format!("hi from {}", ctx.id()));
+//!         }
+//!         Ok(())
+//!     }
+//! }
+//!
+//! let build = || {
+//!     let mut b = Simulation::builder(Seed(7), NetworkModel::new(LinkSpec::latency(millis(5))));
+//!     for i in 0..4 {
+//!         b.add_node(format!("greeter-{i}"), Greeter(4), None);
+//!     }
+//!     b.build()
+//! };
+//! let sequential = build().run(StopAt::Idle);
+//! let actix = ActixRuntime::new(2).run(build(), StopAt::Idle)?.world().report();
+//! assert_eq!(actix, sequential);
+//! assert_eq!(actix.counters.delivered, 4);
+//! # Ok::<(), flotilla_actors::ActorsError>(())
+//! ```
+//!
+//! # How the actors map onto an instant
+//!
+//! A run is a loop of instants, each in four steps (see [`flotilla_sim::World`]). The
+//! clock actor sends itself one `Step` message per instant and, while it is in flight,
+//! handles nothing else:
+//!
+//! 1. **Pop** — the clock calls `World::begin_instant`, which pops every item of the
+//!    earliest virtual time and groups them into per-node batches in node-id order. Job
+//!    completions among them take their output from the pool, waiting if the worker is
+//!    not done yet.
+//! 2. **Handle, in parallel** — the clock sends every involved node actor its batch at
+//!    once (`HandleBatch`). Node actors live on `workers` arbiters (node *i* on arbiter
+//!    *i* mod `workers`), so the handlers of one instant — decoding what they receive,
+//!    running the state machine, encoding what they send — run in parallel. The clock
+//!    awaits all replies with `join_all`, which yields them in the order the requests were
+//!    made, i.e. node-id order, whatever order the threads finish in.
+//! 3. **Commit, in node-id order** — the clock applies each reply with `World::commit`:
+//!    timers and job completions are queued, records traced, sends collected. Jobs go to
+//!    the pool as they are committed and start computing right away on any free thread;
+//!    their *virtual* completion time is already fixed and queued, so clients that train
+//!    "at different virtual times" still train in parallel in real time.
+//! 4. **Route** — the network actor, which owns the [`Router`](flotilla_sim::Router),
+//!    decides each send's delay or drop in commit order; the clock queues the verdicts with
+//!    `World::deliver` and moves on to the next instant.
+//!
+//! After the run the clock, network and node actors hand their parts back and the
+//! [`Simulation`](flotilla_sim::Simulation) is rebuilt, so callers inspect nodes and the
+//! report exactly as after a sequential run.
+//!
+//! # Why the result does not depend on scheduling
+//!
+//! Threads only ever decide *when* something is computed, never *what* or *in which
+//! order it is applied*:
+//!
+//! - every order that reaches the event queue or the trace is fixed on one thread — the
+//!   clock's — in steps 1, 3 and 4: batches and commits in node-id order, commands in
+//!   issue order, verdicts in commit order;
+//! - a node's handler sees only its own batch and draws only from its own random stream
+//!   (its `NODE` stream lives in its host); device draws are made by the clock at commit,
+//!   network draws by the network actor from the *sender's* stream, so no draw depends on
+//!   which thread ran first;
+//! - a job's virtual duration comes from its device profile, declared FLOPs and the
+//!   node's compute stream, not from how long the thread took; results are kept by job id.
+//!
+//! The parity tests (`tests/parity.rs`) check this: the sequential executor and this
+//! runtime with 1, 2 and 8 workers give equal reports across seeds and topologies, with
+//! jobs, timers, dropouts, lossy links and panicking nodes.
+//!
+//! # Failures
+//!
+//! A node whose handler panics or fails is isolated exactly as in the sequential executor
+//! (the host catches the panic inside its actor); a panicking job becomes its node's
+//! failure. [`ActorsError`] is reserved for the runtime itself failing — an actor that
+//! does not answer, a thread the OS will not start.
 
-mod actors;
+mod clock;
+mod error;
+mod network_actor;
+mod node_actor;
 mod pool;
+mod runtime;
 
+pub use error::ActorsError;
 pub use pool::PoolRunner;
-
-use actix::prelude::*;
-use actors::{ClockActor, NetworkActor, NodeActor, TakeHost, TakeRouter};
-use flotilla_sim::{Simulation, StopAt};
-use futures::channel::oneshot;
-use serde::Serialize;
-use serde::de::DeserializeOwned;
-
-/// What a message type needs to cross actors: wire encoding, sending between threads.
-pub trait WireMessage: Serialize + DeserializeOwned + Send + Unpin + 'static {}
-
-impl<M: Serialize + DeserializeOwned + Send + Unpin + 'static> WireMessage for M {}
-
-/// A failure of the actor runtime itself (not of a node: nodes fail in isolation).
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ActorsError {
-    /// An actor's mailbox closed mid-run.
-    #[error("actor mailbox failed: {0}")]
-    Mailbox(#[from] MailboxError),
-    /// The clock stopped without handing the run back.
-    #[error("the clock actor stopped without finishing the run")]
-    ClockLost,
-    /// The actix system could not be started.
-    #[error("could not run the actix system: {0}")]
-    System(#[from] std::io::Error),
-}
-
-/// Runs a simulation on actix with `workers` arbiters for node actors and `workers` job
-/// threads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ActixRuntime {
-    workers: usize,
-}
-
-impl ActixRuntime {
-    /// A runtime with `workers` (at least one) node arbiters and job threads.
-    pub fn new(workers: usize) -> Self {
-        Self {
-            workers: workers.max(1),
-        }
-    }
-
-    /// Runs `sim` until `stop` and returns it, so its nodes and report can be inspected.
-    ///
-    /// Blocking: starts and ends its own actix system, so it must not be called from inside
-    /// another one.
-    pub fn run<M>(&self, sim: Simulation<M>, stop: StopAt) -> Result<Simulation<M>, ActorsError>
-    where
-        M: WireMessage,
-    {
-        let workers = self.workers;
-        let system = System::new();
-        system.block_on(async move {
-            let arbiters: Vec<Arbiter> = (0..workers).map(|_| Arbiter::new()).collect();
-            let (world, router, hosts) = sim.into_parts();
-            let nodes: Vec<Addr<NodeActor<M>>> = hosts
-                .into_iter()
-                .enumerate()
-                .map(|(i, host)| {
-                    let host = Some(host);
-                    NodeActor::start_in_arbiter(&arbiters[i % workers].handle(), move |_| {
-                        NodeActor { host }
-                    })
-                })
-                .collect();
-            let router = Some(router);
-            let network = NetworkActor::start_in_arbiter(&arbiters[0].handle(), move |_| {
-                NetworkActor { router }
-            });
-            let (done, outcome) = oneshot::channel();
-            ClockActor {
-                world: Some(world),
-                runner: PoolRunner::new(workers),
-                stop,
-                nodes: nodes.clone(),
-                network: network.clone(),
-                done: Some(done),
-            }
-            .start();
-            let result = async {
-                let world = outcome.await.map_err(|_| ActorsError::ClockLost)??;
-                let mut hosts = Vec::with_capacity(nodes.len());
-                for addr in &nodes {
-                    hosts.push(
-                        addr.send(TakeHost(std::marker::PhantomData))
-                            .await?
-                            .ok_or(ActorsError::ClockLost)?,
-                    );
-                }
-                let router = network
-                    .send(TakeRouter)
-                    .await?
-                    .ok_or(ActorsError::ClockLost)?;
-                Ok(Simulation::from_parts(world, router, hosts))
-            }
-            .await;
-            for arbiter in &arbiters {
-                arbiter.stop();
-            }
-            for arbiter in arbiters {
-                let _ = arbiter.join();
-            }
-            result
-        })
-    }
-}
+pub use runtime::ActixRuntime;

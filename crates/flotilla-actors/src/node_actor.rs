@@ -20,7 +20,7 @@ impl<M> NodeActor<M> {
     }
 }
 
-impl<M: Serialize + DeserializeOwned + Send + 'static> Actor for NodeActor<M> {
+impl<M: Send + 'static> Actor for NodeActor<M> {
     type Context = Context<Self>;
 }
 

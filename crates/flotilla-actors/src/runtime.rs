@@ -101,7 +101,7 @@ impl ActixRuntime {
             // not answer); nothing more to report.
             let _ = arbiter.join();
         }
-        System::current().stop();
+        // Dropping the runner ends the system and whatever actors are left on it.
         drop(system);
         outcome
     }

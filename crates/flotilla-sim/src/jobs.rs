@@ -11,7 +11,8 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 pub trait JobRunner<M> {
     /// Accepts a job; its output will be asked for once, by id.
     fn submit(&mut self, id: JobId, job: Job<M>);
-    /// The job's output, waiting for it if needed. A job that panics yields an error.
+    /// The job's output, waiting for it if needed. A job that panics, or one this runner
+    /// never received, yields an error (never a wait: the clock would deadlock).
     fn take(&mut self, id: JobId) -> Result<M, NodeError>;
     /// Forgets a job whose output nobody will read (its node failed).
     fn discard(&mut self, id: JobId);
@@ -46,6 +47,13 @@ pub fn run_job<M>(job: Job<M>) -> Result<M, NodeError> {
             "job panicked: {}",
             panic_message(&panic)
         ))),
+    }
+}
+
+impl<M> InlineRunner<M> {
+    /// Jobs submitted and not yet taken or discarded.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
     }
 }
 

@@ -98,6 +98,7 @@ impl<M: Serialize + DeserializeOwned + 'static> SimulationBuilder<M> {
             .map(|(i, node)| NodeHost::new(self.seed, NodeId(i as u32), node))
             .collect();
         Simulation {
+            inline: InlineRunner::default(),
             world,
             router,
             hosts,
@@ -111,6 +112,9 @@ impl<M: Serialize + DeserializeOwned + 'static> SimulationBuilder<M> {
 pub struct Simulation<M> {
     world: World<M>,
     router: Router,
+    /// Jobs started by [`Simulation::run`]: kept across calls, so a run stopped at a time
+    /// resumes with its jobs.
+    inline: InlineRunner<M>,
     hosts: Vec<NodeHost<M>>,
 }
 
@@ -122,10 +126,19 @@ impl<M: Serialize + DeserializeOwned + 'static> Simulation<M> {
 
     /// Runs on the calling thread until `stop`, jobs inline: the reference executor.
     pub fn run(&mut self, stop: StopAt) -> RunReport {
-        self.run_with(stop, &mut InlineRunner::default())
+        let mut inline = std::mem::take(&mut self.inline);
+        let report = self.run_with(stop, &mut inline);
+        self.inline = inline;
+        report
     }
 
-    /// Runs on the calling thread until `stop`, with jobs executed by `runner`.
+    /// Jobs started by [`Simulation::run`] whose completion has not been reached yet.
+    pub fn pending_jobs(&self) -> usize {
+        self.inline.pending()
+    }
+
+    /// Runs on the calling thread until `stop`, with jobs executed by `runner`. Resume a
+    /// run with the same runner: jobs still running live in it.
     pub fn run_with(&mut self, stop: StopAt, runner: &mut dyn JobRunner<M>) -> RunReport {
         while let Some((now, batches)) = self.world.begin_instant(stop, runner) {
             for batch in batches {
@@ -149,6 +162,11 @@ impl<M: Serialize + DeserializeOwned + 'static> Simulation<M> {
     }
 
     /// Splits the run into its clock, network and node sides, for other runtimes.
+    ///
+    /// Jobs started by [`Simulation::run`] and still pending ([`Simulation::pending_jobs`])
+    /// stay behind: split a fresh run, or one run with a runner you keep, not one half-run
+    /// by [`Simulation::run`] with jobs in flight (their nodes would fail when the jobs'
+    /// completions arrive).
     pub fn into_parts(self) -> (World<M>, Router, Vec<NodeHost<M>>) {
         (self.world, self.router, self.hosts)
     }
@@ -158,6 +176,7 @@ impl<M: Serialize + DeserializeOwned + 'static> Simulation<M> {
         Self {
             world,
             router,
+            inline: InlineRunner::default(),
             hosts,
         }
     }
