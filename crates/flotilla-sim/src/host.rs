@@ -5,8 +5,8 @@
 //! messages they receive and encoding those they send — run in parallel.
 
 use crate::{
-    Command, Context, Envelope, Event, JobId, Node, NodeId, Purpose, Seed, SimDuration, SimTime,
-    StreamCursor, wire,
+    Command, Context, Envelope, Event, JobId, Node, NodeId, Purpose, Seed, SimTime, StreamCursor,
+    wire,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -50,52 +50,8 @@ pub enum Inbound<M> {
     },
 }
 
-/// A command after the node side processed it: messages already encoded.
-pub enum Outgoing<M> {
-    /// A message to send.
-    Send {
-        /// Destination.
-        to: NodeId,
-        /// Encoded message.
-        bytes: Vec<u8>,
-    },
-    /// A timer to set.
-    Timer {
-        /// Delay.
-        after: SimDuration,
-        /// Tag.
-        tag: u64,
-    },
-    /// A job to start.
-    Job {
-        /// Its id.
-        id: JobId,
-        /// Declared work \[FLOP\].
-        flops: u64,
-        /// The computation.
-        run: crate::Job<M>,
-    },
-    /// A trace record.
-    Record {
-        /// Label.
-        label: String,
-        /// Value.
-        value: f64,
-    },
-}
-
-impl<M> std::fmt::Debug for Outgoing<M> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Outgoing::Send { to, bytes } => {
-                write!(f, "Send {{ to: {to}, bytes: {} }}", bytes.len())
-            }
-            Outgoing::Timer { after, tag } => write!(f, "Timer {{ after: {after}, tag: {tag} }}"),
-            Outgoing::Job { id, flops, .. } => write!(f, "Job {{ id: {id:?}, flops: {flops} }}"),
-            Outgoing::Record { label, value } => write!(f, "Record {{ {label}: {value} }}"),
-        }
-    }
-}
+/// A command after the node side processed it: sends carry their wire bytes.
+pub type Outgoing<M> = Command<M, Vec<u8>>;
 
 /// What one node's handling of one instant produced.
 #[derive(Debug)]
@@ -212,7 +168,7 @@ impl<M: Serialize + DeserializeOwned + 'static> NodeHost<M> {
                 Ok(match command {
                     Command::Send { to, msg } => Outgoing::Send {
                         to,
-                        bytes: wire::encode(&msg)
+                        msg: wire::encode(&msg)
                             .map_err(|e| format!("could not encode a message: {e}"))?,
                     },
                     Command::Timer { after, tag } => Outgoing::Timer { after, tag },

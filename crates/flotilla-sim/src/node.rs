@@ -50,14 +50,17 @@ impl NodeError {
 pub type Job<M> = Box<dyn FnOnce() -> Result<M, NodeError> + Send + 'static>;
 
 /// One action a handler asked for; applied after the handler returns, in issue order.
+///
+/// `S` is what a send carries: the message itself as the node issues it, its encoded bytes
+/// once the node side has put it on the wire ([`Outgoing`](crate::Outgoing)).
 #[non_exhaustive]
-pub enum Command<M> {
+pub enum Command<M, S = M> {
     /// Send `msg` to `to` through the network.
     Send {
         /// Destination.
         to: NodeId,
-        /// Message.
-        msg: M,
+        /// Message (or its wire bytes).
+        msg: S,
     },
     /// Fire [`Event::Timer`] with `tag` after `after`.
     Timer {
@@ -84,7 +87,7 @@ pub enum Command<M> {
     },
 }
 
-impl<M> fmt::Debug for Command<M> {
+impl<M, S> fmt::Debug for Command<M, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Command::Send { to, .. } => write!(f, "Send {{ to: {to} }}"),

@@ -371,7 +371,7 @@ impl<M> World<M> {
         }
         for command in handled.commands {
             match command {
-                Outgoing::Send { to, bytes } => self.send(node, to, bytes),
+                Outgoing::Send { to, msg } => self.send(node, to, msg),
                 Outgoing::Timer { after, tag } => {
                     self.queue
                         .push(self.now + after, Pending::Timer { node, tag });
