@@ -149,6 +149,20 @@ impl Network {
         self.slots.iter().map(|s| s.layer.flops_per_sample()).sum()
     }
 
+    /// Memory to train at `batch` samples per step \[bytes\], as `f32`: parameters three
+    /// times (weights, gradients, momentum), the state, and every layer's output twice per
+    /// sample (the activation kept for backward and its gradient). Device profiles compare
+    /// it with their memory to decide which models a device can train.
+    pub fn training_memory_bytes(&self, batch: usize) -> u64 {
+        let activations: usize = self
+            .slots
+            .iter()
+            .map(|s| s.layer.activations_per_sample())
+            .sum();
+        let scalars = 3 * self.param_len + self.state_len + 2 * activations * batch;
+        4 * scalars as u64
+    }
+
     /// One row per layer: name, description, output shape, parameters, FLOPs.
     pub fn summary(&self) -> Vec<LayerSummary> {
         self.slots

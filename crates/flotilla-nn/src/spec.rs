@@ -240,6 +240,22 @@ mod tests {
     }
 
     #[test]
+    fn training_memory_counts_weights_and_activations() {
+        let net = ModelSpec::Mlp(vec![4, 8, 2])
+            .build(Shape::flat(4), 2)
+            .unwrap();
+        // 58 params ×3, no state, outputs 8 + 8 + 2 per sample, ×2, batch 10.
+        assert_eq!(net.training_memory_bytes(10), 4 * (3 * 58 + 2 * 18 * 10));
+        let large = ModelSpec::ResNet20(1.0)
+            .build(Shape::image(32, 32, 3), 10)
+            .unwrap();
+        let small = ModelSpec::ResNet20(0.25)
+            .build(Shape::image(32, 32, 3), 10)
+            .unwrap();
+        assert!(large.training_memory_bytes(32) > 3 * small.training_memory_bytes(32));
+    }
+
+    #[test]
     fn mlp_must_fit_the_data() {
         let spec: ModelSpec = "mlp:784-256-10".parse().unwrap();
         assert!(spec.build(Shape::flat(100), 10).is_err());

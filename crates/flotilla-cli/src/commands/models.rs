@@ -46,12 +46,16 @@ pub(crate) fn run(args: ModelsArgs) -> anyhow::Result<()> {
             );
         }
         println!(
-            "{:<12} {:<46} {:>10} {:>10} {:>14}\n",
+            "{:<12} {:<46} {:>10} {:>10} {:>14}",
             "total",
             "",
             "",
             net.param_len(),
             net.flops_per_sample()
+        );
+        println!(
+            "training memory at batch 32: {:.1} MB (weights, gradients, momentum, activations)\n",
+            net.training_memory_bytes(32) as f64 / 1e6
         );
     }
     Ok(())

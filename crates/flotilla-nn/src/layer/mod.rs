@@ -61,6 +61,11 @@ pub trait Layer: Debug + Send {
     }
     /// Forward floating-point operations per sample (a multiply-add counts 2).
     fn flops_per_sample(&self) -> u64;
+    /// Values per sample this layer produces during a forward pass, including those of
+    /// its inner layers (composites override this); sizes the training memory.
+    fn activations_per_sample(&self) -> usize {
+        self.output_shape().len()
+    }
     /// The forward pass.
     fn forward(&mut self, x: Tensor, params: &[f32], state: &mut [f32], mode: Mode) -> Tensor;
     /// The backward pass.

@@ -223,6 +223,18 @@ impl Layer for ResidualBlock {
         main + shortcut + out + self.relu_out.flops_per_sample()
     }
 
+    fn activations_per_sample(&self) -> usize {
+        let main = self.conv1.layer.activations_per_sample()
+            + self.bn1.layer.activations_per_sample()
+            + self.relu1.activations_per_sample()
+            + self.conv2.layer.activations_per_sample()
+            + self.bn2.layer.activations_per_sample();
+        let shortcut = self.shortcut.as_ref().map_or(0, |sc| {
+            sc.conv.layer.activations_per_sample() + sc.bn.layer.activations_per_sample()
+        });
+        main + shortcut + self.relu_out.activations_per_sample()
+    }
+
     fn forward(&mut self, x: Tensor, params: &[f32], state: &mut [f32], mode: Mode) -> Tensor {
         assert_eq!(sample_shape(&x), self.input, "residual block input shape");
         let skip = match &mut self.shortcut {
