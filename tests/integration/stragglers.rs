@@ -76,6 +76,7 @@ fn weak_devices_answer_last_and_a_dropout_is_counted() {
             3..=5 => device(1e9, 0.0),
             _ => device(1e9, 1.0),
         };
+        assert!(profile.fits(task.training_memory_bytes()));
         b.add_node(
             format!("client-{}", k + 1),
             FedAvgClient::new(task.clone(), shard, server_id),
@@ -153,4 +154,81 @@ fn weak_devices_answer_last_and_a_dropout_is_counted() {
         final_accuracy > 0.3,
         "FedAvg learns something: {final_accuracy}"
     );
+}
+
+#[test]
+fn a_device_without_memory_for_the_model_never_trains() {
+    let seed = Seed(3);
+    let config = SyntheticConfig {
+        train_samples: 600,
+        test_samples: 100,
+        ..Default::default()
+    };
+    let (train, test) = config.generate().unwrap();
+    let train = Arc::new(train);
+    let sgd = SgdConfig {
+        lr: 0.05,
+        momentum: 0.0,
+        weight_decay: 0.0,
+        nesterov: false,
+    };
+    let spec = "mlp:32-256-256-10".parse().unwrap();
+    let task =
+        Arc::new(LearningTask::new(spec, train.clone(), Arc::new(test), 2, 32, sgd, seed).unwrap());
+    let needed = task.training_memory_bytes();
+    let shards = iid(train.len(), 3, &mut seed.stream(NodeId(0), Purpose::SETUP)).unwrap();
+    let mut b = Simulation::builder(seed, NetworkModel::new(LinkSpec::latency(millis(1))));
+    let fedavg = FedAvgConfig {
+        rounds: 2,
+        clients_per_round: 3,
+        schedule: LrSchedule::Constant(0.05),
+        round_timeout: Some(secs(10)),
+        weighted: false,
+    };
+    let initial = task
+        .network()
+        .unwrap()
+        .init(&mut seed.stream(NodeId(0), Purpose::SETUP));
+    let clients = vec![NodeId(1), NodeId(2), NodeId(3)];
+    b.add_node(
+        "server",
+        FedAvgServer::new(task.clone(), fedavg, clients, initial),
+        None,
+    );
+    for (k, shard) in shards.into_iter().enumerate() {
+        // Client 3's memory is one byte short of the model's training run.
+        let memory = if k == 2 { needed - 1 } else { needed };
+        let profile = DeviceProfile {
+            memory_bytes: memory,
+            ..device(1e10, 0.0)
+        };
+        b.add_node(
+            format!("client-{}", k + 1),
+            FedAvgClient::new(task.clone(), shard, NodeId(0)),
+            Some(profile),
+        );
+    }
+    let mut sim: Simulation<FlMessage> = b.keep_records().build();
+    let report = sim.run(StopAt::Idle);
+    let history = sim
+        .node::<FedAvgServer>(NodeId(0))
+        .unwrap()
+        .history()
+        .to_vec();
+    assert!(
+        history
+            .iter()
+            .all(|r| r.arrived == vec![NodeId(1), NodeId(2)]),
+        "{history:?}"
+    );
+    let refusals = sim
+        .finish()
+        .unwrap()
+        .records
+        .iter()
+        .filter(|r| matches!(&r.event, TraceEvent::Record { node, label, .. } if *node == NodeId(3) && label == "cannot_train"))
+        .count();
+    assert_eq!(refusals, 2);
+    // Two rounds × two trainers, plus the server's two evaluations.
+    assert_eq!(report.counters.jobs_started, 6);
 }

@@ -207,7 +207,8 @@ impl Node<FlMessage> for FedAvgServer {
 }
 
 /// The FedAvg client node: trains the received model on its own samples in a job whose
-/// declared work is the task's training FLOPs, then answers the server.
+/// declared work is the task's training FLOPs, then answers the server. A device whose
+/// memory cannot hold the training run records `cannot_train` and stays silent.
 #[derive(Debug)]
 pub struct FedAvgClient {
     task: Arc<LearningTask>,
@@ -237,6 +238,12 @@ impl Node<FlMessage> for FedAvgClient {
                 msg: FlMessage::Train(t),
                 ..
             } => {
+                let needed = self.task.training_memory_bytes();
+                if ctx.device().is_some_and(|d| !d.fits(needed)) {
+                    // The model does not fit this device: it cannot take part.
+                    ctx.record("cannot_train", needed as f64);
+                    return Ok(());
+                }
                 let (task, indices, node) = (self.task.clone(), self.indices.clone(), ctx.id());
                 ctx.spawn_job(task.training_flops(), move || {
                     let (weights, loss) = task

@@ -37,6 +37,7 @@ pub struct LearningTask {
     /// Master seed; local training draws from each client's `TRAINING` sub-stream.
     pub seed: Seed,
     flops_per_sample: u64,
+    training_memory: u64,
 }
 
 impl LearningTask {
@@ -53,6 +54,7 @@ impl LearningTask {
         sgd.validate()?;
         let net = spec.build(input_shape(&train), train.classes())?;
         let flops_per_sample = net.flops_per_sample();
+        let training_memory = net.training_memory_bytes(batch_size);
         Ok(Self {
             spec,
             train,
@@ -62,7 +64,14 @@ impl LearningTask {
             sgd,
             seed,
             flops_per_sample,
+            training_memory,
         })
+    }
+
+    /// Memory one local training run needs \[bytes\] (see
+    /// [`Network::training_memory_bytes`]).
+    pub fn training_memory_bytes(&self) -> u64 {
+        self.training_memory
     }
 
     /// A fresh network of the task's architecture.

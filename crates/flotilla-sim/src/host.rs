@@ -5,13 +5,14 @@
 //! messages they receive and encoding those they send — run in parallel.
 
 use crate::{
-    Command, Context, Envelope, Event, JobId, Node, NodeId, Purpose, Seed, SimTime, StreamCursor,
-    wire,
+    Command, Context, DeviceProfile, Envelope, Event, JobId, Node, NodeId, Purpose, Seed, SimTime,
+    StreamCursor, wire,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::any::Any;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
 
 /// Object-safe access to a node as `Any`, so callers can inspect their own node types.
 pub(crate) trait AnyNode<M>: Node<M> {
@@ -69,6 +70,8 @@ pub struct Handled<M> {
 pub struct NodeHost<M> {
     id: NodeId,
     node: Box<dyn AnyNode<M>>,
+    /// Shared with the clock side and every node of the same profile.
+    device: Option<Arc<DeviceProfile>>,
     rng: StreamCursor,
     next_job: u64,
     failed: bool,
@@ -84,10 +87,16 @@ impl<M> std::fmt::Debug for NodeHost<M> {
 }
 
 impl<M: Serialize + DeserializeOwned + 'static> NodeHost<M> {
-    pub(crate) fn new(seed: Seed, id: NodeId, node: Box<dyn AnyNode<M>>) -> Self {
+    pub(crate) fn new(
+        seed: Seed,
+        id: NodeId,
+        node: Box<dyn AnyNode<M>>,
+        device: Option<Arc<DeviceProfile>>,
+    ) -> Self {
         Self {
             id,
             node,
+            device,
             rng: seed.cursor(id, Purpose::NODE),
             next_job: 0,
             failed: false,
@@ -155,7 +164,8 @@ impl<M: Serialize + DeserializeOwned + 'static> NodeHost<M> {
         event: Event<M>,
         rng: &mut rand_chacha::ChaCha8Rng,
     ) -> Result<Vec<Outgoing<M>>, String> {
-        let mut ctx = Context::new(now, self.id, rng, &mut self.next_job);
+        let device = self.device.as_deref();
+        let mut ctx = Context::new(now, self.id, device, rng, &mut self.next_job);
         let node = &mut self.node;
         match catch_unwind(AssertUnwindSafe(|| node.on_event(event, &mut ctx))) {
             Ok(Ok(())) => {}

@@ -1,6 +1,6 @@
 //! Nodes: the state machines a simulation drives, and the context they act through.
 
-use crate::{JobId, NodeId, SimDuration, SimTime};
+use crate::{DeviceProfile, JobId, NodeId, SimDuration, SimTime};
 use rand_chacha::ChaCha8Rng;
 use std::fmt;
 
@@ -104,21 +104,36 @@ impl<M, S> fmt::Debug for Command<M, S> {
 pub struct Context<'a, M> {
     now: SimTime,
     id: NodeId,
+    device: Option<&'a DeviceProfile>,
     rng: &'a mut ChaCha8Rng,
     next_job: &'a mut u64,
     outbox: Vec<Command<M>>,
 }
 
 impl<'a, M> Context<'a, M> {
-    /// A context for node `id` at `now`. Runtimes build these; user code receives them.
-    pub fn new(now: SimTime, id: NodeId, rng: &'a mut ChaCha8Rng, next_job: &'a mut u64) -> Self {
+    /// A context for node `id` (on `device`, if it has one) at `now`. Runtimes build
+    /// these; user code receives them.
+    pub fn new(
+        now: SimTime,
+        id: NodeId,
+        device: Option<&'a DeviceProfile>,
+        rng: &'a mut ChaCha8Rng,
+        next_job: &'a mut u64,
+    ) -> Self {
         Self {
             now,
             id,
+            device,
             rng,
             next_job,
             outbox: Vec::new(),
         }
+    }
+
+    /// This node's device profile (none for nodes registered without one, like servers):
+    /// what it can train follows from its memory (see [`DeviceProfile::fits`]).
+    pub fn device(&self) -> Option<&DeviceProfile> {
+        self.device
     }
 
     /// The current virtual time.

@@ -95,7 +95,10 @@ impl<M: Serialize + DeserializeOwned + 'static> SimulationBuilder<M> {
             .nodes
             .into_iter()
             .enumerate()
-            .map(|(i, node)| NodeHost::new(self.seed, NodeId(i as u32), node))
+            .map(|(i, node)| {
+                let id = NodeId(i as u32);
+                NodeHost::new(self.seed, id, node, world.shared_device(id).cloned())
+            })
             .collect();
         Simulation {
             inline: InlineRunner::default(),

@@ -24,6 +24,10 @@ use crate::{
 };
 use serde::Serialize;
 use std::marker::PhantomData;
+use std::sync::Arc;
+
+/// How many of the most recent distinct device profiles registration compares against.
+const PROFILE_LOOKBACK: usize = 16;
 
 /// When a run stops.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,7 +114,7 @@ pub struct World<M> {
     now: SimTime,
     queue: EventQueue<Pending>,
     nodes: Vec<NodeClock>,
-    profiles: Vec<DeviceProfile>,
+    profiles: Vec<Arc<DeviceProfile>>,
     recorder: Recorder,
     failures: Vec<NodeFailure>,
     /// Sends committed in the current instant, awaiting the router.
@@ -144,22 +148,25 @@ impl<M> World<M> {
         registrations: Vec<Registration>,
         recorder: impl FnOnce(Vec<bool>) -> Recorder,
     ) -> Self {
-        let mut profiles: Vec<DeviceProfile> = Vec::new();
+        let mut profiles: Vec<Arc<DeviceProfile>> = Vec::new();
         let mut nodes = Vec::with_capacity(registrations.len());
         let mut is_device = Vec::with_capacity(registrations.len());
         let mut queue = EventQueue::new();
         for (i, reg) in registrations.into_iter().enumerate() {
             let id = NodeId(i as u32);
-            // Many clients share a preset: store each distinct profile once.
-            let device = reg
-                .device
-                .map(|p| match profiles.iter().position(|q| *q == p) {
-                    Some(k) => k as u32,
+            // Many clients share a preset: store each profile once when it repeats one of the
+            // last few distinct ones (a bounded look-back keeps registration linear even when
+            // every device of a trace file is different).
+            let device = reg.device.map(|p| {
+                let recent = profiles.len().saturating_sub(PROFILE_LOOKBACK);
+                match profiles[recent..].iter().position(|q| **q == p) {
+                    Some(k) => (recent + k) as u32,
                     None => {
-                        profiles.push(p);
+                        profiles.push(Arc::new(p));
                         (profiles.len() - 1) as u32
                     }
-                });
+                }
+            });
             is_device.push(device.is_some());
             nodes.push(NodeClock {
                 name: reg.name,
@@ -204,6 +211,11 @@ impl<M> World<M> {
 
     /// A node's device profile, if it has one.
     pub fn device(&self, node: NodeId) -> Option<&DeviceProfile> {
+        self.shared_device(node).map(|p| &**p)
+    }
+
+    /// A node's device profile as the shared handle the node side holds.
+    pub(crate) fn shared_device(&self, node: NodeId) -> Option<&Arc<DeviceProfile>> {
         let k = self.nodes.get(node.index())?.device?;
         self.profiles.get(k as usize)
     }
