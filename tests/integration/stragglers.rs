@@ -20,16 +20,23 @@ fn device(flops_per_sec: f64, dropout: f64) -> DeviceProfile {
     }
 }
 
-#[test]
-fn weak_devices_answer_last_and_a_dropout_is_counted() {
-    let seed = Seed(11);
+/// A FedAvg fleet on synthetic data: server 0 and one client per profile (ids from 1), all
+/// sampled every round, on 1 ms links; returns the simulation (records kept) and the task.
+fn fleet(
+    seed: Seed,
+    spec: &str,
+    local_steps: usize,
+    rounds: u32,
+    profiles: impl Fn(usize, &LearningTask) -> DeviceProfile,
+    clients: usize,
+) -> Simulation<FlMessage> {
     let config = SyntheticConfig {
         train_samples: 2_000,
         test_samples: 500,
         ..Default::default()
     };
     let (train, test) = config.generate().unwrap();
-    let (train, test) = (Arc::new(train), Arc::new(test));
+    let train = Arc::new(train);
     let sgd = SgdConfig {
         lr: 0.05,
         momentum: 0.9,
@@ -37,25 +44,25 @@ fn weak_devices_answer_last_and_a_dropout_is_counted() {
         nesterov: false,
     };
     let task = LearningTask::new(
-        "mlp:32-64-10".parse().unwrap(),
+        spec.parse().unwrap(),
         train.clone(),
-        test,
-        10,
+        Arc::new(test),
+        local_steps,
         32,
         sgd,
         seed,
+    );
+    let task = Arc::new(task.unwrap());
+    let shards = iid(
+        train.len(),
+        clients,
+        &mut seed.stream(NodeId(0), Purpose::SETUP),
     )
     .unwrap();
-    let task = Arc::new(task);
-    let shards = iid(train.len(), 7, &mut seed.stream(NodeId(0), Purpose::SETUP)).unwrap();
-
-    let link = LinkSpec::latency(millis(1));
-    let mut b = Simulation::builder(seed, NetworkModel::new(link));
-    let server_id = NodeId(0);
-    let clients: Vec<NodeId> = (1..=7).map(NodeId).collect();
-    let fedavg = FedAvgConfig {
-        rounds: 3,
-        clients_per_round: 7,
+    let mut b = Simulation::builder(seed, NetworkModel::new(LinkSpec::latency(millis(1))));
+    let config = FedAvgConfig {
+        rounds,
+        clients_per_round: clients,
         schedule: LrSchedule::Constant(0.05),
         round_timeout: Some(secs(60)),
         weighted: true,
@@ -63,27 +70,38 @@ fn weak_devices_answer_last_and_a_dropout_is_counted() {
     let initial = task
         .network()
         .unwrap()
-        .init(&mut seed.stream(server_id, Purpose::SETUP));
+        .init(&mut seed.stream(NodeId(0), Purpose::SETUP));
+    let ids = (1..=clients as u32).map(NodeId).collect();
     b.add_node(
         "server",
-        FedAvgServer::new(task.clone(), fedavg, clients.clone(), initial),
+        FedAvgServer::new(task.clone(), config, ids, initial),
         None,
     );
-    // Clients 1–3 strong, 4–6 weak (10× slower), 7 weak and always dropping out mid-job.
     for (k, shard) in shards.into_iter().enumerate() {
-        let profile = match k {
+        let client = FedAvgClient::new(task.clone(), shard, NodeId(0));
+        b.add_node(
+            format!("client-{}", k + 1),
+            client,
+            Some(profiles(k, &task)),
+        );
+    }
+    b.keep_records().build()
+}
+
+#[test]
+fn weak_devices_answer_last_and_a_dropout_is_counted() {
+    let server_id = NodeId(0);
+    // Clients 1–3 strong, 4–6 weak (10× slower), 7 weak and always dropping out mid-job.
+    let profile = |k: usize, task: &LearningTask| {
+        let p = match k {
             0..=2 => device(1e10, 0.0),
             3..=5 => device(1e9, 0.0),
             _ => device(1e9, 1.0),
         };
-        assert!(profile.fits(task.training_memory_bytes()));
-        b.add_node(
-            format!("client-{}", k + 1),
-            FedAvgClient::new(task.clone(), shard, server_id),
-            Some(profile),
-        );
-    }
-    let mut sim: Simulation<FlMessage> = b.keep_records().build();
+        assert!(p.fits(task.training_memory_bytes()));
+        p
+    };
+    let mut sim = fleet(Seed(11), "mlp:32-64-10", 10, 3, profile, 7);
     let report = sim.run(StopAt::Idle);
     let history = sim
         .node::<FedAvgServer>(server_id)
@@ -158,57 +176,15 @@ fn weak_devices_answer_last_and_a_dropout_is_counted() {
 
 #[test]
 fn a_device_without_memory_for_the_model_never_trains() {
-    let seed = Seed(3);
-    let config = SyntheticConfig {
-        train_samples: 600,
-        test_samples: 100,
-        ..Default::default()
-    };
-    let (train, test) = config.generate().unwrap();
-    let train = Arc::new(train);
-    let sgd = SgdConfig {
-        lr: 0.05,
-        momentum: 0.0,
-        weight_decay: 0.0,
-        nesterov: false,
-    };
-    let spec = "mlp:32-256-256-10".parse().unwrap();
-    let task =
-        Arc::new(LearningTask::new(spec, train.clone(), Arc::new(test), 2, 32, sgd, seed).unwrap());
-    let needed = task.training_memory_bytes();
-    let shards = iid(train.len(), 3, &mut seed.stream(NodeId(0), Purpose::SETUP)).unwrap();
-    let mut b = Simulation::builder(seed, NetworkModel::new(LinkSpec::latency(millis(1))));
-    let fedavg = FedAvgConfig {
-        rounds: 2,
-        clients_per_round: 3,
-        schedule: LrSchedule::Constant(0.05),
-        round_timeout: Some(secs(10)),
-        weighted: false,
-    };
-    let initial = task
-        .network()
-        .unwrap()
-        .init(&mut seed.stream(NodeId(0), Purpose::SETUP));
-    let clients = vec![NodeId(1), NodeId(2), NodeId(3)];
-    b.add_node(
-        "server",
-        FedAvgServer::new(task.clone(), fedavg, clients, initial),
-        None,
-    );
-    for (k, shard) in shards.into_iter().enumerate() {
-        // Client 3's memory is one byte short of the model's training run.
-        let memory = if k == 2 { needed - 1 } else { needed };
-        let profile = DeviceProfile {
-            memory_bytes: memory,
+    // Client 3's memory is one byte short of the model's training run.
+    let profile = |k: usize, task: &LearningTask| {
+        let needed = task.training_memory_bytes();
+        DeviceProfile {
+            memory_bytes: if k == 2 { needed - 1 } else { needed },
             ..device(1e10, 0.0)
-        };
-        b.add_node(
-            format!("client-{}", k + 1),
-            FedAvgClient::new(task.clone(), shard, NodeId(0)),
-            Some(profile),
-        );
-    }
-    let mut sim: Simulation<FlMessage> = b.keep_records().build();
+        }
+    };
+    let mut sim = fleet(Seed(3), "mlp:32-256-256-10", 2, 2, profile, 3);
     let report = sim.run(StopAt::Idle);
     let history = sim
         .node::<FedAvgServer>(NodeId(0))

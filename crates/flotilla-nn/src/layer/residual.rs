@@ -96,6 +96,22 @@ pub struct ResidualBlock {
 }
 
 impl ResidualBlock {
+    /// Every sub-layer, main path then shortcut, for per-layer sums.
+    fn sub_layers(&self) -> Vec<&dyn Layer> {
+        let mut layers: Vec<&dyn Layer> = vec![
+            &self.conv1.layer,
+            &self.bn1.layer,
+            &self.relu1,
+            &self.conv2.layer,
+            &self.bn2.layer,
+            &self.relu_out,
+        ];
+        if let Some(sc) = &self.shortcut {
+            layers.extend([&sc.conv.layer as &dyn Layer, &sc.bn.layer]);
+        }
+        layers
+    }
+
     /// A basic block from `input` to `out_channels` channels, the first convolution (and
     /// the projection) with the given `stride`.
     ///
@@ -211,28 +227,19 @@ impl Layer for ResidualBlock {
     /// The sub-layers' counts (convolutions, batch norms, ReLUs, projection) plus one
     /// addition per output value for the residual sum.
     fn flops_per_sample(&self) -> u64 {
-        let main = self.conv1.layer.flops_per_sample()
-            + self.bn1.layer.flops_per_sample()
-            + self.relu1.flops_per_sample()
-            + self.conv2.layer.flops_per_sample()
-            + self.bn2.layer.flops_per_sample();
-        let shortcut = self.shortcut.as_ref().map_or(0, |sc| {
-            sc.conv.layer.flops_per_sample() + sc.bn.layer.flops_per_sample()
-        });
         let out = self.output_shape().len() as u64;
-        main + shortcut + out + self.relu_out.flops_per_sample()
+        self.sub_layers()
+            .iter()
+            .map(|l| l.flops_per_sample())
+            .sum::<u64>()
+            + out
     }
 
     fn activations_per_sample(&self) -> usize {
-        let main = self.conv1.layer.activations_per_sample()
-            + self.bn1.layer.activations_per_sample()
-            + self.relu1.activations_per_sample()
-            + self.conv2.layer.activations_per_sample()
-            + self.bn2.layer.activations_per_sample();
-        let shortcut = self.shortcut.as_ref().map_or(0, |sc| {
-            sc.conv.layer.activations_per_sample() + sc.bn.layer.activations_per_sample()
-        });
-        main + shortcut + self.relu_out.activations_per_sample()
+        self.sub_layers()
+            .iter()
+            .map(|l| l.activations_per_sample())
+            .sum()
     }
 
     fn forward(&mut self, x: Tensor, params: &[f32], state: &mut [f32], mode: Mode) -> Tensor {
