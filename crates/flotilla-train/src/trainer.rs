@@ -1,10 +1,19 @@
 //! One SGD step of cross-entropy or distillation on a batch.
 
-use crate::{BatchLoader, Result};
+use crate::{BatchLoader, Result, Teacher};
 use flotilla_data::sample_steps;
 use flotilla_nn::{Mode, Network, Sgd, SgdConfig, Tensor, Weights, cross_entropy, distill_kl};
 use ndarray::{Array2, ArrayView2};
 use rand::Rng;
+
+/// The distillation loss settings of one local phase.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Distillation {
+    /// Softmax temperature `T` (> 0); the loss is scaled by `T²`.
+    pub temperature: f32,
+    /// Weight of the distillation loss (the method's ramped `w(t)`).
+    pub weight: f32,
+}
 
 /// A network, its optimiser state and a gradient buffer: everything one local training
 /// run needs besides the weights, which are passed in so one trainer serves many clients.
@@ -91,6 +100,35 @@ impl Trainer {
         Ok((total / batches.len().max(1) as f64) as f32)
     }
 
+    /// `steps` distillation steps from `teacher` on batches of `batch_size` drawn from
+    /// `indices` (typically a client's unlabeled samples; labels are ignored), each step
+    /// `kd.weight · T² · KL(teacher ‖ student)` at temperature `kd.temperature`; returns the
+    /// mean unweighted KD loss. Student and teacher see the same (augmented) batch.
+    #[allow(clippy::too_many_arguments)]
+    pub fn distill_steps(
+        &mut self,
+        weights: &mut Weights,
+        teacher: &mut Teacher,
+        kd: Distillation,
+        loader: &BatchLoader<'_>,
+        indices: &[usize],
+        steps: usize,
+        batch_size: usize,
+        lr: f32,
+        rng: &mut impl Rng,
+    ) -> Result<f32> {
+        let batches = sample_steps(indices, steps, batch_size, rng)?;
+        let mut total = 0.0f64;
+        for batch in &batches {
+            let (x, _) = loader.load(batch, rng)?;
+            let soft = teacher.logits(x.clone());
+            let loss =
+                self.distill_step(weights, x, &soft.view(), kd.temperature, kd.weight, lr)?;
+            total += f64::from(loss);
+        }
+        Ok((total / batches.len().max(1) as f64) as f32)
+    }
+
     fn forward_train(&mut self, weights: &mut Weights, x: Tensor) -> Result<Array2<f32>> {
         self.net.check_weights(weights)?;
         let params = weights.params.as_slice().expect("weights are contiguous");
@@ -115,7 +153,7 @@ impl Trainer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::evaluate;
+    use crate::{TeacherMode, evaluate};
     use flotilla_data::{Dataset, ImageShape};
     use flotilla_nn::{ModelSpec, Shape, batch_from_flat};
     use ndarray::Array2;
@@ -186,6 +224,71 @@ mod tests {
             losses[0],
             losses[59]
         );
+    }
+
+    #[test]
+    fn distill_steps_move_the_student_towards_a_frozen_teacher() {
+        let data = toy();
+        let (mut teacher_trainer, mut teacher_weights) = trainer();
+        let loader = BatchLoader::new(&data, None);
+        let all: Vec<usize> = (0..data.len()).collect();
+        let mut rng = ChaCha8Rng::seed_from_u64(4);
+        teacher_trainer
+            .train_steps(&mut teacher_weights, &loader, &all, 60, 16, 0.1, &mut rng)
+            .unwrap();
+        let frozen = teacher_weights.clone();
+        let net = ModelSpec::Mlp(vec![4, 8, 2])
+            .build(Shape::flat(4), 2)
+            .unwrap();
+        let mut teacher = Teacher::new(net, teacher_weights, TeacherMode::BatchStatistics).unwrap();
+        let (mut student, mut weights) = trainer();
+        let kd = Distillation {
+            temperature: 3.0,
+            weight: 1.0,
+        };
+        let first = student
+            .distill_steps(
+                &mut weights,
+                &mut teacher,
+                kd,
+                &loader,
+                &all,
+                3,
+                16,
+                0.1,
+                &mut rng,
+            )
+            .unwrap();
+        let later = student
+            .distill_steps(
+                &mut weights,
+                &mut teacher,
+                kd,
+                &loader,
+                &all,
+                80,
+                16,
+                0.1,
+                &mut rng,
+            )
+            .unwrap();
+        assert!(later < first * 0.5, "KD loss {first} → {later}");
+        // The student learnt the task from soft targets alone (labels were never read).
+        assert_eq!(
+            evaluate(student.network(), &weights, &data, 16)
+                .unwrap()
+                .accuracy(),
+            1.0
+        );
+        // The teacher did not change.
+        assert_eq!(teacher.logits(loader.load_plain(&[0]).unwrap().0), {
+            let net = ModelSpec::Mlp(vec![4, 8, 2])
+                .build(Shape::flat(4), 2)
+                .unwrap();
+            Teacher::new(net, frozen, TeacherMode::BatchStatistics)
+                .unwrap()
+                .logits(loader.load_plain(&[0]).unwrap().0)
+        });
     }
 
     #[test]
