@@ -3,7 +3,7 @@
 use flotilla_data::Dataset;
 use flotilla_nn::{ModelSpec, Network, NnError, SgdConfig, Weights};
 use flotilla_sim::{NodeId, Purpose, Seed};
-use flotilla_train::{BatchLoader, TrainError, Trainer, evaluate, input_shape};
+use flotilla_train::{BatchLoader, LocalPhase, TrainError, Trainer, evaluate, input_shape};
 use std::sync::Arc;
 
 /// Why a learning task could not be set up or a job failed.
@@ -108,15 +108,14 @@ impl LearningTask {
             .seed
             .substream(node, Purpose::TRAINING, u64::from(round));
         let loader = BatchLoader::new(&self.train, None);
-        let loss = trainer.train_steps(
-            &mut weights,
-            &loader,
+        let phase = LocalPhase {
+            loader: &loader,
             indices,
-            self.local_steps,
-            self.batch_size,
+            steps: self.local_steps,
+            batch_size: self.batch_size,
             lr,
-            &mut rng,
-        )?;
+        };
+        let loss = trainer.train_steps(&mut weights, &phase, &mut rng)?;
         Ok((weights, loss))
     }
 

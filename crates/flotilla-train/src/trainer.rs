@@ -6,6 +6,41 @@ use flotilla_nn::{Mode, Network, Sgd, SgdConfig, Tensor, Weights, cross_entropy,
 use ndarray::{Array2, ArrayView2};
 use rand::Rng;
 
+/// Where and how long a local training phase runs: `steps` SGD steps at learning rate
+/// `lr` on batches of `batch_size` drawn from `indices` through `loader`, an epoch
+/// reshuffled whenever the previous one is used up (the reference's
+/// shuffle → batch → repeat pipeline).
+#[derive(Debug, Clone, Copy)]
+pub struct LocalPhase<'a> {
+    /// Reads (and augments) the batches.
+    pub loader: &'a BatchLoader<'a>,
+    /// The samples the phase trains on.
+    pub indices: &'a [usize],
+    /// SGD steps.
+    pub steps: usize,
+    /// Batch size (a client with fewer samples trains on all of them each step).
+    pub batch_size: usize,
+    /// Learning rate.
+    pub lr: f32,
+}
+
+impl LocalPhase<'_> {
+    /// Runs `step` on every batch of the phase; returns the mean of its losses.
+    fn mean_over_batches(
+        &self,
+        rng: &mut impl Rng,
+        mut step: impl FnMut(Tensor, Vec<u32>) -> Result<f32>,
+    ) -> Result<f32> {
+        let batches = sample_steps(self.indices, self.steps, self.batch_size, rng)?;
+        let mut total = 0.0f64;
+        for batch in &batches {
+            let (x, y) = self.loader.load(batch, rng)?;
+            total += f64::from(step(x, y)?);
+        }
+        Ok((total / batches.len().max(1) as f64) as f32)
+    }
+}
+
 /// The distillation loss settings of one local phase.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Distillation {
@@ -77,56 +112,41 @@ impl Trainer {
         Ok(loss)
     }
 
-    /// `steps` cross-entropy steps on batches of `batch_size` drawn from `indices` (an epoch
-    /// reshuffled from `rng` whenever the previous one is used up), as local training does;
-    /// returns the mean batch loss.
-    #[allow(clippy::too_many_arguments)]
+    /// `phase.steps` cross-entropy steps (see [`LocalPhase`]); returns the mean batch loss.
     pub fn train_steps(
         &mut self,
         weights: &mut Weights,
-        loader: &BatchLoader<'_>,
-        indices: &[usize],
-        steps: usize,
-        batch_size: usize,
-        lr: f32,
+        phase: &LocalPhase<'_>,
         rng: &mut impl Rng,
     ) -> Result<f32> {
-        let batches = sample_steps(indices, steps, batch_size, rng)?;
-        let mut total = 0.0f64;
-        for batch in &batches {
-            let (x, y) = loader.load(batch, rng)?;
-            total += f64::from(self.cross_entropy_step(weights, x, &y, lr)?);
-        }
-        Ok((total / batches.len().max(1) as f64) as f32)
+        phase.mean_over_batches(rng, |x, y| {
+            self.cross_entropy_step(weights, x, &y, phase.lr)
+        })
     }
 
-    /// `steps` distillation steps from `teacher` on batches of `batch_size` drawn from
-    /// `indices` (typically a client's unlabeled samples; labels are ignored), each step
+    /// `phase.steps` distillation steps from `teacher` (see [`LocalPhase`]; labels are
+    /// ignored, so `phase.indices` are typically a client's unlabeled samples), each
     /// `kd.weight · T² · KL(teacher ‖ student)` at temperature `kd.temperature`; returns the
     /// mean unweighted KD loss. Student and teacher see the same (augmented) batch.
-    #[allow(clippy::too_many_arguments)]
     pub fn distill_steps(
         &mut self,
         weights: &mut Weights,
         teacher: &mut Teacher,
         kd: Distillation,
-        loader: &BatchLoader<'_>,
-        indices: &[usize],
-        steps: usize,
-        batch_size: usize,
-        lr: f32,
+        phase: &LocalPhase<'_>,
         rng: &mut impl Rng,
     ) -> Result<f32> {
-        let batches = sample_steps(indices, steps, batch_size, rng)?;
-        let mut total = 0.0f64;
-        for batch in &batches {
-            let (x, _) = loader.load(batch, rng)?;
+        phase.mean_over_batches(rng, |x, _| {
             let soft = teacher.logits(x.clone());
-            let loss =
-                self.distill_step(weights, x, &soft.view(), kd.temperature, kd.weight, lr)?;
-            total += f64::from(loss);
-        }
-        Ok((total / batches.len().max(1) as f64) as f32)
+            self.distill_step(
+                weights,
+                x,
+                &soft.view(),
+                kd.temperature,
+                kd.weight,
+                phase.lr,
+            )
+        })
     }
 
     fn forward_train(&mut self, weights: &mut Weights, x: Tensor) -> Result<Array2<f32>> {
@@ -171,6 +191,20 @@ mod tests {
         Dataset::new("toy", x, y, ImageShape::flat(4), 2).unwrap()
     }
 
+    fn phase<'a>(
+        loader: &'a BatchLoader<'a>,
+        indices: &'a [usize],
+        steps: usize,
+    ) -> LocalPhase<'a> {
+        LocalPhase {
+            loader,
+            indices,
+            steps,
+            batch_size: 16,
+            lr: 0.1,
+        }
+    }
+
     fn trainer() -> (Trainer, Weights) {
         let net = ModelSpec::Mlp(vec![4, 8, 2])
             .build(Shape::flat(4), 2)
@@ -193,10 +227,10 @@ mod tests {
         let all: Vec<usize> = (0..data.len()).collect();
         let mut rng = ChaCha8Rng::seed_from_u64(2);
         let first = trainer
-            .train_steps(&mut weights, &loader, &all, 5, 16, 0.1, &mut rng)
+            .train_steps(&mut weights, &phase(&loader, &all, 5), &mut rng)
             .unwrap();
         let later = trainer
-            .train_steps(&mut weights, &loader, &all, 50, 16, 0.1, &mut rng)
+            .train_steps(&mut weights, &phase(&loader, &all, 50), &mut rng)
             .unwrap();
         assert!(later < first * 0.2, "loss {first} → {later}");
         let stats = evaluate(trainer.network(), &weights, &data, 10).unwrap();
@@ -234,7 +268,7 @@ mod tests {
         let all: Vec<usize> = (0..data.len()).collect();
         let mut rng = ChaCha8Rng::seed_from_u64(4);
         teacher_trainer
-            .train_steps(&mut teacher_weights, &loader, &all, 60, 16, 0.1, &mut rng)
+            .train_steps(&mut teacher_weights, &phase(&loader, &all, 60), &mut rng)
             .unwrap();
         let frozen = teacher_weights.clone();
         let net = ModelSpec::Mlp(vec![4, 8, 2])
@@ -246,32 +280,13 @@ mod tests {
             temperature: 3.0,
             weight: 1.0,
         };
-        let first = student
-            .distill_steps(
-                &mut weights,
-                &mut teacher,
-                kd,
-                &loader,
-                &all,
-                3,
-                16,
-                0.1,
-                &mut rng,
-            )
-            .unwrap();
-        let later = student
-            .distill_steps(
-                &mut weights,
-                &mut teacher,
-                kd,
-                &loader,
-                &all,
-                80,
-                16,
-                0.1,
-                &mut rng,
-            )
-            .unwrap();
+        let mut run = |steps| {
+            let phase = phase(&loader, &all, steps);
+            student
+                .distill_steps(&mut weights, &mut teacher, kd, &phase, &mut rng)
+                .unwrap()
+        };
+        let (first, later) = (run(3), run(80));
         assert!(later < first * 0.5, "KD loss {first} → {later}");
         // The student learnt the task from soft targets alone (labels were never read).
         assert_eq!(
