@@ -421,15 +421,13 @@ fn event() -> impl Strategy<Value = TraceEvent> {
         job().prop_map(|job| TraceEvent::JobDone { job }),
         (job(), reason()).prop_map(|(job, reason)| TraceEvent::JobLost { job, reason }),
         (node(), any::<u64>()).prop_map(|(node, tag)| TraceEvent::Timer { node, tag }),
-        // Values of at most 15 significant digits: serde_json's default parser reads those
-        // back exactly (longer ones may come back one ulp off).
-        (node(), ".{0,12}", -1_000_000_000_000i64..1_000_000_000_000).prop_map(
-            |(node, label, milli)| TraceEvent::Record {
-                node,
-                label,
-                value: milli as f64 / 1e3
-            }
-        ),
+        // Any finite value, at full precision: JSONL must give back the same bits.
+        (
+            node(),
+            ".{0,12}",
+            any::<f64>().prop_filter("finite", |v| v.is_finite())
+        )
+            .prop_map(|(node, label, value)| TraceEvent::Record { node, label, value }),
         (node(), ".{0,12}").prop_map(|(node, reason)| TraceEvent::NodeFailed { node, reason }),
     ]
 }

@@ -110,10 +110,10 @@ pub enum TraceEvent {
 /// ```
 ///
 /// A record's `value` that is not finite is written `"NaN"`, `"inf"` or `"-inf"`, since
-/// JSON has no such numbers. [`read_jsonl`](crate::read_jsonl) reads the form back; values
-/// of up to 15 significant digits come back exact, longer ones possibly one ulp off
-/// (serde_json's default float parser). The [`TraceHash`](crate::TraceHash), not the JSON,
-/// is the bit-exact record of a run.
+/// JSON has no such numbers. [`read_jsonl`](crate::read_jsonl) reads the form back with
+/// every finite value bit-exact (shortest round-trip printing, and serde_json's
+/// `float_roundtrip` parser). The [`TraceHash`](crate::TraceHash) is the fingerprint of a
+/// run.
 ///
 /// This flat shape needs a self-describing format: the record itself has no wire
 /// encoding; the hash encodes `(time, event)` instead.
