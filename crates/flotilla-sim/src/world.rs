@@ -252,10 +252,11 @@ impl<M> World<M> {
     }
 
     fn trace(&mut self, event: TraceEvent) {
-        // Records are only ever made at `self.now`, which never decreases.
+        // Records are only ever made at `self.now`, which never decreases, and every
+        // record is far below the wire limit (labels and reasons are short strings).
         self.recorder
             .record(self.now, event)
-            .expect("virtual time never goes back");
+            .expect("records are made at the current time and encode");
     }
 
     /// Step 1: pops the next instant if it is not later than `stop`, and returns its

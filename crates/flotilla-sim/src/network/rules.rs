@@ -57,17 +57,11 @@ impl Rule for NetworkPartition {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{LinkSpec, MessageId, NetworkModel, Purpose, Seed, millis, secs};
+    use crate::{LinkSpec, NetworkModel, Purpose, Seed, millis, secs};
 
+    /// A one-byte message from `src` to `dst`.
     fn env(src: u32, dst: u32) -> Envelope {
-        let (src, dst) = (NodeId(src), NodeId(dst));
-        Envelope {
-            id: MessageId { src, seq: 0 },
-            src,
-            dst,
-            sent_at: SimTime::ZERO,
-            bytes: 1,
-        }
+        crate::network::tests::env(src, dst, 1)
     }
 
     #[test]

@@ -4,7 +4,8 @@ use proptest::prelude::*;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-fn env(src: u32, dst: u32, bytes: u64) -> Envelope {
+/// A message of `bytes` from `src` to `dst`, sent at time zero.
+pub(super) fn env(src: u32, dst: u32, bytes: u64) -> Envelope {
     let (src, dst) = (NodeId(src), NodeId(dst));
     Envelope {
         id: MessageId { src, seq: 0 },
