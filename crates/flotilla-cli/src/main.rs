@@ -1,7 +1,7 @@
 //! The `flotilla` command.
 
 mod commands;
-mod datasets;
+mod plot;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -18,6 +18,9 @@ struct Cli {
 enum Command {
     /// Train models centrally on a dataset and report test accuracy per epoch.
     Train(commands::train::TrainArgs),
+    /// Run a federated experiment: every configured method for every seed, as an actor
+    /// simulation; writes metrics.csv, stages.csv, summary.json and accuracy.png.
+    Run(commands::run::RunArgs),
     /// List a model spec's layers, parameter count and forward FLOPs per sample.
     Models(commands::models::ModelsArgs),
 }
@@ -27,6 +30,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Train(args) => commands::train::run(args),
         Command::Models(args) => commands::models::run(args),
+        Command::Run(args) => commands::run::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

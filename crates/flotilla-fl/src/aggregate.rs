@@ -1,7 +1,12 @@
 //! Aggregation: weighted means of flat weight vectors, in a fixed order.
 
+use crate::{ModelRole, Reply};
 use flotilla_nn::Weights;
+use flotilla_sim::NodeId;
 use ndarray::Array1;
+use rand::seq::IndexedRandom;
+use rand_chacha::ChaCha8Rng;
+use std::collections::BTreeMap;
 
 /// The weighted mean `Σ wᵢ·xᵢ / Σ wᵢ` of `updates` (weight, vector), accumulated in `f64` in
 /// the order given; callers pass updates sorted by client id so the bits never depend on
@@ -33,6 +38,34 @@ pub fn average_weights<'a>(
     let params = weighted_mean(updates.clone().into_iter().map(|(w, u)| (w, &u.params)))?;
     let state = weighted_mean(updates.into_iter().map(|(w, u)| (w, &u.state)))?;
     Some(Weights { params, state })
+}
+
+/// The mean of the `role` models in `replies` (in client-id order), weighted by sample
+/// count or equally; replies without that model are skipped. `None` if no reply has it.
+pub fn average_replies(
+    replies: &BTreeMap<NodeId, Reply>,
+    role: ModelRole,
+    weighted: bool,
+) -> Option<Weights> {
+    let models: Vec<(f64, &Weights)> = replies
+        .values()
+        .filter_map(|r| {
+            let w = if weighted { f64::from(r.samples) } else { 1.0 };
+            r.model(role).map(|p| (w, &p.weights))
+        })
+        .collect();
+    average_weights(models.iter().copied())
+}
+
+/// `k` clients of `pool` drawn uniformly without replacement (all of them when `k` is
+/// `None` or at least the pool's size), in id order.
+pub fn sample_clients(pool: &[NodeId], k: Option<usize>, rng: &mut ChaCha8Rng) -> Vec<NodeId> {
+    let mut chosen: Vec<NodeId> = match k {
+        Some(k) if k < pool.len() => pool.choose_multiple(rng, k).copied().collect(),
+        _ => pool.to_vec(),
+    };
+    chosen.sort();
+    chosen
 }
 
 #[cfg(test)]

@@ -1,17 +1,29 @@
-//! Federated learning on the [`flotilla_sim`] core: the messages clients and servers
-//! exchange, their nodes, and aggregation.
+//! Federated learning on the [`flotilla_sim`] core: the protocol clients and servers
+//! speak, the strategy traits, the built-in strategies and aggregation.
 //!
 //! Clients train in compute jobs ([`flotilla_sim::Context::spawn_job`]) whose declared work
 //! is the model's training FLOPs, so a device's speed — not a flag — decides when its update
-//! arrives; stragglers, dropouts and partial rounds emerge from device profiles and the
-//! network model.
+//! arrives; which clients are strong follows from what each device's memory can hold,
+//! announced by the client itself. Stragglers, dropouts and partial rounds emerge from
+//! device profiles and the network model.
 
 mod aggregate;
-mod fedavg;
 mod message;
+mod protocol;
+mod strategies;
+mod strategy;
 mod task;
 
-pub use aggregate::{average_weights, weighted_mean};
-pub use fedavg::{FedAvgClient, FedAvgConfig, FedAvgServer, RoundSummary};
-pub use message::{ClientUpdate, Evaluation, FlMessage, TrainTask};
-pub use task::{LearningTask, TaskError};
+pub use aggregate::{average_replies, average_weights, sample_clients, weighted_mean};
+pub use message::{
+    Assignment, Capabilities, Evaluation, FlMessage, Payload, Reply, ServerWorkDone,
+};
+pub use protocol::{
+    Coordinator, CoordinatorConfig, Observer, Participant, RoundRecord, StageRecord,
+};
+pub use strategies::{
+    FedAvg, FedAvgConfig, KdConfig, KdMode, KdPlan, LocalWorker, OnDeviceKd, OnDeviceKdConfig,
+    ServerEnsembleConfig, ServerLogitEnsemble, Work,
+};
+pub use strategy::{ClientEnv, ClientStrategy, FlError, Fleet, ServerJob, ServerStrategy};
+pub use task::{ClientData, LearningTask, LocalTraining, ModelInfo, ModelRole};

@@ -1,49 +1,109 @@
 //! What federated participants say to each other (and what their jobs return).
+//!
+//! The protocol is generic over `W`, the strategy's description of a client's work, so a
+//! strategy pair defined outside this crate speaks it without changing it.
 
+use crate::ModelRole;
 use flotilla_nn::Weights;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// Every message of a federated run, plus the outputs of compute jobs (which come back to
 /// the node that started them, never over the network).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub enum FlMessage {
-    /// Server → client: train the global model.
-    Train(TrainTask),
-    /// Client → server: the locally trained model (also the client's job output).
-    Update(ClientUpdate),
-    /// The server's evaluation job output.
+pub enum FlMessage<W> {
+    /// Client → server, once at start: what this device can train and what data it holds.
+    Hello(Capabilities),
+    /// Server → client: carry out this work.
+    Assign(Assignment<W>),
+    /// Client → server: the result of an assignment (also the client's job output).
+    Reply(Reply),
+    /// A server-side computation finished (job output).
+    ServerWork(ServerWorkDone),
+    /// An evaluation of a global model finished (job output).
     Evaluated(Evaluation),
 }
 
-/// A round's training request.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TrainTask {
-    /// Round, from 0.
-    pub round: u32,
-    /// The global model to start from.
-    pub weights: Weights,
-    /// Learning rate for this round.
-    pub lr: f32,
+/// A client's announcement: derived from its own device profile and data, so the server
+/// learns which clients are strong from them, never from a flag.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Capabilities {
+    /// The models whose training run fits in the device's memory.
+    pub trainable: Vec<ModelRole>,
+    /// Labeled samples held.
+    pub labeled: u32,
+    /// Unlabeled samples held.
+    pub unlabeled: u32,
 }
 
-/// A client's answer to a [`TrainTask`].
+/// A model travelling with a message.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ClientUpdate {
-    /// The round trained for.
-    pub round: u32,
-    /// The locally trained model.
+pub struct Payload {
+    /// Which model.
+    pub role: ModelRole,
+    /// Its weights.
     pub weights: Weights,
-    /// Local labeled samples (the FedAvg weight).
+}
+
+/// Work the server hands to one client for one stage of a round.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Assignment<W> {
+    /// Round, from 0.
+    pub round: u32,
+    /// Stage within the round, from 0.
+    pub stage: u32,
+    /// Learning rate for this round.
+    pub lr: f32,
+    /// The global models the work starts from.
+    pub models: Vec<Payload>,
+    /// What to do with them (the strategy's own vocabulary).
+    pub work: W,
+}
+
+/// A client's answer to an [`Assignment`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reply {
+    /// The round worked for.
+    pub round: u32,
+    /// The stage worked for.
+    pub stage: u32,
+    /// The locally trained models.
+    pub models: Vec<Payload>,
+    /// Samples the training used (the weight of sample-count-weighted averaging).
     pub samples: u32,
-    /// Mean training loss over the local steps.
-    pub loss: f32,
+    /// Named measurements of the local work (losses, gradient norms, probe accuracies).
+    pub stats: BTreeMap<String, f64>,
+}
+
+impl Reply {
+    /// The trained model of `role`, if the reply carries one.
+    pub fn model(&self, role: ModelRole) -> Option<&Payload> {
+        self.models.iter().find(|p| p.role == role)
+    }
+}
+
+/// The result of a server-side computation (e.g. server distillation).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServerWorkDone {
+    /// The round it belongs to.
+    pub round: u32,
+    /// The stage it closed.
+    pub stage: u32,
+    /// Models it produced.
+    pub models: Vec<Payload>,
+    /// Named measurements of the computation.
+    pub stats: BTreeMap<String, f64>,
 }
 
 /// Test-set performance of a global model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Evaluation {
-    /// The round whose aggregate was evaluated.
+    /// The round after which the model was evaluated.
     pub round: u32,
+    /// Which model.
+    pub role: ModelRole,
+    /// Virtual time at which the round closed \[s\].
+    pub virtual_time_s: f64,
     /// Test accuracy in [0, 1].
     pub accuracy: f64,
     /// Mean test loss.
@@ -53,6 +113,7 @@ pub struct Evaluation {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Work;
     use flotilla_sim::wire;
     use ndarray::Array1;
     use proptest::prelude::*;
@@ -68,28 +129,71 @@ mod tests {
             })
     }
 
-    fn messages() -> impl Strategy<Value = FlMessage> {
+    fn role() -> impl Strategy<Value = ModelRole> {
+        prop_oneof![Just(ModelRole::Target), Just(ModelRole::Auxiliary)]
+    }
+
+    fn payloads() -> impl Strategy<Value = Vec<Payload>> {
+        proptest::collection::vec(
+            (role(), weights()).prop_map(|(role, weights)| Payload { role, weights }),
+            0..3,
+        )
+    }
+
+    fn stats() -> impl Strategy<Value = BTreeMap<String, f64>> {
+        proptest::collection::btree_map("[a-z_]{1,12}", -1e6f64..1e6, 0..4)
+    }
+
+    fn messages() -> impl Strategy<Value = FlMessage<Work>> {
         prop_oneof![
-            (any::<u32>(), weights(), 0.0f32..1.0).prop_map(|(round, weights, lr)| {
-                FlMessage::Train(TrainTask { round, weights, lr })
-            }),
-            (any::<u32>(), weights(), any::<u32>(), 0.0f32..10.0).prop_map(
-                |(round, weights, samples, loss)| {
-                    FlMessage::Update(ClientUpdate {
+            (
+                proptest::collection::vec(role(), 0..3),
+                any::<u32>(),
+                any::<u32>()
+            )
+                .prop_map(|(trainable, labeled, unlabeled)| FlMessage::Hello(
+                    Capabilities {
+                        trainable,
+                        labeled,
+                        unlabeled
+                    }
+                )),
+            (any::<u32>(), any::<u32>(), 0.0f32..1.0, payloads(), role()).prop_map(
+                |(round, stage, lr, models, model)| FlMessage::Assign(Assignment {
+                    round,
+                    stage,
+                    lr,
+                    models,
+                    work: Work::Train { model },
+                })
+            ),
+            (
+                any::<u32>(),
+                any::<u32>(),
+                payloads(),
+                any::<u32>(),
+                stats()
+            )
+                .prop_map(|(round, stage, models, samples, stats)| FlMessage::Reply(
+                    Reply {
                         round,
-                        weights,
+                        stage,
+                        models,
                         samples,
+                        stats
+                    }
+                )),
+            (any::<u32>(), role(), 0.0f64..1e6, 0.0f64..1.0, 0.0f64..10.0).prop_map(
+                |(round, role, virtual_time_s, accuracy, loss)| {
+                    FlMessage::Evaluated(Evaluation {
+                        round,
+                        role,
+                        virtual_time_s,
+                        accuracy,
                         loss,
                     })
                 }
             ),
-            (any::<u32>(), 0.0f64..1.0, 0.0f64..10.0).prop_map(|(round, accuracy, loss)| {
-                FlMessage::Evaluated(Evaluation {
-                    round,
-                    accuracy,
-                    loss,
-                })
-            }),
         ]
     }
 
@@ -97,14 +201,14 @@ mod tests {
         #[test]
         fn every_message_round_trips_through_the_wire(msg in messages()) {
             let bytes = wire::encode(&msg).unwrap();
-            prop_assert_eq!(wire::decode::<FlMessage>(&bytes).unwrap(), msg);
+            prop_assert_eq!(wire::decode::<FlMessage<Work>>(&bytes).unwrap(), msg);
         }
 
         #[test]
         fn truncated_messages_are_errors(msg in messages()) {
             let bytes = wire::encode(&msg).unwrap();
             for cut in 0..bytes.len() {
-                prop_assert!(wire::decode::<FlMessage>(&bytes[..cut]).is_err());
+                prop_assert!(wire::decode::<FlMessage<Work>>(&bytes[..cut]).is_err());
             }
         }
     }

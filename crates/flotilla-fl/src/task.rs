@@ -1,127 +1,187 @@
-//! The learning problem a federation shares: model, data, training hyper-parameters.
+//! The learning problem a federation shares: models, data, local-training settings.
 
-use flotilla_data::Dataset;
-use flotilla_nn::{ModelSpec, Network, NnError, SgdConfig, Weights};
-use flotilla_sim::{NodeId, Purpose, Seed};
-use flotilla_train::{BatchLoader, LocalPhase, TrainError, Trainer, evaluate, input_shape};
+use crate::FlError;
+use flotilla_data::{Augmentation, Dataset};
+use flotilla_nn::{ModelSpec, Network, SgdConfig, Weights};
+use flotilla_sim::{DeviceProfile, NodeId, Purpose, Seed};
+use flotilla_train::{BatchLoader, evaluate, input_shape};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
 use std::sync::Arc;
 
-/// Why a learning task could not be set up or a job failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum TaskError {
-    /// The model does not fit the data.
-    #[error(transparent)]
-    Nn(#[from] NnError),
-    /// Training or evaluation failed.
-    #[error(transparent)]
-    Train(#[from] TrainError),
+/// Which of a run's models a weight vector belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelRole {
+    /// The large model `wl` the federation is after.
+    Target,
+    /// The small model `ws` every device can train.
+    Auxiliary,
 }
 
-/// Model, shared datasets and local-training settings. Clients hold an `Arc` of this and
+impl ModelRole {
+    /// Both roles, target first.
+    pub const ALL: [ModelRole; 2] = [ModelRole::Target, ModelRole::Auxiliary];
+
+    /// `target` or `auxiliary`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ModelRole::Target => "target",
+            ModelRole::Auxiliary => "auxiliary",
+        }
+    }
+}
+
+impl fmt::Display for ModelRole {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Local-training settings shared by every client.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LocalTraining {
+    /// SGD steps per local phase (`H`).
+    pub steps: usize,
+    /// Batch size.
+    pub batch_size: usize,
+    /// Optimiser settings (the learning rate comes with each assignment).
+    pub sgd: SgdConfig,
+}
+
+/// What the run knows about one model architecture.
+#[derive(Debug, Clone)]
+pub struct ModelInfo {
+    /// The architecture.
+    pub spec: ModelSpec,
+    /// Trainable parameters.
+    pub params: usize,
+    /// Forward FLOPs per sample.
+    pub flops_per_sample: u64,
+    /// Memory one local training run needs at the task's batch size \[bytes\] (see
+    /// [`Network::training_memory_bytes`]).
+    pub training_memory_bytes: u64,
+}
+
+/// Models, shared datasets and local-training settings. Clients hold an `Arc` of this and
 /// their own index lists; nothing copies the data per client.
 #[derive(Debug)]
 pub struct LearningTask {
-    /// The model architecture.
-    pub spec: ModelSpec,
-    /// Training samples, shared by every client.
+    /// Training samples, shared by every client (each sees only its own indices).
     pub train: Arc<Dataset>,
     /// Test samples, used by the server.
     pub test: Arc<Dataset>,
-    /// Local SGD steps per round.
-    pub local_steps: usize,
-    /// Local batch size.
-    pub batch_size: usize,
-    /// Optimiser settings (the learning rate comes with each task).
-    pub sgd: SgdConfig,
-    /// Master seed; local training draws from each client's `TRAINING` sub-stream.
+    /// Augmentation of training batches (labeled and unlabeled alike), if any.
+    pub augmentation: Option<Augmentation>,
+    /// Local-training settings.
+    pub local: LocalTraining,
+    /// Master seed: initial weights and every client's training draws derive from it.
     pub seed: Seed,
-    flops_per_sample: u64,
-    training_memory: u64,
+    models: BTreeMap<ModelRole, ModelInfo>,
 }
 
 impl LearningTask {
-    /// A task, checking that the model fits the data.
+    /// A task over `models`, checking that each fits the data and that the optimiser
+    /// settings are valid.
     pub fn new(
-        spec: ModelSpec,
         train: Arc<Dataset>,
         test: Arc<Dataset>,
-        local_steps: usize,
-        batch_size: usize,
-        sgd: SgdConfig,
+        augmentation: Option<Augmentation>,
+        models: &[(ModelRole, ModelSpec)],
+        local: LocalTraining,
         seed: Seed,
-    ) -> Result<Self, TaskError> {
-        sgd.validate()?;
-        let net = spec.build(input_shape(&train), train.classes())?;
-        let flops_per_sample = net.flops_per_sample();
-        let training_memory = net.training_memory_bytes(batch_size);
+    ) -> Result<Self, FlError> {
+        local.sgd.validate()?;
+        let mut infos = BTreeMap::new();
+        for (role, spec) in models {
+            let net = spec.build(input_shape(&train), train.classes())?;
+            infos.insert(
+                *role,
+                ModelInfo {
+                    spec: spec.clone(),
+                    params: net.param_len(),
+                    flops_per_sample: net.flops_per_sample(),
+                    training_memory_bytes: net.training_memory_bytes(local.batch_size),
+                },
+            );
+        }
         Ok(Self {
-            spec,
             train,
             test,
-            local_steps,
-            batch_size,
-            sgd,
+            augmentation,
+            local,
             seed,
-            flops_per_sample,
-            training_memory,
+            models: infos,
         })
     }
 
-    /// Memory one local training run needs \[bytes\] (see
-    /// [`Network::training_memory_bytes`]).
-    pub fn training_memory_bytes(&self) -> u64 {
-        self.training_memory
+    /// The roles this task has models for, target first.
+    pub fn roles(&self) -> impl Iterator<Item = ModelRole> + '_ {
+        self.models.keys().copied()
     }
 
-    /// A fresh network of the task's architecture.
-    pub fn network(&self) -> Result<Network, TaskError> {
+    /// The model playing `role`.
+    pub fn model(&self, role: ModelRole) -> Result<&ModelInfo, FlError> {
+        self.models.get(&role).ok_or(FlError::MissingModel(role))
+    }
+
+    /// Whether `device` can hold a training run of `role` (no profile: an unconstrained
+    /// node).
+    pub fn fits(&self, role: ModelRole, device: Option<&DeviceProfile>) -> Result<bool, FlError> {
+        let needed = self.model(role)?.training_memory_bytes;
+        Ok(device.is_none_or(|d| d.fits(needed)))
+    }
+
+    /// A fresh network of `role`'s architecture.
+    pub fn network(&self, role: ModelRole) -> Result<Network, FlError> {
         Ok(self
+            .model(role)?
             .spec
             .build(input_shape(&self.train), self.train.classes())?)
     }
 
-    /// Declared work of one local training run \[FLOP\]: three forward passes' worth per
-    /// sample (forward, input gradient, weight gradient).
-    pub fn training_flops(&self) -> u64 {
-        3 * self.flops_per_sample * (self.local_steps * self.batch_size) as u64
+    /// The initial global weights of `role`: drawn from the seed's `INIT` stream, so
+    /// every method run with one seed starts from the same models.
+    pub fn initial_weights(&self, role: ModelRole) -> Result<Weights, FlError> {
+        let mut rng = self.seed.substream(NodeId(0), Purpose::INIT, role as u64);
+        Ok(self.network(role)?.init(&mut rng))
     }
 
-    /// Declared work of evaluating the test set \[FLOP\].
-    pub fn evaluation_flops(&self) -> u64 {
-        self.flops_per_sample * self.test.len() as u64
+    /// Declared work of `steps` training steps of `role` \[FLOP\]: three forward passes'
+    /// worth per sample (forward, input gradient, weight gradient).
+    pub fn training_flops(&self, role: ModelRole, steps: usize) -> Result<u64, FlError> {
+        Ok(3 * self.model(role)?.flops_per_sample * (steps * self.local.batch_size) as u64)
     }
 
-    /// Trains `weights` locally on `indices` for round `round` of client `node`; returns
-    /// the trained weights and the mean loss. Draws come from the client's `TRAINING`
-    /// sub-stream for that round, so the result does not depend on which thread runs it.
-    pub fn train_local(
-        &self,
-        node: NodeId,
-        round: u32,
-        mut weights: Weights,
-        indices: &[usize],
-        lr: f32,
-    ) -> Result<(Weights, f32), TaskError> {
-        let mut trainer = Trainer::new(self.network()?, self.sgd)?;
-        let mut rng = self
-            .seed
-            .substream(node, Purpose::TRAINING, u64::from(round));
-        let loader = BatchLoader::new(&self.train, None);
-        let phase = LocalPhase {
-            loader: &loader,
-            indices,
-            steps: self.local_steps,
-            batch_size: self.batch_size,
-            lr,
-        };
-        let loss = trainer.train_steps(&mut weights, &phase, &mut rng)?;
-        Ok((weights, loss))
+    /// Declared work of `samples` forward passes of `role` \[FLOP\].
+    pub fn inference_flops(&self, role: ModelRole, samples: usize) -> Result<u64, FlError> {
+        Ok(self.model(role)?.flops_per_sample * samples as u64)
     }
 
-    /// Test accuracy and mean loss of `weights`.
-    pub fn evaluate(&self, weights: &Weights) -> Result<(f64, f64), TaskError> {
-        let stats = evaluate(&mut self.network()?, weights, &self.test, 256)?;
+    /// Declared work of evaluating `role` on the test set \[FLOP\].
+    pub fn evaluation_flops(&self, role: ModelRole) -> Result<u64, FlError> {
+        self.inference_flops(role, self.test.len())
+    }
+
+    /// A loader of training batches, with the task's augmentation.
+    pub fn loader(&self) -> BatchLoader<'_> {
+        BatchLoader::new(&self.train, self.augmentation)
+    }
+
+    /// Test accuracy and mean loss of `weights` as model `role`.
+    pub fn evaluate(&self, role: ModelRole, weights: &Weights) -> Result<(f64, f64), FlError> {
+        let stats = evaluate(&mut self.network(role)?, weights, &self.test, 256)?;
         Ok((stats.accuracy(), stats.mean_loss()))
     }
+}
+
+/// One client's samples: indices into the task's training set.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientData {
+    /// Labeled samples.
+    pub labeled: Arc<[usize]>,
+    /// Unlabeled samples (their labels are never read for training; only instrumentation
+    /// compares predictions with them).
+    pub unlabeled: Arc<[usize]>,
 }

@@ -34,6 +34,8 @@ impl Purpose {
     pub const SETUP: Purpose = Purpose(5);
     /// Local training inside jobs (shuffling, augmentation).
     pub const TRAINING: Purpose = Purpose(6);
+    /// Initial model weights.
+    pub const INIT: Purpose = Purpose(7);
     /// First purpose free for user code.
     pub const USER: Purpose = Purpose(64);
 }

@@ -10,6 +10,9 @@ pub enum TrainError {
     /// The dataset, batch or transform rejected its input.
     #[error(transparent)]
     Data(#[from] flotilla_data::DataError),
+    /// Two batches could not be stacked (their sample shapes differ).
+    #[error("cannot stack batches: {0}")]
+    Shape(String),
 }
 
 /// Shorthand for results in this crate.

@@ -5,7 +5,8 @@ use flotilla_nn::{Mode, Network, Tensor, Weights};
 use ndarray::Array2;
 
 /// How the teacher's batch-norm layers normalise.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum TeacherMode {
     /// Batch statistics of the distillation batch, as the reference implementation runs its
     /// teacher (Keras `training=True`); the teacher's running statistics never change.

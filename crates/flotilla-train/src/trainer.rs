@@ -1,9 +1,10 @@
 //! One SGD step of cross-entropy or distillation on a batch.
 
+use crate::TrainError;
 use crate::{BatchLoader, Result, Teacher};
 use flotilla_data::sample_steps;
 use flotilla_nn::{Mode, Network, Sgd, SgdConfig, Tensor, Weights, cross_entropy, distill_kl};
-use ndarray::{Array2, ArrayView2};
+use ndarray::{Array2, ArrayView2, Axis};
 use rand::Rng;
 
 /// Where and how long a local training phase runs: `steps` SGD steps at learning rate
@@ -57,6 +58,9 @@ pub struct Trainer {
     net: Network,
     sgd: Sgd,
     grads: Vec<f32>,
+    /// Sum and count of the gradient norms of the steps since the last
+    /// [`Trainer::take_mean_gradient_norm`].
+    norms: (f64, usize),
 }
 
 impl Trainer {
@@ -64,12 +68,24 @@ impl Trainer {
     pub fn new(net: Network, config: SgdConfig) -> Result<Self> {
         let sgd = Sgd::new(config, net.decay_mask())?;
         let grads = vec![0.0; net.param_len()];
-        Ok(Self { net, sgd, grads })
+        Ok(Self {
+            net,
+            sgd,
+            grads,
+            norms: (0.0, 0),
+        })
     }
 
     /// The network (for evaluation or teacher passes between steps).
     pub fn network(&mut self) -> &mut Network {
         &mut self.net
+    }
+
+    /// The mean L2 norm of the loss gradient (before weight decay and momentum) over the
+    /// steps since the last call, or 0 if there were none; starts a new count.
+    pub fn take_mean_gradient_norm(&mut self) -> f32 {
+        let (sum, n) = std::mem::take(&mut self.norms);
+        if n == 0 { 0.0 } else { (sum / n as f64) as f32 }
     }
 
     /// Clears the optimiser's momentum: the next step starts from fresh state.
@@ -110,6 +126,61 @@ impl Trainer {
         dlogits *= weight;
         self.apply(weights, dlogits, lr)?;
         Ok(loss)
+    }
+
+    /// One step on the joint loss `CE(labeled) + weight · T² · KL(teacher ‖ student)` over
+    /// one forward pass of the labeled and unlabeled samples stacked into a single batch
+    /// (batch norm sees both); each term is its own batch mean. Returns the two unweighted
+    /// losses before the step.
+    #[allow(clippy::too_many_arguments)]
+    pub fn joint_step(
+        &mut self,
+        weights: &mut Weights,
+        labeled: (Tensor, &[u32]),
+        unlabeled: Tensor,
+        teacher_logits: &ArrayView2<'_, f32>,
+        kd: Distillation,
+        lr: f32,
+    ) -> Result<(f32, f32)> {
+        let n_labeled = labeled.0.shape()[0];
+        let x = ndarray::concatenate(Axis(0), &[labeled.0.view(), unlabeled.view()])
+            .map_err(|e| TrainError::Shape(e.to_string()))?;
+        let logits = self.forward_train(weights, x)?;
+        let (labeled_logits, unlabeled_logits) = logits.view().split_at(Axis(0), n_labeled);
+        let (ce, dce) = cross_entropy(&labeled_logits, labeled.1)?;
+        let (kl, mut dkl) = distill_kl(&unlabeled_logits, teacher_logits, kd.temperature)?;
+        dkl *= kd.weight;
+        let dlogits = ndarray::concatenate(Axis(0), &[dce.view(), dkl.view()])
+            .map_err(|e| TrainError::Shape(e.to_string()))?;
+        self.apply(weights, dlogits, lr)?;
+        Ok((ce, kl))
+    }
+
+    /// `labeled.steps` joint steps (see [`Trainer::joint_step`]), batch `i` of `labeled`
+    /// stacked with batch `i` of `unlabeled`, whose teacher logits come from `teacher`;
+    /// the learning rate is `labeled.lr`. Returns the mean CE and mean KD loss.
+    pub fn joint_steps(
+        &mut self,
+        weights: &mut Weights,
+        teacher: &mut Teacher,
+        kd: Distillation,
+        labeled: &LocalPhase<'_>,
+        unlabeled: &LocalPhase<'_>,
+        rng: &mut impl Rng,
+    ) -> Result<(f32, f32)> {
+        let l_batches = sample_steps(labeled.indices, labeled.steps, labeled.batch_size, rng)?;
+        let u_batches = sample_steps(unlabeled.indices, labeled.steps, unlabeled.batch_size, rng)?;
+        let (mut ce_sum, mut kl_sum) = (0.0f64, 0.0f64);
+        for (lb, ub) in l_batches.iter().zip(&u_batches) {
+            let (xl, yl) = labeled.loader.load(lb, rng)?;
+            let (xu, _) = unlabeled.loader.load(ub, rng)?;
+            let soft = teacher.logits(xu.clone());
+            let (ce, kl) = self.joint_step(weights, (xl, &yl), xu, &soft.view(), kd, labeled.lr)?;
+            ce_sum += f64::from(ce);
+            kl_sum += f64::from(kl);
+        }
+        let n = l_batches.len().min(u_batches.len()).max(1) as f64;
+        Ok(((ce_sum / n) as f32, (kl_sum / n) as f32))
     }
 
     /// `phase.steps` cross-entropy steps (see [`LocalPhase`]); returns the mean batch loss.
@@ -165,6 +236,13 @@ impl Trainer {
             .as_slice_mut()
             .expect("weights are contiguous");
         self.net.backward(dlogits, params, &mut self.grads);
+        let norm: f64 = self
+            .grads
+            .iter()
+            .map(|&g| f64::from(g) * f64::from(g))
+            .sum();
+        self.norms.0 += norm.sqrt();
+        self.norms.1 += 1;
         self.sgd.step(params, &self.grads, lr)?;
         Ok(())
     }
@@ -317,6 +395,46 @@ mod tests {
             .distill_step(&mut weights, x, &teacher.view(), 3.0, 0.0, 0.1)
             .unwrap();
         assert_eq!(weights.params, before.params);
+    }
+
+    #[test]
+    fn a_joint_step_without_distillation_weight_is_a_cross_entropy_step() {
+        let data = toy();
+        let loader = BatchLoader::new(&data, None);
+        let (xl, yl) = loader.load_plain(&[0, 1, 2, 3]).unwrap();
+        let (xu, _) = loader.load_plain(&[4, 5, 6]).unwrap();
+        let teacher = ndarray::Array2::from_elem((3, 2), 0.5f32);
+        let (mut joint, mut w_joint) = trainer();
+        let (mut plain, mut w_plain) = trainer();
+        let kd = Distillation {
+            temperature: 3.0,
+            weight: 0.0,
+        };
+        let (ce, kl) = joint
+            .joint_step(
+                &mut w_joint,
+                (xl.clone(), &yl),
+                xu.clone(),
+                &teacher.view(),
+                kd,
+                0.1,
+            )
+            .unwrap();
+        let ce_plain = plain
+            .cross_entropy_step(&mut w_plain, xl.clone(), &yl, 0.1)
+            .unwrap();
+        assert_eq!(ce, ce_plain);
+        assert!(kl > 0.0);
+        assert_eq!(w_joint, w_plain);
+        // With weight, the distillation term moves the parameters further.
+        let (mut weighted, mut w_weighted) = trainer();
+        let kd = Distillation { weight: 1.0, ..kd };
+        weighted
+            .joint_step(&mut w_weighted, (xl, &yl), xu, &teacher.view(), kd, 0.1)
+            .unwrap();
+        assert_ne!(w_weighted.params, w_plain.params);
+        assert!(weighted.take_mean_gradient_norm() > 0.0);
+        assert_eq!(weighted.take_mean_gradient_norm(), 0.0);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! `flotilla models`: what a model spec builds.
 
-use crate::datasets::Named;
+use flotilla_experiment::Named;
 use clap::Args;
 use flotilla_nn::ModelSpec;
 

@@ -1,6 +1,6 @@
 //! `flotilla train`: centralised training, the check that the numerics are right.
 
-use crate::datasets::{Loaded, Named};
+use flotilla_experiment::{Loaded, Named};
 use anyhow::Context;
 use clap::Args;
 use flotilla_data::shuffled_batches;
@@ -104,7 +104,11 @@ pub(crate) fn run(args: TrainArgs) -> anyhow::Result<()> {
     }
 
     let started = Instant::now();
-    let data = named.load(args.data_path.as_deref(), args.augment)?;
+    let data = named.load(
+        args.data_path.as_deref(),
+        args.augment,
+        &flotilla_data::SyntheticConfig::default(),
+    )?;
     println!(
         "{}: {} train / {} test samples of {}, {} classes (loaded in {:.1}s)",
         args.data,

@@ -1,21 +1,23 @@
 //! The datasets the command line knows by name, and where their files live.
 
-use anyhow::Context;
+use crate::ExperimentError;
 use flotilla_data::{
-    Augmentation, Dataset, Standardizer, SyntheticConfig, data_root, load_cifar10_dir,
+    Augmentation, DataError, Dataset, Standardizer, SyntheticConfig, data_root, load_cifar10_dir,
     load_femnist_dir, load_mnist_dir,
 };
+use serde::{Deserialize, Serialize};
 use flotilla_nn::Shape;
 use std::path::{Path, PathBuf};
 
 /// A dataset name the command line does not know.
 #[derive(Debug, thiserror::Error)]
 #[error("unknown dataset `{0}`: expected one of synthetic, mnist, cifar10, femnist")]
-pub(crate) struct UnknownDataset(pub(crate) String);
+pub struct UnknownDataset(pub String);
 
 /// A named dataset with its preprocessing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Named {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Named {
     /// The built-in synthetic task (no files).
     Synthetic,
     /// MNIST, IDX files.
@@ -42,10 +44,15 @@ impl std::str::FromStr for Named {
 
 /// Train and test splits, preprocessed, with the augmentation training should use.
 #[derive(Debug)]
-pub(crate) struct Loaded {
-    pub(crate) train: Dataset,
-    pub(crate) test: Dataset,
-    pub(crate) augmentation: Option<Augmentation>,
+pub struct Loaded {
+    /// The training split.
+    pub train: Dataset,
+    /// The test split.
+    pub test: Dataset,
+    /// The augmentation training batches should use.
+    pub augmentation: Option<Augmentation>,
+    /// Training-set indices of each writer, for datasets that have writers (FEMNIST).
+    pub writers: Option<Vec<Vec<usize>>>,
 }
 
 impl Named {
@@ -60,7 +67,7 @@ impl Named {
     }
 
     /// Sample shape and class count, known without reading the files.
-    pub(crate) fn input(self) -> (Shape, usize) {
+    pub fn input(self) -> (Shape, usize) {
         match self {
             Named::Synthetic => (Shape::flat(SyntheticConfig::default().dim), 10),
             Named::Mnist => (Shape::image(28, 28, 1), 10),
@@ -70,7 +77,7 @@ impl Named {
     }
 
     /// The large target and small auxiliary models used by default on this dataset.
-    pub(crate) fn default_models(self) -> [&'static str; 2] {
+    pub fn default_models(self) -> [&'static str; 2] {
         match self {
             Named::Synthetic => ["mlp:32-256-256-10", "mlp:32-16-10"],
             Named::Mnist => ["mlp:784-256-128-10", "mlp:784-32-10"],
@@ -80,61 +87,74 @@ impl Named {
     }
 
     /// The learning rate `flotilla train` uses by default (SGD, momentum 0.9, batch 32).
-    pub(crate) fn default_lr(self) -> f32 {
+    pub fn default_lr(self) -> f32 {
         match self {
             Named::Synthetic => 0.05,
             Named::Mnist | Named::Cifar10 | Named::Femnist => 0.02,
         }
     }
 
-    /// Loads and preprocesses the splits. `path` overrides `<data root>/<name>`.
+    /// Loads and preprocesses the splits. `path` overrides `<data root>/<name>`;
+    /// `synthetic` configures the generated task.
     ///
     /// Preprocessing: MNIST and FEMNIST (ink-inverted to match MNIST) are standardised per
     /// channel, CIFAR-10 per pixel with pad-4 crop and flip augmentation offered, all with
     /// statistics of the training split; the synthetic task is generated standardised.
-    pub(crate) fn load(self, path: Option<&Path>, augment: bool) -> anyhow::Result<Loaded> {
-        let dir = || -> anyhow::Result<PathBuf> {
+    pub fn load(
+        self,
+        path: Option<&Path>,
+        augment: bool,
+        synthetic: &SyntheticConfig,
+    ) -> Result<Loaded, ExperimentError> {
+        let wrap = |source: DataError| ExperimentError::Data {
+            dataset: self.folder().to_string(),
+            source,
+        };
+        let dir = || -> Result<PathBuf, ExperimentError> {
             match path {
                 Some(p) => Ok(p.to_path_buf()),
-                None => Ok(data_root()
-                    .context("locating the data folder (set FLOTILLA_DATA or pass --data-path)")?
-                    .join(self.folder())),
+                None => Ok(data_root().map_err(wrap)?.join(self.folder())),
             }
         };
+        let mut writers = None;
         let (mut train, mut test, per_pixel) = match self {
             Named::Synthetic => {
-                let (train, test) = SyntheticConfig::default().generate()?;
+                let (train, test) = synthetic.generate().map_err(wrap)?;
                 return Ok(Loaded {
                     train,
                     test,
                     augmentation: None,
+                    writers: None,
                 });
             }
             Named::Mnist => {
-                let (tr, te) = load_mnist_dir(&dir()?)?;
+                let (tr, te) = load_mnist_dir(&dir()?).map_err(wrap)?;
                 (tr, te, false)
             }
             Named::Cifar10 => {
-                let (tr, te) = load_cifar10_dir(&dir()?)?;
+                let (tr, te) = load_cifar10_dir(&dir()?).map_err(wrap)?;
                 (tr, te, true)
             }
             Named::Femnist => {
-                let (tr, te) = load_femnist_dir(&dir()?, true)?;
+                let (tr, te) = load_femnist_dir(&dir()?, true).map_err(wrap)?;
+                writers = Some(tr.by_writer);
                 (tr.data, te.data, false)
             }
         };
         let standardizer = if per_pixel {
-            Standardizer::fit_per_pixel(&train)?
+            Standardizer::fit_per_pixel(&train)
         } else {
-            Standardizer::fit_per_channel(&train)?
-        };
-        standardizer.apply_dataset(&mut train)?;
-        standardizer.apply_dataset(&mut test)?;
+            Standardizer::fit_per_channel(&train)
+        }
+        .map_err(wrap)?;
+        standardizer.apply_dataset(&mut train).map_err(wrap)?;
+        standardizer.apply_dataset(&mut test).map_err(wrap)?;
         let augmentation = (augment && self == Named::Cifar10).then(Augmentation::cifar);
         Ok(Loaded {
             train,
             test,
             augmentation,
+            writers,
         })
     }
 }

@@ -1,0 +1,610 @@
+//! Experiment configuration: TOML with `--set key=value` overrides, checked before
+//! anything runs. Every absent key takes the documented default below (the reference's
+//! value where the method spec has one); every present key is checked, and a mistake is a
+//! [`ConfigError`] naming the key and the value.
+
+use crate::{ConfigError, ExperimentError, Method, Named};
+use flotilla_fl::{KdMode, ModelRole};
+use flotilla_train::TeacherMode;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// The built-in configurations, by name: `(name, TOML text)`.
+pub const BUILT_IN: [(&str, &str); 5] = [
+    ("quickstart", include_str!("../../../configs/quickstart.toml")),
+    ("mnist", include_str!("../../../configs/mnist.toml")),
+    ("femnist", include_str!("../../../configs/femnist.toml")),
+    ("cifar10_paper", include_str!("../../../configs/cifar10_paper.toml")),
+    ("cifar10_small", include_str!("../../../configs/cifar10_small.toml")),
+];
+
+/// A whole experiment: which methods, on what data, fleet and schedule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExperimentConfig {
+    /// A name for the output (default `experiment`).
+    #[serde(default = "default_name")]
+    pub name: String,
+    /// Methods compared, each run once per seed.
+    pub methods: Vec<Method>,
+    /// First seed.
+    #[serde(default = "one")]
+    pub seed: u64,
+    /// Seeds run: `seed, seed + 1, …` (`--seeds` overrides).
+    #[serde(default = "one_usize")]
+    pub seeds: usize,
+    /// Communication rounds.
+    pub rounds: u32,
+    /// Evaluate every this many rounds (and after the last).
+    #[serde(default = "one_u32")]
+    pub eval_every: u32,
+    /// Data and its split.
+    pub data: DataConfig,
+    /// Generator settings when `data.dataset = "synthetic"`.
+    #[serde(default)]
+    pub synthetic: SyntheticSection,
+    /// The two models.
+    pub models: ModelsConfig,
+    /// Clients and their devices.
+    pub fleet: FleetConfig,
+    /// Local training and the round schedule.
+    #[serde(default)]
+    pub training: TrainingConfig,
+    /// On-device distillation (`ondevice_kd`).
+    #[serde(default)]
+    pub kd: KdSection,
+    /// Server-side ensemble distillation (`server_logit_ensemble`).
+    #[serde(default)]
+    pub server_ensemble: ServerEnsembleSection,
+    /// Plain FedAvg (`fedavg`).
+    #[serde(default)]
+    pub fedavg: FedAvgSection,
+}
+
+fn default_name() -> String {
+    "experiment".into()
+}
+fn one() -> u64 {
+    1
+}
+fn one_usize() -> usize {
+    1
+}
+fn one_u32() -> u32 {
+    1
+}
+
+/// How the training set is split over clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SplitKind {
+    /// The reference: `clients + strong · unlabeled_shards_per_strong` Dirichlet(α) shards;
+    /// shard `i` is client `i`'s labeled data, the rest the strong clients' unlabeled data.
+    Dirichlet,
+    /// One writer (or several, round-robin) per client; strong clients keep
+    /// `1 − unlabeled_fraction` of their samples labeled. Needs a dataset with writers
+    /// (FEMNIST).
+    Natural,
+    /// Uniformly random equal shares; strong clients' shares split as in `natural`.
+    Iid,
+}
+
+/// Where the data comes from and how it is split.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    /// `synthetic`, `mnist`, `femnist` or `cifar10`.
+    pub dataset: Named,
+    /// Folder holding the dataset's files (default: `<data root>/<dataset>`, the data root
+    /// being `$FLOTILLA_DATA` or `../shared/data`).
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// The split.
+    #[serde(default = "default_split")]
+    pub split: SplitKind,
+    /// Dirichlet concentration α (> 0); smaller is more skewed.
+    #[serde(default = "default_alpha")]
+    pub alpha: f64,
+    /// Unlabeled Dirichlet shards per strong client (`dirichlet` split; reference 5).
+    #[serde(default = "default_unlabeled_shards")]
+    pub unlabeled_shards_per_strong: usize,
+    /// Fraction of a strong client's samples that are unlabeled (`natural`, `iid`).
+    #[serde(default = "default_unlabeled_fraction")]
+    pub unlabeled_fraction: f64,
+    /// Minimum samples per Dirichlet shard.
+    #[serde(default = "default_min_shard")]
+    pub min_shard_samples: usize,
+    /// Pad-and-crop + flip augmentation of training batches (CIFAR-10 only).
+    #[serde(default)]
+    pub augment: bool,
+}
+
+fn default_split() -> SplitKind {
+    SplitKind::Dirichlet
+}
+fn default_alpha() -> f64 {
+    0.1
+}
+fn default_unlabeled_shards() -> usize {
+    5
+}
+fn default_unlabeled_fraction() -> f64 {
+    0.5
+}
+fn default_min_shard() -> usize {
+    10
+}
+
+/// The synthetic task's generator (see `flotilla_data::SyntheticConfig`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SyntheticSection {
+    /// Classes.
+    pub classes: usize,
+    /// Gaussian clusters per class.
+    pub clusters_per_class: usize,
+    /// Feature dimension.
+    pub dim: usize,
+    /// Within-cluster spread relative to the spread of cluster centres.
+    pub cluster_std: f64,
+    /// Training samples.
+    pub train_samples: usize,
+    /// Test samples.
+    pub test_samples: usize,
+}
+
+impl Default for SyntheticSection {
+    fn default() -> Self {
+        let d = flotilla_data::SyntheticConfig::default();
+        Self {
+            classes: d.classes,
+            clusters_per_class: d.clusters_per_class,
+            dim: d.dim,
+            cluster_std: d.cluster_std,
+            train_samples: d.train_samples,
+            test_samples: d.test_samples,
+        }
+    }
+}
+
+/// The target and auxiliary architectures (model specs such as `resnet20`,
+/// `resnet20:0.25`, `cnn`, `mlp:784-256-10`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelsConfig {
+    /// The large model `wl`.
+    pub target: String,
+    /// The small model `ws`.
+    pub auxiliary: String,
+}
+
+/// Clients, their devices and links.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FleetConfig {
+    /// Number of clients.
+    pub clients: usize,
+    /// Clients `0..strong` get the strong device; the rest the weak one.
+    pub strong: usize,
+    /// Device preset of strong clients.
+    #[serde(default = "default_strong_device")]
+    pub strong_device: String,
+    /// Device preset of weak clients.
+    #[serde(default = "default_weak_device")]
+    pub weak_device: String,
+    /// Memory weak devices can give to training \[MB\], overriding the preset's: the
+    /// knob that makes the target model not fit them.
+    #[serde(default)]
+    pub weak_memory_mb: Option<f64>,
+    /// Memory strong devices can give to training \[MB\], overriding the preset's.
+    #[serde(default)]
+    pub strong_memory_mb: Option<f64>,
+    /// Probability that a device drops out of a job, overriding the presets' (0 for the
+    /// reference's always-answering clients).
+    #[serde(default)]
+    pub dropout: Option<f64>,
+    /// Link preset of every client (`datacenter`, `ethernet`, `wifi`, `cellular-4g`,
+    /// `cellular-3g`).
+    #[serde(default = "default_link")]
+    pub link: String,
+}
+
+fn default_strong_device() -> String {
+    "phone-high".into()
+}
+fn default_weak_device() -> String {
+    "phone-low".into()
+}
+fn default_link() -> String {
+    "wifi".into()
+}
+
+/// Local training and the learning-rate schedule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainingConfig {
+    /// SGD steps per local phase (`H`).
+    pub local_steps: usize,
+    /// Batch size.
+    pub batch_size: usize,
+    /// Initial learning rate.
+    pub lr: f32,
+    /// Fractions of the rounds at which the rate is divided by 10.
+    pub lr_milestones: Vec<f64>,
+    /// SGD momentum.
+    pub momentum: f32,
+    /// Weight decay on kernels.
+    pub weight_decay: f32,
+    /// Clients sampled per round for the auxiliary model (and by `fedavg` and
+    /// `fedavg_all_large`).
+    pub clients_per_round: usize,
+    /// Strong clients sampled per round (absent: all, the reference).
+    pub strong_per_round: Option<usize>,
+    /// Average by sample count instead of equally.
+    pub weighted: bool,
+    /// Close a stage this many virtual seconds after it opened, whoever has not answered.
+    pub stage_timeout_s: f64,
+}
+
+impl Default for TrainingConfig {
+    fn default() -> Self {
+        Self {
+            local_steps: 30,
+            batch_size: 32,
+            lr: 0.2,
+            lr_milestones: vec![0.5, 0.75],
+            momentum: 0.9,
+            weight_decay: 2e-4,
+            clients_per_round: 20,
+            strong_per_round: None,
+            weighted: false,
+            stage_timeout_s: 600.0,
+        }
+    }
+}
+
+/// On-device distillation settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KdSection {
+    /// `two_phase` (reference), `joint` or `kd_only`.
+    pub mode: KdMode,
+    /// Temperature `T` (> 0).
+    pub temperature: f32,
+    /// Final KD weight `λ` (≥ 0; 0 turns distillation off).
+    pub lambda: f32,
+    /// Fraction of the rounds over which the weight ramps up (`t_a`; reference 0.75).
+    pub ramp: f64,
+    /// Teacher batch norm: `batch_statistics` (reference) or `running_statistics`.
+    pub teacher_bn: TeacherMode,
+    /// Fresh optimiser state for the KD phase.
+    pub fresh_optimizer: bool,
+    /// Unlabeled samples per strong client used to measure teacher and student accuracy
+    /// (0: off).
+    pub probe_samples: u32,
+}
+
+impl Default for KdSection {
+    fn default() -> Self {
+        Self {
+            mode: KdMode::TwoPhase,
+            temperature: 3.0,
+            lambda: 0.5,
+            ramp: 0.75,
+            teacher_bn: TeacherMode::BatchStatistics,
+            fresh_optimizer: false,
+            probe_samples: 128,
+        }
+    }
+}
+
+/// Server-side ensemble distillation settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerEnsembleSection {
+    /// Server distillation steps per round.
+    pub steps: usize,
+    /// Server batch size.
+    pub batch_size: usize,
+    /// Fixed server learning rate (absent: the round's client rate).
+    pub lr: Option<f32>,
+    /// Temperature (absent: `kd.temperature`).
+    pub temperature: Option<f32>,
+}
+
+impl Default for ServerEnsembleSection {
+    fn default() -> Self {
+        Self {
+            steps: 100,
+            batch_size: 64,
+            lr: None,
+            temperature: None,
+        }
+    }
+}
+
+/// Plain FedAvg settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FedAvgSection {
+    /// The model `fedavg` trains.
+    pub model: ModelRole,
+}
+
+impl Default for FedAvgSection {
+    fn default() -> Self {
+        Self {
+            model: ModelRole::Target,
+        }
+    }
+}
+
+/// Where a configuration's text comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigSource {
+    /// A built-in configuration, by name.
+    BuiltIn(String),
+    /// A TOML file.
+    File(PathBuf),
+}
+
+impl ConfigSource {
+    /// A file if `arg` names one, else the built-in configuration of that name.
+    pub fn resolve(arg: &str) -> Result<Self, ExperimentError> {
+        let path = PathBuf::from(arg);
+        if path.is_file() {
+            return Ok(ConfigSource::File(path));
+        }
+        let name = arg.trim_end_matches(".toml");
+        if BUILT_IN.iter().any(|(n, _)| *n == name) {
+            return Ok(ConfigSource::BuiltIn(name.to_string()));
+        }
+        let names: Vec<&str> = BUILT_IN.iter().map(|(n, _)| *n).collect();
+        Err(ConfigError::new(
+            "CONFIG",
+            arg,
+            format!("no such file, and not a built-in config ({})", names.join(", ")),
+        )
+        .into())
+    }
+
+    fn read(&self) -> Result<(String, String), ExperimentError> {
+        match self {
+            ConfigSource::BuiltIn(name) => BUILT_IN
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, text)| (format!("built-in config {name}"), (*text).to_string()))
+                .ok_or_else(|| ConfigError::new("CONFIG", name, "not a built-in config").into()),
+            ConfigSource::File(path) => std::fs::read_to_string(path)
+                .map(|text| (path.display().to_string(), text))
+                .map_err(|source| ExperimentError::Io {
+                    path: path.display().to_string(),
+                    source,
+                }),
+        }
+    }
+}
+
+impl ExperimentConfig {
+    /// Reads `source`, applies `overrides` (`key.path=value`, the value as TOML, or as a
+    /// string if it does not parse as TOML), and checks the result.
+    pub fn load(source: &ConfigSource, overrides: &[String]) -> Result<Self, ExperimentError> {
+        let (origin, text) = source.read()?;
+        let mut table: toml::Table =
+            toml::from_str(&text).map_err(|e| ExperimentError::Syntax {
+                origin: origin.clone(),
+                message: e.to_string(),
+            })?;
+        for item in overrides {
+            apply_override(&mut table, item)?;
+        }
+        let config: ExperimentConfig =
+            serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+                let key = e.path().to_string();
+                ConfigError::new(key, "(as given)", e.into_inner().to_string())
+            })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The seeds run, in order.
+    pub fn seed_list(&self) -> Vec<u64> {
+        (0..self.seeds as u64).map(|i| self.seed + i).collect()
+    }
+
+    /// Checks every range and cross-field rule that does not need the data.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let err = |key: &str, value: &dyn ToString, reason: &str| {
+            Err(ConfigError::new(key, value.to_string(), reason))
+        };
+        if self.methods.is_empty() {
+            return err("methods", &"[]", "name at least one method");
+        }
+        if self.seeds == 0 {
+            return err("seeds", &0, "must be at least 1");
+        }
+        if self.rounds == 0 {
+            return err("rounds", &0, "must be at least 1");
+        }
+        if self.eval_every == 0 {
+            return err("eval_every", &0, "must be at least 1");
+        }
+        let d = &self.data;
+        if !(d.alpha > 0.0 && d.alpha.is_finite()) {
+            return err("data.alpha", &d.alpha, "must be a finite number > 0");
+        }
+        if !(0.0..=1.0).contains(&d.unlabeled_fraction) {
+            return err("data.unlabeled_fraction", &d.unlabeled_fraction, "must be in [0, 1]");
+        }
+        if d.split == SplitKind::Natural && d.dataset != Named::Femnist {
+            return err(
+                "data.split",
+                &"natural",
+                "needs a dataset with writers (femnist)",
+            );
+        }
+        if d.dataset == Named::Synthetic && d.path.is_some() {
+            return err("data.path", &"(set)", "the synthetic dataset reads no files");
+        }
+        if let Some(path) = &d.path
+            && !path.is_dir()
+        {
+            return err("data.path", &path.display(), "is not a directory");
+        }
+        let s = &self.synthetic;
+        if s.classes < 2 || s.clusters_per_class == 0 || s.dim == 0 {
+            return err(
+                "synthetic.classes",
+                &s.classes,
+                "need ≥ 2 classes, ≥ 1 cluster per class and dim ≥ 1",
+            );
+        }
+        if !(s.cluster_std > 0.0 && s.cluster_std.is_finite()) {
+            return err("synthetic.cluster_std", &s.cluster_std, "must be > 0");
+        }
+        let f = &self.fleet;
+        if f.clients == 0 {
+            return err("fleet.clients", &0, "must be at least 1");
+        }
+        if f.strong > f.clients {
+            return err(
+                "fleet.strong",
+                &f.strong,
+                &format!("more strong clients than clients ({})", f.clients),
+            );
+        }
+        for (key, mb) in [
+            ("fleet.weak_memory_mb", f.weak_memory_mb),
+            ("fleet.strong_memory_mb", f.strong_memory_mb),
+        ] {
+            if let Some(mb) = mb
+                && !(mb > 0.0 && mb.is_finite())
+            {
+                return err(key, &mb, "must be > 0");
+            }
+        }
+        if let Some(p) = f.dropout
+            && !(0.0..=1.0).contains(&p)
+        {
+            return err("fleet.dropout", &p, "must be in [0, 1]");
+        }
+        let t = &self.training;
+        if t.local_steps == 0 {
+            return err("training.local_steps", &0, "must be at least 1");
+        }
+        if t.batch_size == 0 {
+            return err("training.batch_size", &0, "must be at least 1");
+        }
+        if !(t.lr > 0.0 && t.lr.is_finite()) {
+            return err("training.lr", &t.lr, "must be > 0");
+        }
+        if let Some(m) = t.lr_milestones.iter().find(|m| !(**m > 0.0 && **m < 1.0)) {
+            return err(
+                "training.lr_milestones",
+                m,
+                "each milestone is a fraction of the rounds in (0, 1)",
+            );
+        }
+        if !(0.0..1.0).contains(&t.momentum) {
+            return err("training.momentum", &t.momentum, "must be in [0, 1)");
+        }
+        if !(t.weight_decay >= 0.0 && t.weight_decay.is_finite()) {
+            return err("training.weight_decay", &t.weight_decay, "must be ≥ 0");
+        }
+        if t.clients_per_round == 0 || t.clients_per_round > f.clients {
+            return err(
+                "training.clients_per_round",
+                &t.clients_per_round,
+                &format!("must be in 1..={}", f.clients),
+            );
+        }
+        if let Some(k) = t.strong_per_round
+            && (k == 0 || k > f.strong)
+        {
+            return err(
+                "training.strong_per_round",
+                &k,
+                &format!("must be in 1..={} (fleet.strong)", f.strong),
+            );
+        }
+        if !(t.stage_timeout_s > 0.0 && t.stage_timeout_s.is_finite()) {
+            return err("training.stage_timeout_s", &t.stage_timeout_s, "must be > 0");
+        }
+        let kd = &self.kd;
+        if !(kd.temperature > 0.0 && kd.temperature.is_finite()) {
+            return err("kd.temperature", &kd.temperature, "must be > 0");
+        }
+        if !(kd.lambda >= 0.0 && kd.lambda.is_finite()) {
+            return err("kd.lambda", &kd.lambda, "must be ≥ 0");
+        }
+        if !(0.0..=1.0).contains(&kd.ramp) {
+            return err("kd.ramp", &kd.ramp, "must be in [0, 1]");
+        }
+        let se = &self.server_ensemble;
+        if se.batch_size == 0 {
+            return err("server_ensemble.batch_size", &0, "must be at least 1");
+        }
+        if let Some(lr) = se.lr
+            && !(lr > 0.0 && lr.is_finite())
+        {
+            return err("server_ensemble.lr", &lr, "must be > 0");
+        }
+        if let Some(t) = se.temperature
+            && !(t > 0.0 && t.is_finite())
+        {
+            return err("server_ensemble.temperature", &t, "must be > 0");
+        }
+        let needs_strong = self.methods.iter().any(|m| m.needs_strong_clients());
+        if needs_strong && f.strong == 0 {
+            return err(
+                "fleet.strong",
+                &0,
+                "ondevice_kd, strong_only and server_logit_ensemble need strong clients",
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Sets `key.path = value` in `table`; the value is parsed as TOML (numbers, booleans,
+/// arrays, quoted strings) or taken as a bare string.
+fn apply_override(table: &mut toml::Table, item: &str) -> Result<(), ConfigError> {
+    let Some((key, raw)) = item.split_once('=') else {
+        return Err(ConfigError::new(
+            "--set",
+            item,
+            "expected KEY=VALUE, e.g. data.alpha=1.0",
+        ));
+    };
+    let key = key.trim();
+    let raw = raw.trim();
+    let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_string()));
+    let parts: Vec<&str> = key.split('.').collect();
+    if parts.iter().any(|p| p.is_empty()) {
+        return Err(ConfigError::new("--set", item, "empty key segment"));
+    }
+    let mut node = table;
+    for (i, part) in parts.iter().enumerate() {
+        if i + 1 == parts.len() {
+            node.insert((*part).to_string(), value);
+            return Ok(());
+        }
+        let entry = node
+            .entry((*part).to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        node = match entry {
+            toml::Value::Table(t) => t,
+            other => {
+                return Err(ConfigError::new(
+                    parts[..=i].join("."),
+                    other.to_string(),
+                    format!("is not a table, so `{key}` cannot be set"),
+                ));
+            }
+        };
+    }
+    Ok(())
+}

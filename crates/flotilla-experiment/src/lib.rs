@@ -1,0 +1,32 @@
+//! Configured federated experiments: a TOML configuration names methods, data, split,
+//! models, fleet and schedule; [`Prepared`] loads and checks it; [`Prepared::run`] runs one
+//! method with one seed as an actor simulation; [`report`] turns runs into `metrics.csv`,
+//! `stages.csv`, `summary.json` and a results table.
+//!
+//! ```no_run
+//! use flotilla_experiment::{ConfigSource, ExperimentConfig, Prepared, RunOptions};
+//! let source = ConfigSource::resolve("quickstart")?;
+//! let config = ExperimentConfig::load(&source, &["rounds=5".to_string()])?;
+//! let prepared = Prepared::new(config)?;
+//! let outcome = prepared.run(prepared.config.methods[0], 1, RunOptions::default())?;
+//! println!("{:?}", outcome.final_accuracy(flotilla_fl::ModelRole::Target));
+//! # Ok::<(), flotilla_experiment::ExperimentError>(())
+//! ```
+
+mod config;
+mod datasets;
+mod error;
+mod method;
+pub mod report;
+mod run;
+mod setup;
+
+pub use config::{
+    BUILT_IN, ConfigSource, DataConfig, ExperimentConfig, FedAvgSection, FleetConfig, KdSection,
+    ModelsConfig, ServerEnsembleSection, SplitKind, SyntheticSection, TrainingConfig,
+};
+pub use datasets::{Loaded, Named, UnknownDataset};
+pub use error::{ConfigError, ExperimentError};
+pub use method::Method;
+pub use run::{RunOptions, RunOutcome, SERVER};
+pub use setup::Prepared;

@@ -1,0 +1,272 @@
+//! What a set of runs is reported as: `metrics.csv`, `stages.csv`, `summary.json` and the
+//! results table. Nothing here depends on wall time or thread count except the fields
+//! named `wall_time_s` in the summary.
+
+use crate::{ExperimentConfig, Method, RunOutcome};
+use flotilla_fl::ModelRole;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+/// The header of `metrics.csv`.
+pub const METRICS_HEADER: &str = "method,seed,round,virtual_time_s,model,test_accuracy,test_loss";
+
+/// `metrics.csv`: one row per evaluation of a global model, runs in the order given.
+pub fn metrics_csv(outcomes: &[RunOutcome]) -> String {
+    let mut out = format!("{METRICS_HEADER}\n");
+    for o in outcomes {
+        for e in &o.evaluations {
+            // `writeln!` into a String cannot fail.
+            let _ = writeln!(
+                out,
+                "{},{},{},{},{},{},{}",
+                o.method, o.seed, e.round, e.virtual_time_s, e.role, e.accuracy, e.loss
+            );
+        }
+    }
+    out
+}
+
+/// `stages.csv`: per round and stage, how many clients were assigned and replied, and
+/// the mean of every statistic clients (`client_*`) and the server job (`server_*`)
+/// reported — the instrumentation of the distillation phase.
+pub fn stages_csv(outcomes: &[RunOutcome]) -> String {
+    let mut out = String::from("method,seed,round,stage,assigned,replied,statistic,value\n");
+    for o in outcomes {
+        for r in &o.rounds {
+            for s in &r.stages {
+                let rows = s
+                    .client_stats
+                    .iter()
+                    .map(|(k, v)| (format!("client_{k}"), *v))
+                    .chain(s.server_stats.iter().map(|(k, v)| (format!("server_{k}"), *v)));
+                for (name, value) in rows {
+                    let _ = writeln!(
+                        out,
+                        "{},{},{},{},{},{},{},{}",
+                        o.method,
+                        o.seed,
+                        r.round,
+                        s.stage,
+                        s.assigned.len(),
+                        s.replied.len(),
+                        name,
+                        value
+                    );
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Final and best accuracy of one model in one run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModelResult {
+    /// Accuracy after the last round.
+    pub final_accuracy: f64,
+    /// Best accuracy over the evaluated rounds.
+    pub best_accuracy: f64,
+}
+
+/// One run in `summary.json`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunSummary {
+    /// The method.
+    pub method: Method,
+    /// The seed.
+    pub seed: u64,
+    /// Per model (`target`, `auxiliary`) the method trains.
+    pub models: BTreeMap<String, ModelResult>,
+    /// Messages sent.
+    pub messages_sent: u64,
+    /// Messages delivered.
+    pub messages_delivered: u64,
+    /// Messages dropped (any reason).
+    pub messages_dropped: u64,
+    /// Bytes clients sent.
+    pub bytes_up: u64,
+    /// Bytes clients received.
+    pub bytes_down: u64,
+    /// Training samples moved to the server.
+    pub samples_centralised: u64,
+    /// Clients registered, and how many could train the target.
+    pub clients: (usize, usize),
+    /// Virtual time of the run \[s\].
+    pub virtual_time_s: f64,
+    /// Wall time of the run \[s\].
+    pub wall_time_s: f64,
+    /// Trace hash.
+    pub trace_hash: String,
+}
+
+impl RunSummary {
+    /// The summary of `o`.
+    pub fn new(o: &RunOutcome) -> Self {
+        let mut models = BTreeMap::new();
+        for role in ModelRole::ALL {
+            if let (Some(final_accuracy), Some(best_accuracy)) =
+                (o.final_accuracy(role), o.best_accuracy(role))
+            {
+                models.insert(
+                    role.name().to_string(),
+                    ModelResult {
+                        final_accuracy,
+                        best_accuracy,
+                    },
+                );
+            }
+        }
+        Self {
+            method: o.method,
+            seed: o.seed,
+            models,
+            messages_sent: o.counters.sent,
+            messages_delivered: o.counters.delivered,
+            messages_dropped: o.counters.dropped_total(),
+            bytes_up: o.counters.bytes_up,
+            bytes_down: o.counters.bytes_down,
+            samples_centralised: o.samples_centralised,
+            clients: o.clients,
+            virtual_time_s: o.virtual_time_s,
+            wall_time_s: o.wall_time_s,
+            trace_hash: o.trace_hash.clone(),
+        }
+    }
+}
+
+/// Mean and sample standard deviation.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct MeanStd {
+    /// Mean.
+    pub mean: f64,
+    /// Sample standard deviation (0 for one value).
+    pub std: f64,
+    /// Number of values.
+    pub n: usize,
+}
+
+impl MeanStd {
+    /// Of `values` (`None` if empty).
+    pub fn of(values: &[f64]) -> Option<Self> {
+        let n = values.len();
+        if n == 0 {
+            return None;
+        }
+        let mean = values.iter().sum::<f64>() / n as f64;
+        let var = if n > 1 {
+            values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64
+        } else {
+            0.0
+        };
+        Some(Self {
+            mean,
+            std: var.sqrt(),
+            n,
+        })
+    }
+}
+
+/// One method's line of the results table, over seeds.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MethodSummary {
+    /// The method.
+    pub method: Method,
+    /// The model its result is read from.
+    pub reported_model: ModelRole,
+    /// Final accuracy of the reported model.
+    pub final_accuracy: Option<MeanStd>,
+    /// Final accuracy of the target, if the method trains it.
+    pub target_final: Option<MeanStd>,
+    /// Final accuracy of the auxiliary model, if the method trains it.
+    pub auxiliary_final: Option<MeanStd>,
+    /// Mean virtual time \[s\].
+    pub virtual_time_s: f64,
+    /// Mean bytes up + down per run \[MB\].
+    pub traffic_mb: f64,
+    /// Training samples moved to the server per run.
+    pub samples_centralised: u64,
+}
+
+/// `summary.json`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Summary {
+    /// The resolved configuration.
+    pub config: ExperimentConfig,
+    /// Per method, over seeds, in the config's method order.
+    pub methods: Vec<MethodSummary>,
+    /// Every run.
+    pub runs: Vec<RunSummary>,
+}
+
+impl Summary {
+    /// The summary of `outcomes` of `config`.
+    pub fn new(config: &ExperimentConfig, outcomes: &[RunOutcome]) -> Self {
+        let mut methods = Vec::new();
+        for &method in &config.methods {
+            let runs: Vec<&RunOutcome> = outcomes.iter().filter(|o| o.method == method).collect();
+            if runs.is_empty() {
+                continue;
+            }
+            let of = |role: ModelRole| {
+                let values: Vec<f64> = runs.iter().filter_map(|o| o.final_accuracy(role)).collect();
+                MeanStd::of(&values)
+            };
+            let reported_model = method.reported_model(config.fedavg.model);
+            let n = runs.len() as f64;
+            methods.push(MethodSummary {
+                method,
+                reported_model,
+                final_accuracy: of(reported_model),
+                target_final: of(ModelRole::Target),
+                auxiliary_final: of(ModelRole::Auxiliary),
+                virtual_time_s: runs.iter().map(|o| o.virtual_time_s).sum::<f64>() / n,
+                traffic_mb: runs
+                    .iter()
+                    .map(|o| (o.counters.bytes_up + o.counters.bytes_down) as f64 / 1e6)
+                    .sum::<f64>()
+                    / n,
+                samples_centralised: runs.iter().map(|o| o.samples_centralised).max().unwrap_or(0),
+            });
+        }
+        Self {
+            config: config.clone(),
+            methods,
+            runs: outcomes.iter().map(RunSummary::new).collect(),
+        }
+    }
+
+    /// The results table printed at the end of a run.
+    pub fn table(&self) -> String {
+        let pct = |m: Option<MeanStd>| match m {
+            Some(m) if m.n > 1 => format!("{:.2} ± {:.2}", 100.0 * m.mean, 100.0 * m.std),
+            Some(m) => format!("{:.2}", 100.0 * m.mean),
+            None => "—".to_string(),
+        };
+        let mut out = format!(
+            "{:<22} {:>16} {:>16} {:>16} {:>12} {:>11} {:>12}\n",
+            "method", "result %", "target %", "auxiliary %", "virtual s", "traffic MB", "centralised"
+        );
+        for m in &self.methods {
+            let _ = writeln!(
+                out,
+                "{:<22} {:>16} {:>16} {:>16} {:>12.0} {:>11.1} {:>12}",
+                m.method.name(),
+                format!("{} ({})", pct(m.final_accuracy), short(m.reported_model)),
+                pct(m.target_final),
+                pct(m.auxiliary_final),
+                m.virtual_time_s,
+                m.traffic_mb,
+                m.samples_centralised
+            );
+        }
+        out
+    }
+}
+
+fn short(role: ModelRole) -> &'static str {
+    match role {
+        ModelRole::Target => "wl",
+        ModelRole::Auxiliary => "ws",
+    }
+}

@@ -1,0 +1,244 @@
+//! From a configuration to what a run needs: data, its split, the task, the devices.
+
+use crate::{ConfigError, ExperimentConfig, ExperimentError, Method, SplitKind};
+use flotilla_data::{
+    Augmentation, Dataset, SyntheticConfig, dirichlet_labeled_unlabeled, fraction_split, iid,
+};
+use flotilla_fl::{ClientData, LearningTask, LocalTraining, ModelRole};
+use flotilla_nn::{ModelSpec, SgdConfig};
+use flotilla_sim::{DeviceProfile, NodeId, Purpose, Seed};
+use flotilla_train::input_shape;
+use std::sync::Arc;
+
+/// An experiment with its data loaded and its models and devices checked against each
+/// other; runs of every method and seed start from it.
+#[derive(Debug)]
+pub struct Prepared {
+    /// The configuration.
+    pub config: ExperimentConfig,
+    train: Arc<Dataset>,
+    test: Arc<Dataset>,
+    augmentation: Option<Augmentation>,
+    writers: Option<Vec<Vec<usize>>>,
+    target: ModelSpec,
+    auxiliary: ModelSpec,
+    /// Training memory of the target and the auxiliary model \[bytes\].
+    pub memory: (u64, u64),
+}
+
+fn mb(bytes: u64) -> String {
+    format!("{:.1} MB", bytes as f64 / 1e6)
+}
+
+impl Prepared {
+    /// Loads the data and checks the models against the data and the devices.
+    pub fn new(config: ExperimentConfig) -> Result<Self, ExperimentError> {
+        let s = &config.synthetic;
+        let synthetic = SyntheticConfig {
+            classes: s.classes,
+            clusters_per_class: s.clusters_per_class,
+            dim: s.dim,
+            cluster_std: s.cluster_std,
+            train_samples: s.train_samples,
+            test_samples: s.test_samples,
+            ..SyntheticConfig::default()
+        };
+        let d = &config.data;
+        let loaded = d.dataset.load(d.path.as_deref(), d.augment, &synthetic)?;
+        let (train, test) = (Arc::new(loaded.train), Arc::new(loaded.test));
+        let parse = |key: &str, text: &str| -> Result<ModelSpec, ConfigError> {
+            text.parse::<ModelSpec>()
+                .map_err(|e| ConfigError::new(key, text, e.to_string()))
+        };
+        let target = parse("models.target", &config.models.target)?;
+        let auxiliary = parse("models.auxiliary", &config.models.auxiliary)?;
+        let memory_of = |key: &str, spec: &ModelSpec| -> Result<u64, ConfigError> {
+            spec.build(input_shape(&train), train.classes())
+                .map(|net| net.training_memory_bytes(config.training.batch_size))
+                .map_err(|e| ConfigError::new(key, spec, e.to_string()))
+        };
+        let memory = (
+            memory_of("models.target", &target)?,
+            memory_of("models.auxiliary", &auxiliary)?,
+        );
+        let prepared = Self {
+            config,
+            train,
+            test,
+            augmentation: loaded.augmentation,
+            writers: loaded.writers,
+            target,
+            auxiliary,
+            memory,
+        };
+        prepared.check_devices()?;
+        if prepared.config.data.split == SplitKind::Dirichlet {
+            // Fail now, not in the middle of the run, if the split is impossible.
+            prepared.split(prepared.config.seed)?;
+        }
+        Ok(prepared)
+    }
+
+    /// The profile of strong (`strong = true`) or weak devices, with the configured
+    /// overrides.
+    fn device(&self, strong: bool) -> Result<DeviceProfile, ConfigError> {
+        let f = &self.config.fleet;
+        let (key, name, memory) = if strong {
+            ("fleet.strong_device", &f.strong_device, f.strong_memory_mb)
+        } else {
+            ("fleet.weak_device", &f.weak_device, f.weak_memory_mb)
+        };
+        let mut profile =
+            DeviceProfile::preset(name).map_err(|e| ConfigError::new(key, name, e.to_string()))?;
+        if let Some(mb) = memory {
+            profile.memory_bytes = (mb * 1e6) as u64;
+        }
+        if let Some(p) = f.dropout {
+            profile.dropout = p;
+        }
+        Ok(profile)
+    }
+
+    fn check_devices(&self) -> Result<(), ConfigError> {
+        let f = &self.config.fleet;
+        let (strong, weak) = (self.device(true)?, self.device(false)?);
+        let (target, auxiliary) = self.memory;
+        if !strong.fits(auxiliary) && !weak.fits(auxiliary) {
+            return Err(ConfigError::new(
+                "models.auxiliary",
+                &self.config.models.auxiliary,
+                format!("fits no device: needs {} to train", mb(auxiliary)),
+            ));
+        }
+        let needs_strong = self.config.methods.iter().any(|m| m.needs_strong_clients());
+        if f.strong > 0 && !strong.fits(target) {
+            return Err(ConfigError::new(
+                "models.target",
+                &self.config.models.target,
+                format!(
+                    "fits no device: needs {} to train, strong devices have {}",
+                    mb(target),
+                    mb(strong.memory_bytes)
+                ),
+            ));
+        }
+        if needs_strong && f.strong < f.clients && weak.fits(target) {
+            return Err(ConfigError::new(
+                "fleet.weak_memory_mb",
+                mb(weak.memory_bytes),
+                format!(
+                    "weak devices could train the target (needs {}), so every client would be \
+                     strong; give them less memory",
+                    mb(target)
+                ),
+            ));
+        }
+        if f.strong < f.clients && !weak.fits(auxiliary) {
+            return Err(ConfigError::new(
+                "fleet.weak_memory_mb",
+                mb(weak.memory_bytes),
+                format!("weak devices cannot train the auxiliary model (needs {})", mb(auxiliary)),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Device profiles of clients `0..clients` for `method`: clients `0..strong` strong,
+    /// the rest weak; for `fedavg_all_large`, every device gets the memory the target
+    /// needs (the upper bound ignores device limits, nothing else about the devices).
+    pub fn devices(&self, method: Method) -> Result<Vec<DeviceProfile>, ExperimentError> {
+        let f = &self.config.fleet;
+        let (strong, mut weak) = (self.device(true)?, self.device(false)?);
+        if method == Method::FedavgAllLarge {
+            weak.memory_bytes = weak.memory_bytes.max(self.memory.0);
+        }
+        Ok((0..f.clients)
+            .map(|c| if c < f.strong { strong.clone() } else { weak.clone() })
+            .collect())
+    }
+
+    /// Each client's labeled and unlabeled samples for `seed` (clients `0..strong` hold
+    /// the unlabeled data).
+    pub fn split(&self, seed: u64) -> Result<Vec<ClientData>, ExperimentError> {
+        let d = &self.config.data;
+        let f = &self.config.fleet;
+        let holders: Vec<usize> = (0..f.strong).collect();
+        let mut rng = Seed(seed).stream(NodeId(0), Purpose::SETUP);
+        let wrap = |source| ExperimentError::Data {
+            dataset: format!("{:?}", d.dataset).to_lowercase(),
+            source,
+        };
+        let split = match d.split {
+            SplitKind::Dirichlet => dirichlet_labeled_unlabeled(
+                self.train.labels(),
+                self.train.classes(),
+                f.clients,
+                &holders,
+                d.unlabeled_shards_per_strong,
+                d.alpha,
+                d.min_shard_samples,
+                &mut rng,
+            )
+            .map_err(wrap)?,
+            SplitKind::Natural => {
+                let writers = self.writers.as_ref().ok_or_else(|| {
+                    ConfigError::new("data.split", "natural", "the dataset has no writers")
+                })?;
+                if writers.len() < f.clients {
+                    return Err(ConfigError::new(
+                        "fleet.clients",
+                        f.clients,
+                        format!("the natural split has only {} writers", writers.len()),
+                    )
+                    .into());
+                }
+                let mut partition = vec![Vec::new(); f.clients];
+                for (w, samples) in writers.iter().enumerate() {
+                    partition[w % f.clients].extend_from_slice(samples);
+                }
+                fraction_split(&partition, d.unlabeled_fraction, &holders, &mut rng)
+                    .map_err(wrap)?
+            }
+            SplitKind::Iid => {
+                let partition = iid(self.train.len(), f.clients, &mut rng).map_err(wrap)?;
+                fraction_split(&partition, d.unlabeled_fraction, &holders, &mut rng)
+                    .map_err(wrap)?
+            }
+        };
+        Ok(split
+            .labeled
+            .into_iter()
+            .zip(split.unlabeled)
+            .map(|(labeled, unlabeled)| ClientData {
+                labeled: labeled.into(),
+                unlabeled: unlabeled.into(),
+            })
+            .collect())
+    }
+
+    /// The learning task of a run with `seed`.
+    pub fn task(&self, seed: u64) -> Result<Arc<LearningTask>, ExperimentError> {
+        let t = &self.config.training;
+        let local = LocalTraining {
+            steps: t.local_steps,
+            batch_size: t.batch_size,
+            sgd: SgdConfig {
+                lr: t.lr,
+                momentum: t.momentum,
+                weight_decay: t.weight_decay,
+                nesterov: false,
+            },
+        };
+        Ok(Arc::new(LearningTask::new(
+            self.train.clone(),
+            self.test.clone(),
+            self.augmentation,
+            &[
+                (ModelRole::Target, self.target.clone()),
+                (ModelRole::Auxiliary, self.auxiliary.clone()),
+            ],
+            local,
+            Seed(seed),
+        )?))
+    }
+}

@@ -1,0 +1,104 @@
+//! FedAvg of one model over the clients able to train it: `fedavg`, `weak_only`,
+//! `strong_only` and `fedavg_all_large` are this strategy with different settings.
+
+use crate::{
+    Assignment, FlError, Fleet, LearningTask, ModelRole, Payload, Reply, ServerJob, ServerStrategy,
+    Work, average_replies, sample_clients,
+};
+use flotilla_nn::{LrSchedule, Weights};
+use flotilla_sim::NodeId;
+use rand_chacha::ChaCha8Rng;
+use std::collections::BTreeMap;
+
+/// Settings of [`FedAvg`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct FedAvgConfig {
+    /// The model trained.
+    pub model: ModelRole,
+    /// Clients sampled per round among those whose devices can train the model (`None`:
+    /// all of them every round).
+    pub clients_per_round: Option<usize>,
+    /// Weight updates by sample count (`true`) or equally (`false`, the reference).
+    pub weighted: bool,
+    /// Learning rate per round.
+    pub schedule: LrSchedule,
+}
+
+/// FedAvg: each round, sampled capable clients train the global model on their labeled
+/// data and the server averages the results.
+#[derive(Debug)]
+pub struct FedAvg {
+    config: FedAvgConfig,
+    global: Weights,
+}
+
+impl FedAvg {
+    /// The strategy, starting from the task's initial weights of the model.
+    pub fn new(task: &LearningTask, config: FedAvgConfig) -> Result<Self, FlError> {
+        let global = task.initial_weights(config.model)?;
+        Ok(Self { config, global })
+    }
+
+    /// The current global model.
+    pub fn global(&self) -> &Weights {
+        &self.global
+    }
+}
+
+impl ServerStrategy for FedAvg {
+    type Work = Work;
+
+    fn assign(
+        &mut self,
+        round: u32,
+        stage: u32,
+        fleet: &Fleet,
+        rng: &mut ChaCha8Rng,
+    ) -> Option<Vec<(NodeId, Assignment<Work>)>> {
+        if stage > 0 {
+            return None;
+        }
+        let pool = fleet.capable(self.config.model);
+        let chosen = sample_clients(&pool, self.config.clients_per_round, rng);
+        let lr = self.config.schedule.lr_at(round as usize);
+        Some(
+            chosen
+                .into_iter()
+                .map(|c| {
+                    let assignment = Assignment {
+                        round,
+                        stage,
+                        lr,
+                        models: vec![Payload {
+                            role: self.config.model,
+                            weights: self.global.clone(),
+                        }],
+                        work: Work::Train {
+                            model: self.config.model,
+                        },
+                    };
+                    (c, assignment)
+                })
+                .collect(),
+        )
+    }
+
+    fn aggregate(
+        &mut self,
+        _round: u32,
+        _stage: u32,
+        replies: &BTreeMap<NodeId, Reply>,
+    ) -> Result<Option<ServerJob>, FlError> {
+        if let Some(global) = average_replies(replies, self.config.model, self.config.weighted) {
+            self.global = global;
+        }
+        Ok(None)
+    }
+
+    fn global_models(&self) -> Vec<Payload> {
+        vec![Payload {
+            role: self.config.model,
+            weights: self.global.clone(),
+        }]
+    }
+}

@@ -1,0 +1,178 @@
+//! On-device knowledge distillation (Lim et al., ECAI 2025): every sampled client trains
+//! the auxiliary model `ws`; strong clients then train the target `wl` on their labeled
+//! data and distil the freshly aggregated `ws` into it on their own unlabeled data.
+
+use crate::{
+    Assignment, FlError, Fleet, KdMode, KdPlan, LearningTask, ModelRole, Payload, Reply, ServerJob,
+    ServerStrategy, Work, average_replies, sample_clients,
+};
+use flotilla_nn::{LrSchedule, Weights, kd_weight};
+use flotilla_sim::NodeId;
+use flotilla_train::TeacherMode;
+use rand_chacha::ChaCha8Rng;
+use std::collections::BTreeMap;
+
+/// The distillation settings of [`OnDeviceKd`], fixed for the run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KdConfig {
+    /// Phase structure on strong clients.
+    pub mode: KdMode,
+    /// Softmax temperature `T`.
+    pub temperature: f32,
+    /// Final KD weight `λ`.
+    pub lambda: f32,
+    /// Rounds over which the weight ramps up to `λ` (`t_a`).
+    pub ramp_rounds: u32,
+    /// Batch-norm mode of the teacher's forward pass.
+    pub teacher_bn: TeacherMode,
+    /// Reset the optimiser between the CE and the KD phase.
+    pub fresh_optimizer: bool,
+    /// Unlabeled samples per strong client used to measure teacher and student accuracy.
+    pub probe_samples: u32,
+}
+
+/// Settings of [`OnDeviceKd`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct OnDeviceKdConfig {
+    /// Clients sampled per round (from all clients able to train `ws`) in step 1.
+    pub clients_per_round: usize,
+    /// Strong clients sampled per round in step 2 (`None`: all, the reference).
+    pub strong_per_round: Option<usize>,
+    /// Sample-count-weighted averaging (`false`: unweighted, the reference).
+    pub weighted: bool,
+    /// Learning rate per round.
+    pub schedule: LrSchedule,
+    /// Distillation.
+    pub kd: KdConfig,
+}
+
+/// The method: stage 0 is FedAvg of `ws` over sampled clients; stage 1 sends `wl` and the
+/// new `ws` to the clients whose devices can train `wl`, which train and distil; the
+/// server averages `wl`.
+#[derive(Debug)]
+pub struct OnDeviceKd {
+    config: OnDeviceKdConfig,
+    target: Weights,
+    auxiliary: Weights,
+}
+
+impl OnDeviceKd {
+    /// The strategy, starting from the task's initial weights of both models.
+    pub fn new(task: &LearningTask, config: OnDeviceKdConfig) -> Result<Self, FlError> {
+        Ok(Self {
+            target: task.initial_weights(ModelRole::Target)?,
+            auxiliary: task.initial_weights(ModelRole::Auxiliary)?,
+            config,
+        })
+    }
+
+    /// The KD weight `w(t)` of `round`.
+    pub fn kd_weight(&self, round: u32) -> f32 {
+        let kd = &self.config.kd;
+        kd_weight(round as usize, kd.lambda, kd.ramp_rounds as usize)
+    }
+}
+
+impl ServerStrategy for OnDeviceKd {
+    type Work = Work;
+
+    fn assign(
+        &mut self,
+        round: u32,
+        stage: u32,
+        fleet: &Fleet,
+        rng: &mut ChaCha8Rng,
+    ) -> Option<Vec<(NodeId, Assignment<Work>)>> {
+        let lr = self.config.schedule.lr_at(round as usize);
+        let (pool, k, models, work) = match stage {
+            0 => (
+                fleet.capable(ModelRole::Auxiliary),
+                Some(self.config.clients_per_round),
+                vec![Payload {
+                    role: ModelRole::Auxiliary,
+                    weights: self.auxiliary.clone(),
+                }],
+                Work::Train {
+                    model: ModelRole::Auxiliary,
+                },
+            ),
+            1 => {
+                let kd = &self.config.kd;
+                let plan = KdPlan {
+                    mode: kd.mode,
+                    temperature: kd.temperature,
+                    weight: self.kd_weight(round),
+                    teacher_bn: kd.teacher_bn,
+                    fresh_optimizer: kd.fresh_optimizer,
+                    probe_samples: kd.probe_samples,
+                };
+                (
+                    fleet.capable(ModelRole::Target),
+                    self.config.strong_per_round,
+                    vec![
+                        Payload {
+                            role: ModelRole::Target,
+                            weights: self.target.clone(),
+                        },
+                        Payload {
+                            role: ModelRole::Auxiliary,
+                            weights: self.auxiliary.clone(),
+                        },
+                    ],
+                    Work::Distill {
+                        student: ModelRole::Target,
+                        teacher: ModelRole::Auxiliary,
+                        plan,
+                    },
+                )
+            }
+            _ => return None,
+        };
+        let chosen = sample_clients(&pool, k, rng);
+        Some(
+            chosen
+                .into_iter()
+                .map(|c| {
+                    let assignment = Assignment {
+                        round,
+                        stage,
+                        lr,
+                        models: models.clone(),
+                        work: work.clone(),
+                    };
+                    (c, assignment)
+                })
+                .collect(),
+        )
+    }
+
+    fn aggregate(
+        &mut self,
+        _round: u32,
+        stage: u32,
+        replies: &BTreeMap<NodeId, Reply>,
+    ) -> Result<Option<ServerJob>, FlError> {
+        let (role, global) = if stage == 0 {
+            (ModelRole::Auxiliary, &mut self.auxiliary)
+        } else {
+            (ModelRole::Target, &mut self.target)
+        };
+        if let Some(mean) = average_replies(replies, role, self.config.weighted) {
+            *global = mean;
+        }
+        Ok(None)
+    }
+
+    fn global_models(&self) -> Vec<Payload> {
+        vec![
+            Payload {
+                role: ModelRole::Target,
+                weights: self.target.clone(),
+            },
+            Payload {
+                role: ModelRole::Auxiliary,
+                weights: self.auxiliary.clone(),
+            },
+        ]
+    }
+}

@@ -1,0 +1,276 @@
+//! Server-side logit-ensemble distillation (FedDF-style), the baseline that centralises
+//! unlabeled data: clients train their models on labeled data, the server averages each
+//! architecture, then distils the ensemble of every received client model into `wl` on
+//! the unlabeled data moved to the server.
+
+use crate::{
+    Assignment, FlError, Fleet, LearningTask, ModelRole, Payload, Reply, ServerJob, ServerStrategy,
+    ServerWorkDone, Work, average_replies, sample_clients,
+};
+use flotilla_nn::{LossStats, LrSchedule, Weights};
+use flotilla_sim::{NodeId, Purpose};
+use flotilla_train::{Teacher, TeacherMode, Trainer};
+use ndarray::{Array2, Axis};
+use rand_chacha::ChaCha8Rng;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Settings of [`ServerLogitEnsemble`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerEnsembleConfig {
+    /// Clients sampled per round to train `ws`.
+    pub clients_per_round: usize,
+    /// Strong clients sampled per round to train `wl` (`None`: all).
+    pub strong_per_round: Option<usize>,
+    /// Sample-count-weighted averaging.
+    pub weighted: bool,
+    /// Learning rate per round (clients, and the server's distillation unless
+    /// `server_lr` is set).
+    pub schedule: LrSchedule,
+    /// Softmax temperature of the ensemble and the student.
+    pub temperature: f32,
+    /// Server distillation steps per round.
+    pub server_steps: usize,
+    /// Server distillation batch size.
+    pub server_batch: usize,
+    /// Fixed server learning rate (`None`: the round's client rate).
+    pub server_lr: Option<f32>,
+}
+
+/// The FedDF-style baseline. Stage 0: sampled clients train `ws`; stage 1: strong clients
+/// train `wl`; then a server job distils the averaged softmax of all received models into
+/// the averaged `wl`.
+#[derive(Debug)]
+pub struct ServerLogitEnsemble {
+    config: ServerEnsembleConfig,
+    task: Arc<LearningTask>,
+    centralised: Arc<[usize]>,
+    server: NodeId,
+    target: Weights,
+    auxiliary: Weights,
+    members: Vec<Payload>,
+}
+
+impl ServerLogitEnsemble {
+    /// The strategy at node `server`, distilling on `centralised`: the training-set
+    /// indices of the unlabeled data moved off the devices.
+    pub fn new(
+        task: Arc<LearningTask>,
+        config: ServerEnsembleConfig,
+        centralised: Arc<[usize]>,
+        server: NodeId,
+    ) -> Result<Self, FlError> {
+        Ok(Self {
+            target: task.initial_weights(ModelRole::Target)?,
+            auxiliary: task.initial_weights(ModelRole::Auxiliary)?,
+            config,
+            task,
+            centralised,
+            server,
+            members: Vec::new(),
+        })
+    }
+
+    fn distillation_job(&mut self, round: u32, stage: u32) -> Result<Option<ServerJob>, FlError> {
+        if self.members.is_empty() || self.centralised.is_empty() || self.config.server_steps == 0 {
+            return Ok(None);
+        }
+        let task = self.task.clone();
+        let c = &self.config;
+        let samples = c.server_steps * c.server_batch;
+        let mut flops = 3 * task.model(ModelRole::Target)?.flops_per_sample * samples as u64;
+        for m in &self.members {
+            flops += task.inference_flops(m.role, samples)?;
+        }
+        let members = std::mem::take(&mut self.members);
+        let student = self.target.clone();
+        let indices = self.centralised.clone();
+        let (steps, batch, temperature) = (c.server_steps, c.server_batch, c.temperature);
+        let lr = c
+            .server_lr
+            .unwrap_or_else(|| c.schedule.lr_at(round as usize));
+        let mut rng = task
+            .seed
+            .substream(self.server, Purpose::TRAINING, u64::from(round));
+        let run = move || {
+            let mut teachers = Vec::with_capacity(members.len());
+            for m in members {
+                teachers.push(Teacher::new(
+                    task.network(m.role)?,
+                    m.weights,
+                    TeacherMode::RunningStatistics,
+                )?);
+            }
+            let mut weights = student;
+            let mut trainer = Trainer::new(task.network(ModelRole::Target)?, task.local.sgd)?;
+            let loader = task.loader();
+            let batches = flotilla_data::sample_steps(&indices, steps, batch, &mut rng)
+                .map_err(flotilla_train::TrainError::from)?;
+            let (mut kd_sum, mut ensemble) = (0.0f64, LossStats::default());
+            for b in &batches {
+                let (x, y) = loader.load(b, &mut rng)?;
+                let soft = ensemble_logits(&mut teachers, &x, temperature);
+                ensemble.add_batch(&soft.view(), &y)?;
+                let loss =
+                    trainer.distill_step(&mut weights, x, &soft.view(), temperature, 1.0, lr)?;
+                kd_sum += f64::from(loss);
+            }
+            let mut stats = BTreeMap::new();
+            stats.insert(
+                "server_kd_loss".to_string(),
+                kd_sum / batches.len().max(1) as f64,
+            );
+            stats.insert(
+                "server_kd_grad_norm".to_string(),
+                f64::from(trainer.take_mean_gradient_norm()),
+            );
+            stats.insert(
+                "ensemble_accuracy_on_centralised".to_string(),
+                ensemble.accuracy(),
+            );
+            stats.insert("ensemble_members".to_string(), teachers.len() as f64);
+            Ok(ServerWorkDone {
+                round,
+                stage,
+                models: vec![Payload {
+                    role: ModelRole::Target,
+                    weights,
+                }],
+                stats,
+            })
+        };
+        Ok(Some(ServerJob {
+            flops,
+            run: Box::new(run),
+        }))
+    }
+}
+
+/// Logits whose softmax at temperature `t` is the mean over `teachers` of their softmax
+/// at `t`: `t · ln(mean_m softmax(z_m / t))`.
+fn ensemble_logits(teachers: &mut [Teacher], x: &flotilla_nn::Tensor, t: f32) -> Array2<f32> {
+    let mut mean: Option<Array2<f64>> = None;
+    for teacher in teachers.iter_mut() {
+        let z = teacher.logits(x.clone());
+        let mut p = z.mapv(|v| f64::from(v / t));
+        for mut row in p.axis_iter_mut(Axis(0)) {
+            let max = row.fold(f64::NEG_INFINITY, |m, &v| m.max(v));
+            row.mapv_inplace(|v| (v - max).exp());
+            let sum = row.sum();
+            row.mapv_inplace(|v| v / sum);
+        }
+        match &mut mean {
+            Some(m) => *m += &p,
+            None => mean = Some(p),
+        }
+    }
+    let n = teachers.len().max(1) as f64;
+    mean.map_or_else(
+        || Array2::zeros((0, 0)),
+        |m| m.mapv(|p| (f64::from(t) * (p / n).max(1e-30).ln()) as f32),
+    )
+}
+
+impl ServerStrategy for ServerLogitEnsemble {
+    type Work = Work;
+
+    fn assign(
+        &mut self,
+        round: u32,
+        stage: u32,
+        fleet: &Fleet,
+        rng: &mut ChaCha8Rng,
+    ) -> Option<Vec<(NodeId, Assignment<Work>)>> {
+        let (role, pool, k, weights) = match stage {
+            0 => (
+                ModelRole::Auxiliary,
+                fleet.capable(ModelRole::Auxiliary),
+                Some(self.config.clients_per_round),
+                &self.auxiliary,
+            ),
+            1 => (
+                ModelRole::Target,
+                fleet.capable(ModelRole::Target),
+                self.config.strong_per_round,
+                &self.target,
+            ),
+            _ => return None,
+        };
+        let lr = self.config.schedule.lr_at(round as usize);
+        let chosen = sample_clients(&pool, k, rng);
+        Some(
+            chosen
+                .into_iter()
+                .map(|c| {
+                    let assignment = Assignment {
+                        round,
+                        stage,
+                        lr,
+                        models: vec![Payload {
+                            role,
+                            weights: weights.clone(),
+                        }],
+                        work: Work::Train { model: role },
+                    };
+                    (c, assignment)
+                })
+                .collect(),
+        )
+    }
+
+    fn aggregate(
+        &mut self,
+        round: u32,
+        stage: u32,
+        replies: &BTreeMap<NodeId, Reply>,
+    ) -> Result<Option<ServerJob>, FlError> {
+        let role = if stage == 0 {
+            ModelRole::Auxiliary
+        } else {
+            ModelRole::Target
+        };
+        if stage == 0 {
+            self.members.clear();
+        }
+        self.members
+            .extend(replies.values().filter_map(|r| r.model(role).cloned()));
+        if let Some(mean) = average_replies(replies, role, self.config.weighted) {
+            match role {
+                ModelRole::Auxiliary => self.auxiliary = mean,
+                ModelRole::Target => self.target = mean,
+            }
+        }
+        if stage == 1 {
+            self.distillation_job(round, stage)
+        } else {
+            Ok(None)
+        }
+    }
+
+    fn server_work_done(&mut self, done: ServerWorkDone) -> Result<(), FlError> {
+        let distilled = done
+            .models
+            .into_iter()
+            .find(|p| p.role == ModelRole::Target)
+            .ok_or_else(|| FlError::Protocol("server distillation returned no target".into()))?;
+        self.target = distilled.weights;
+        Ok(())
+    }
+
+    fn global_models(&self) -> Vec<Payload> {
+        vec![
+            Payload {
+                role: ModelRole::Target,
+                weights: self.target.clone(),
+            },
+            Payload {
+                role: ModelRole::Auxiliary,
+                weights: self.auxiliary.clone(),
+            },
+        ]
+    }
+
+    fn centralised_samples(&self) -> u64 {
+        self.centralised.len() as u64
+    }
+}

@@ -1,0 +1,184 @@
+//! The two halves of a federated strategy, and what the protocol nodes give them.
+//!
+//! A strategy is a pair: a [`ServerStrategy`] decides, stage by stage, which clients do
+//! what and how their replies become new global models; a [`ClientStrategy`] carries out
+//! one assignment on a device. The protocol nodes ([`Coordinator`](crate::Coordinator),
+//! [`Participant`](crate::Participant)) do everything else: the capability handshake,
+//! messaging, timeouts, compute jobs, evaluation and bookkeeping. The built-in strategies
+//! use exactly these traits; a strategy in another crate implements them the same way.
+
+use crate::ServerWorkDone;
+use crate::{Assignment, Capabilities, ClientData, LearningTask, ModelRole, Payload, Reply};
+use flotilla_sim::NodeId;
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+/// Why a strategy or a protocol node failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FlError {
+    /// A model, loss or optimiser rejected its input.
+    #[error(transparent)]
+    Nn(#[from] flotilla_nn::NnError),
+    /// Training or evaluation failed.
+    #[error(transparent)]
+    Train(#[from] flotilla_train::TrainError),
+    /// The task has no model for this role.
+    #[error("the task has no {0} model")]
+    MissingModel(ModelRole),
+    /// A message did not carry what the protocol requires.
+    #[error("protocol: {0}")]
+    Protocol(String),
+}
+
+/// The clients the server has heard from, in id order, with what each announced.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Fleet {
+    clients: BTreeMap<NodeId, Capabilities>,
+}
+
+impl Fleet {
+    /// Adds (or updates) a client's announcement.
+    pub fn announce(&mut self, client: NodeId, capabilities: Capabilities) {
+        self.clients.insert(client, capabilities);
+    }
+
+    /// Every known client, in id order.
+    pub fn clients(&self) -> impl Iterator<Item = (NodeId, &Capabilities)> + '_ {
+        self.clients.iter().map(|(id, c)| (*id, c))
+    }
+
+    /// Number of known clients.
+    pub fn len(&self) -> usize {
+        self.clients.len()
+    }
+
+    /// Whether no client has announced itself.
+    pub fn is_empty(&self) -> bool {
+        self.clients.is_empty()
+    }
+
+    /// What `client` announced.
+    pub fn get(&self, client: NodeId) -> Option<&Capabilities> {
+        self.clients.get(&client)
+    }
+
+    /// The clients whose devices can train `role`, in id order.
+    pub fn capable(&self, role: ModelRole) -> Vec<NodeId> {
+        self.clients
+            .iter()
+            .filter(|(_, c)| c.trainable.contains(&role))
+            .map(|(id, _)| *id)
+            .collect()
+    }
+}
+
+/// A computation the server runs on its own device between stages (e.g. distillation on
+/// centralised data). Its declared work decides how long it takes in virtual time.
+pub struct ServerJob {
+    /// Declared work \[FLOP\].
+    pub flops: u64,
+    /// The computation; its result goes to [`ServerStrategy::server_work_done`].
+    pub run: Box<dyn FnOnce() -> Result<ServerWorkDone, FlError> + Send>,
+}
+
+impl fmt::Debug for ServerJob {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerJob")
+            .field("flops", &self.flops)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The server half of a strategy. Rounds run stage by stage: the coordinator asks for a
+/// stage's assignments, waits for the replies (or the stage timeout), hands them over,
+/// runs the server job if one is returned, and moves to the next stage; when
+/// [`ServerStrategy::assign`] returns `None` the round is over and the coordinator
+/// evaluates [`ServerStrategy::global_models`].
+pub trait ServerStrategy: fmt::Debug + Send + 'static {
+    /// The strategy's description of a client's work (sent in every [`Assignment`]).
+    type Work: Serialize + DeserializeOwned + Clone + fmt::Debug + Send + 'static;
+
+    /// The assignments of `stage` of `round`, or `None` when the round has no more stages.
+    /// An empty list is a stage nobody works in (it closes at once). `rng` is the server's
+    /// own stream (sampling clients).
+    fn assign(
+        &mut self,
+        round: u32,
+        stage: u32,
+        fleet: &Fleet,
+        rng: &mut ChaCha8Rng,
+    ) -> Option<Vec<(NodeId, Assignment<Self::Work>)>>;
+
+    /// The replies of a closed stage, in client-id order (clients that did not answer in
+    /// time are missing). May return a server job to run before the next stage.
+    fn aggregate(
+        &mut self,
+        round: u32,
+        stage: u32,
+        replies: &BTreeMap<NodeId, Reply>,
+    ) -> Result<Option<ServerJob>, FlError>;
+
+    /// The result of the job [`ServerStrategy::aggregate`] returned.
+    fn server_work_done(&mut self, done: ServerWorkDone) -> Result<(), FlError> {
+        Err(FlError::Protocol(format!(
+            "unexpected server work for round {} stage {}",
+            done.round, done.stage
+        )))
+    }
+
+    /// The current global models, evaluated after each round.
+    fn global_models(&self) -> Vec<Payload>;
+
+    /// Training samples this strategy moved off the devices to the server (0 for methods
+    /// that keep data on-device).
+    fn centralised_samples(&self) -> u64 {
+        0
+    }
+}
+
+/// What a client's work runs with: its identity, the shared task and its own data.
+#[derive(Debug, Clone)]
+pub struct ClientEnv {
+    /// The client.
+    pub node: NodeId,
+    /// The shared task.
+    pub task: Arc<LearningTask>,
+    /// The client's samples.
+    pub data: ClientData,
+}
+
+/// The client half of a strategy: carries out one assignment. It runs inside a compute
+/// job, on any thread, so it draws randomness only from streams derived from the task's
+/// seed, the node, the round and the stage.
+pub trait ClientStrategy: fmt::Debug + Send + Sync + 'static {
+    /// The work vocabulary, shared with the server half.
+    type Work: Serialize + DeserializeOwned + Clone + fmt::Debug + Send + 'static;
+
+    /// Memory the assignment needs on the device \[bytes\]; a device without it records
+    /// `cannot_train` and stays silent. By default, the largest training run among the
+    /// models the assignment carries.
+    fn memory_bytes(&self, env: &ClientEnv, assignment: &Assignment<Self::Work>) -> u64 {
+        assignment
+            .models
+            .iter()
+            .filter_map(|p| env.task.model(p.role).ok())
+            .map(|m| m.training_memory_bytes)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Declared work of the assignment \[FLOP\]: with the device's speed, how long it takes.
+    fn flops(&self, env: &ClientEnv, assignment: &Assignment<Self::Work>) -> Result<u64, FlError>;
+
+    /// Carries out the assignment.
+    fn execute(
+        &self,
+        env: &ClientEnv,
+        assignment: Assignment<Self::Work>,
+    ) -> Result<Reply, FlError>;
+}
