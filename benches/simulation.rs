@@ -5,7 +5,9 @@
 //! update; 1 M idle clients under 2 GB resident (printed before the timings).
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use flotilla::fl::{FedAvgClient, FlMessage, LearningTask};
+use flotilla::fl::{
+    ClientData, FlMessage, LearningTask, LocalTraining, LocalWorker, ModelRole, Participant, Work,
+};
 use flotilla::nn::SgdConfig;
 use flotilla::sim::{LinkSpec, NetworkModel, NodeId, Seed, Simulation, millis, wire};
 use std::hint::black_box;
@@ -33,7 +35,7 @@ fn resident_bytes() -> Option<u64> {
 
 /// Builds a simulation of `n` idle FedAvg clients (each holding a few sample indices into
 /// one shared dataset, no model copy) plus nothing else; returns it to keep it alive.
-fn idle_fleet(n: u32) -> Simulation<FlMessage> {
+fn idle_fleet(n: u32) -> Simulation<FlMessage<Work>> {
     let (train, test) = flotilla::data::SyntheticConfig {
         train_samples: 10_000,
         test_samples: 100,
@@ -41,24 +43,33 @@ fn idle_fleet(n: u32) -> Simulation<FlMessage> {
     }
     .generate()
     .expect("synthetic data");
+    let local = LocalTraining {
+        steps: 10,
+        batch_size: 32,
+        sgd: SgdConfig::default(),
+    };
+    let models = [(ModelRole::Target, "mlp:32-16-10".parse().expect("spec"))];
     let task = LearningTask::new(
-        "mlp:32-16-10".parse().expect("spec"),
         Arc::new(train),
         Arc::new(test),
-        10,
-        32,
-        SgdConfig::default(),
+        None,
+        &models,
+        local,
         Seed(1),
     )
     .expect("task");
     let task = Arc::new(task);
     let profile = flotilla::sim::DeviceProfile::preset("phone-low").expect("preset");
     let mut b = Simulation::builder(Seed(1), NetworkModel::new(LinkSpec::latency(millis(5))));
+    let worker = Arc::new(LocalWorker);
     for i in 0..n {
-        let indices = vec![(i as usize * 7) % 10_000, (i as usize * 13) % 10_000];
+        let data = ClientData {
+            labeled: Arc::from([(i as usize * 7) % 10_000, (i as usize * 13) % 10_000]),
+            unlabeled: Arc::from([]),
+        };
         b.add_node(
             format!("c{i}"),
-            FedAvgClient::new(task.clone(), indices, NodeId(0)),
+            Participant::new(worker.clone(), task.clone(), data, NodeId(0)),
             Some(profile.clone()),
         );
     }

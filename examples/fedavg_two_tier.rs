@@ -15,7 +15,10 @@
 
 use flotilla::actors::ActixRuntime;
 use flotilla::data::{SyntheticConfig, dirichlet};
-use flotilla::fl::{FedAvgClient, FedAvgConfig, FedAvgServer, FlMessage, LearningTask};
+use flotilla::fl::{
+    ClientData, Coordinator, CoordinatorConfig, FedAvg, FedAvgConfig, FlMessage, LearningTask,
+    LocalTraining, LocalWorker, ModelRole, Participant, Work,
+};
 use flotilla::nn::{LrSchedule, SgdConfig};
 use flotilla::sim::{
     DeviceProfile, DropReason, Envelope, LinkSpec, NetworkModel, NodeId, Purpose, Seed, SimTime,
@@ -27,19 +30,23 @@ fn main() -> anyhow::Result<()> {
     let seed = Seed(42);
     let (train, test) = SyntheticConfig::default().generate()?;
     let (train, test) = (Arc::new(train), Arc::new(test));
-    let sgd = SgdConfig {
-        lr: 0.05,
-        momentum: 0.9,
-        weight_decay: 5e-4,
-        nesterov: false,
+    let local = LocalTraining {
+        steps: 20,
+        batch_size: 32,
+        sgd: SgdConfig {
+            lr: 0.05,
+            momentum: 0.9,
+            weight_decay: 5e-4,
+            nesterov: false,
+        },
     };
+    let models = [(ModelRole::Target, "mlp:32-128-10".parse()?)];
     let task = Arc::new(LearningTask::new(
-        "mlp:32-128-10".parse()?,
         train.clone(),
         test,
-        20,
-        32,
-        sgd,
+        None,
+        &models,
+        local,
         seed,
     )?);
     let shards = dirichlet(
@@ -53,22 +60,27 @@ fn main() -> anyhow::Result<()> {
 
     let mut fleet = Simulation::builder(seed, NetworkModel::new(LinkSpec::preset("datacenter")?));
     let server = NodeId(0);
-    let clients: Vec<NodeId> = (1..=40).map(NodeId).collect();
-    let config = FedAvgConfig {
+    let strategy = FedAvg::new(
+        &task,
+        FedAvgConfig {
+            model: ModelRole::Target,
+            clients_per_round: Some(20),
+            weighted: true,
+            schedule: LrSchedule::Constant(0.05),
+        },
+    )?;
+    let config = CoordinatorConfig {
         rounds: 15,
-        clients_per_round: 20,
-        schedule: LrSchedule::Constant(0.05),
-        round_timeout: Some(secs(30)),
-        weighted: true,
+        stage_timeout: Some(secs(30)),
+        registration_window: secs(10),
+        eval_every: 1,
     };
-    let initial = task
-        .network()?
-        .init(&mut seed.stream(server, Purpose::SETUP));
     fleet.add_node(
         "server",
-        FedAvgServer::new(task.clone(), config, clients, initial),
+        Coordinator::new(strategy, task.clone(), config, 40),
         None,
     );
+    let worker = Arc::new(LocalWorker);
     let mut phones = Vec::new();
     for (i, shard) in shards.into_iter().enumerate() {
         let id = NodeId(i as u32 + 1);
@@ -87,7 +99,15 @@ fn main() -> anyhow::Result<()> {
         fleet.network().set_node_link(id, link);
         fleet.add_node(
             format!("client-{}", i + 1),
-            FedAvgClient::new(task.clone(), shard, server),
+            Participant::new(
+                worker.clone(),
+                task.clone(),
+                ClientData {
+                    labeled: shard.into(),
+                    unlabeled: Arc::from([]),
+                },
+                server,
+            ),
             Some(profile),
         );
     }
@@ -102,23 +122,25 @@ fn main() -> anyhow::Result<()> {
         }
     });
 
-    let sim: Simulation<FlMessage> = ActixRuntime::new(2).run(fleet.build(), StopAt::Idle)?;
+    let sim: Simulation<FlMessage<Work>> = ActixRuntime::new(2).run(fleet.build(), StopAt::Idle)?;
     let history = sim
-        .node::<FedAvgServer>(server)
+        .node::<Coordinator<FedAvg>>(server)
         .expect("the server")
         .history()
         .to_vec();
     println!("round  closed at   answered  test accuracy");
+    let accuracy = |r: &flotilla::fl::RoundRecord| r.evaluations.first().map(|e| e.accuracy);
     for r in &history {
-        let strong = r.arrived.iter().filter(|id| id.0 <= 8).count();
+        let stage = &r.stages[0];
+        let strong = stage.replied.iter().filter(|id| id.0 <= 8).count();
         println!(
             "{:>5}  {:>8.1}s   {:>2}/{:<2} ({} strong)  {:>6.2}%",
             r.round,
             r.closed_at_s,
-            r.arrived.len(),
-            r.sampled.len(),
+            stage.replied.len(),
+            stage.assigned.len(),
             strong,
-            100.0 * r.accuracy.unwrap_or(f64::NAN)
+            100.0 * accuracy(r).unwrap_or(f64::NAN)
         );
     }
     let report = sim.world().report();
@@ -133,7 +155,7 @@ fn main() -> anyhow::Result<()> {
         report.end_time,
         report.trace_hash
     );
-    let last = history.last().and_then(|r| r.accuracy).unwrap_or(0.0);
+    let last = history.last().and_then(accuracy).unwrap_or(0.0);
     anyhow::ensure!(
         last > 0.5,
         "FedAvg should learn the synthetic task (got {last:.3})"

@@ -2,13 +2,18 @@
 //! answer later, and a device that drops out mid-job is counted as such.
 
 use flotilla::data::{SyntheticConfig, iid};
-use flotilla::fl::{FedAvgClient, FedAvgConfig, FedAvgServer, FlMessage, LearningTask};
+use flotilla::fl::{
+    ClientData, Coordinator, CoordinatorConfig, FedAvg, FedAvgConfig, FlMessage, LearningTask,
+    LocalTraining, LocalWorker, ModelRole, Participant, Work,
+};
 use flotilla::nn::{LrSchedule, SgdConfig};
 use flotilla::sim::{
     Availability, DeviceProfile, DropReason, LinkSpec, NetworkModel, NodeId, Purpose, Seed,
     Simulation, StopAt, TraceEvent, millis, secs,
 };
 use std::sync::Arc;
+
+type Server = Coordinator<FedAvg>;
 
 fn device(flops_per_sec: f64, dropout: f64) -> DeviceProfile {
     DeviceProfile {
@@ -21,7 +26,7 @@ fn device(flops_per_sec: f64, dropout: f64) -> DeviceProfile {
 }
 
 /// A FedAvg fleet on synthetic data: server 0 and one client per profile (ids from 1), all
-/// sampled every round, on 1 ms links; returns the simulation (records kept) and the task.
+/// sampled every round, on 1 ms links; returns the simulation (records kept).
 fn fleet(
     seed: Seed,
     spec: &str,
@@ -29,7 +34,7 @@ fn fleet(
     rounds: u32,
     profiles: impl Fn(usize, &LearningTask) -> DeviceProfile,
     clients: usize,
-) -> Simulation<FlMessage> {
+) -> Simulation<FlMessage<Work>> {
     let config = SyntheticConfig {
         train_samples: 2_000,
         test_samples: 500,
@@ -37,21 +42,18 @@ fn fleet(
     };
     let (train, test) = config.generate().unwrap();
     let train = Arc::new(train);
-    let sgd = SgdConfig {
-        lr: 0.05,
-        momentum: 0.9,
-        weight_decay: 0.0,
-        nesterov: false,
+    let local = LocalTraining {
+        steps: local_steps,
+        batch_size: 32,
+        sgd: SgdConfig {
+            lr: 0.05,
+            momentum: 0.9,
+            weight_decay: 0.0,
+            nesterov: false,
+        },
     };
-    let task = LearningTask::new(
-        spec.parse().unwrap(),
-        train.clone(),
-        Arc::new(test),
-        local_steps,
-        32,
-        sgd,
-        seed,
-    );
+    let models = [(ModelRole::Target, spec.parse().unwrap())];
+    let task = LearningTask::new(train.clone(), Arc::new(test), None, &models, local, seed);
     let task = Arc::new(task.unwrap());
     let shards = iid(
         train.len(),
@@ -60,25 +62,34 @@ fn fleet(
     )
     .unwrap();
     let mut b = Simulation::builder(seed, NetworkModel::new(LinkSpec::latency(millis(1))));
-    let config = FedAvgConfig {
+    let strategy = FedAvg::new(
+        &task,
+        FedAvgConfig {
+            model: ModelRole::Target,
+            clients_per_round: None,
+            weighted: true,
+            schedule: LrSchedule::Constant(0.05),
+        },
+    )
+    .unwrap();
+    let config = CoordinatorConfig {
         rounds,
-        clients_per_round: clients,
-        schedule: LrSchedule::Constant(0.05),
-        round_timeout: Some(secs(60)),
-        weighted: true,
+        stage_timeout: Some(secs(60)),
+        registration_window: secs(10),
+        eval_every: 1,
     };
-    let initial = task
-        .network()
-        .unwrap()
-        .init(&mut seed.stream(NodeId(0), Purpose::SETUP));
-    let ids = (1..=clients as u32).map(NodeId).collect();
     b.add_node(
         "server",
-        FedAvgServer::new(task.clone(), config, ids, initial),
+        Coordinator::new(strategy, task.clone(), config, clients),
         None,
     );
+    let worker = Arc::new(LocalWorker);
     for (k, shard) in shards.into_iter().enumerate() {
-        let client = FedAvgClient::new(task.clone(), shard, NodeId(0));
+        let data = ClientData {
+            labeled: shard.into(),
+            unlabeled: Arc::from([]),
+        };
+        let client = Participant::new(worker.clone(), task.clone(), data, NodeId(0));
         b.add_node(
             format!("client-{}", k + 1),
             client,
@@ -86,6 +97,26 @@ fn fleet(
         );
     }
     b.keep_records().build()
+}
+
+/// Deliveries to the server after each client's first (its Hello), in delivery order:
+/// (time, sender).
+fn replies_in_delivery_order(records: &[flotilla::sim::TraceRecord]) -> Vec<(f64, NodeId)> {
+    let mut seen = std::collections::BTreeSet::new();
+    records
+        .iter()
+        .filter_map(|r| match r.event {
+            TraceEvent::Deliver { src, dst, .. } if dst == NodeId(0) => {
+                Some((r.time.as_secs_f64(), src))
+            }
+            _ => None,
+        })
+        .filter(|(_, src)| !seen.insert(*src))
+        .collect()
+}
+
+fn target_memory(task: &LearningTask) -> u64 {
+    task.model(ModelRole::Target).unwrap().training_memory_bytes
 }
 
 #[test]
@@ -98,37 +129,22 @@ fn weak_devices_answer_last_and_a_dropout_is_counted() {
             3..=5 => device(1e9, 0.0),
             _ => device(1e9, 1.0),
         };
-        assert!(p.fits(task.training_memory_bytes()));
+        assert!(p.fits(target_memory(task)));
         p
     };
     let mut sim = fleet(Seed(11), "mlp:32-64-10", 10, 3, profile, 7);
     let report = sim.run(StopAt::Idle);
-    let history = sim
-        .node::<FedAvgServer>(server_id)
-        .unwrap()
-        .history()
-        .to_vec();
+    let history = sim.node::<Server>(server_id).unwrap().history().to_vec();
     assert_eq!(history.len(), 3);
     for round in &history {
-        let strong = |id: &NodeId| id.0 <= 3;
-        let first_weak = round.arrived.iter().position(|id| !strong(id)).unwrap();
-        assert!(
-            round.arrived[..first_weak].iter().all(strong),
-            "{:?}",
-            round.arrived
-        );
-        assert!(
-            round.arrived[first_weak..].iter().all(|id| !strong(id)),
-            "{:?}",
-            round.arrived
-        );
+        assert_eq!(round.stages.len(), 1);
         assert_eq!(
-            round.arrived.len(),
+            round.stages[0].replied.len(),
             6,
             "the dropout never answers: {:?}",
-            round.arrived
+            round.stages[0].replied
         );
-        assert!(round.accuracy.is_some());
+        assert_eq!(round.evaluations.len(), 1);
     }
     assert_eq!(
         report.counters.jobs_lost.get(&DropReason::Dropout),
@@ -146,28 +162,16 @@ fn weak_devices_answer_last_and_a_dropout_is_counted() {
         })
         .collect();
     assert_eq!(lost, vec![NodeId(7); 3]);
-    // Update deliveries to the server come in device-speed order within each round.
-    let arrivals: Vec<(f64, NodeId)> = records
-        .iter()
-        .filter_map(|r| match r.event {
-            TraceEvent::Deliver { src, dst, .. } if dst == server_id => {
-                Some((r.time.as_secs_f64(), src))
-            }
-            _ => None,
-        })
-        .collect();
-    let strong_times: Vec<f64> = arrivals
-        .iter()
-        .filter(|(_, s)| s.0 <= 3)
-        .map(|(t, _)| *t)
-        .collect();
-    let weak_times: Vec<f64> = arrivals
-        .iter()
-        .filter(|(_, s)| s.0 > 3)
-        .map(|(t, _)| *t)
-        .collect();
-    assert!(strong_times[0] < weak_times[0]);
-    let final_accuracy = history[2].accuracy.unwrap();
+    // Within each round, every strong reply arrives before any weak one.
+    let replies = replies_in_delivery_order(&records);
+    assert_eq!(replies.len(), 18);
+    for round in replies.chunks(6) {
+        let strong = |(_, id): &(f64, NodeId)| id.0 <= 3;
+        let first_weak = round.iter().position(|r| !strong(r)).unwrap();
+        assert_eq!(first_weak, 3, "{round:?}");
+        assert!(round[first_weak..].iter().all(|r| !strong(r)), "{round:?}");
+    }
+    let final_accuracy = history[2].evaluations[0].accuracy;
     assert!(
         final_accuracy > 0.3,
         "FedAvg learns something: {final_accuracy}"
@@ -178,7 +182,7 @@ fn weak_devices_answer_last_and_a_dropout_is_counted() {
 fn a_device_without_memory_for_the_model_never_trains() {
     // Client 3's memory is one byte short of the model's training run.
     let profile = |k: usize, task: &LearningTask| {
-        let needed = task.training_memory_bytes();
+        let needed = target_memory(task);
         DeviceProfile {
             memory_bytes: if k == 2 { needed - 1 } else { needed },
             ..device(1e10, 0.0)
@@ -186,15 +190,15 @@ fn a_device_without_memory_for_the_model_never_trains() {
     };
     let mut sim = fleet(Seed(3), "mlp:32-256-256-10", 2, 2, profile, 3);
     let report = sim.run(StopAt::Idle);
-    let history = sim
-        .node::<FedAvgServer>(NodeId(0))
-        .unwrap()
-        .history()
-        .to_vec();
+    let history = sim.node::<Server>(NodeId(0)).unwrap().history().to_vec();
+    let fleet = sim.node::<Server>(NodeId(0)).unwrap().fleet().clone();
+    // The client announced it cannot train the model, so it is never asked to.
+    assert_eq!(fleet.capable(ModelRole::Target), vec![NodeId(1), NodeId(2)]);
     assert!(
         history
             .iter()
-            .all(|r| r.arrived == vec![NodeId(1), NodeId(2)]),
+            .all(|r| r.stages[0].assigned == vec![NodeId(1), NodeId(2)]
+                && r.stages[0].replied == vec![NodeId(1), NodeId(2)]),
         "{history:?}"
     );
     let refusals = sim
@@ -204,7 +208,7 @@ fn a_device_without_memory_for_the_model_never_trains() {
         .iter()
         .filter(|r| matches!(&r.event, TraceEvent::Record { node, label, .. } if *node == NodeId(3) && label == "cannot_train"))
         .count();
-    assert_eq!(refusals, 2);
+    assert_eq!(refusals, 0, "it is never assigned work it cannot do");
     // Two rounds × two trainers, plus the server's two evaluations.
     assert_eq!(report.counters.jobs_started, 6);
 }

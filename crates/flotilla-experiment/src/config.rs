@@ -11,11 +11,20 @@ use std::path::PathBuf;
 
 /// The built-in configurations, by name: `(name, TOML text)`.
 pub const BUILT_IN: [(&str, &str); 5] = [
-    ("quickstart", include_str!("../../../configs/quickstart.toml")),
+    (
+        "quickstart",
+        include_str!("../../../configs/quickstart.toml"),
+    ),
     ("mnist", include_str!("../../../configs/mnist.toml")),
     ("femnist", include_str!("../../../configs/femnist.toml")),
-    ("cifar10_paper", include_str!("../../../configs/cifar10_paper.toml")),
-    ("cifar10_small", include_str!("../../../configs/cifar10_small.toml")),
+    (
+        "cifar10_paper",
+        include_str!("../../../configs/cifar10_paper.toml"),
+    ),
+    (
+        "cifar10_small",
+        include_str!("../../../configs/cifar10_small.toml"),
+    ),
 ];
 
 /// A whole experiment: which methods, on what data, fleet and schedule.
@@ -363,7 +372,10 @@ impl ConfigSource {
         Err(ConfigError::new(
             "CONFIG",
             arg,
-            format!("no such file, and not a built-in config ({})", names.join(", ")),
+            format!(
+                "no such file, and not a built-in config ({})",
+                names.join(", ")
+            ),
         )
         .into())
     }
@@ -398,8 +410,8 @@ impl ExperimentConfig {
         for item in overrides {
             apply_override(&mut table, item)?;
         }
-        let config: ExperimentConfig =
-            serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+        let config: ExperimentConfig = serde_path_to_error::deserialize(toml::Value::Table(table))
+            .map_err(|e| {
                 let key = e.path().to_string();
                 ConfigError::new(key, "(as given)", e.into_inner().to_string())
             })?;
@@ -434,7 +446,11 @@ impl ExperimentConfig {
             return err("data.alpha", &d.alpha, "must be a finite number > 0");
         }
         if !(0.0..=1.0).contains(&d.unlabeled_fraction) {
-            return err("data.unlabeled_fraction", &d.unlabeled_fraction, "must be in [0, 1]");
+            return err(
+                "data.unlabeled_fraction",
+                &d.unlabeled_fraction,
+                "must be in [0, 1]",
+            );
         }
         if d.split == SplitKind::Natural && d.dataset != Named::Femnist {
             return err(
@@ -444,7 +460,11 @@ impl ExperimentConfig {
             );
         }
         if d.dataset == Named::Synthetic && d.path.is_some() {
-            return err("data.path", &"(set)", "the synthetic dataset reads no files");
+            return err(
+                "data.path",
+                &"(set)",
+                "the synthetic dataset reads no files",
+            );
         }
         if let Some(path) = &d.path
             && !path.is_dir()
@@ -528,7 +548,11 @@ impl ExperimentConfig {
             );
         }
         if !(t.stage_timeout_s > 0.0 && t.stage_timeout_s.is_finite()) {
-            return err("training.stage_timeout_s", &t.stage_timeout_s, "must be > 0");
+            return err(
+                "training.stage_timeout_s",
+                &t.stage_timeout_s,
+                "must be > 0",
+            );
         }
         let kd = &self.kd;
         if !(kd.temperature > 0.0 && kd.temperature.is_finite()) {

@@ -5,8 +5,8 @@ use flotilla_data::{
     Augmentation, DataError, Dataset, Standardizer, SyntheticConfig, data_root, load_cifar10_dir,
     load_femnist_dir, load_mnist_dir,
 };
-use serde::{Deserialize, Serialize};
 use flotilla_nn::Shape;
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 /// A dataset name the command line does not know.

@@ -81,7 +81,9 @@ impl ExperimentError {
     pub fn is_user_error(&self) -> bool {
         matches!(
             self,
-            ExperimentError::Config(_) | ExperimentError::Syntax { .. } | ExperimentError::Data { .. }
+            ExperimentError::Config(_)
+                | ExperimentError::Syntax { .. }
+                | ExperimentError::Data { .. }
         )
     }
 }

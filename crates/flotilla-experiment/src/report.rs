@@ -39,7 +39,11 @@ pub fn stages_csv(outcomes: &[RunOutcome]) -> String {
                     .client_stats
                     .iter()
                     .map(|(k, v)| (format!("client_{k}"), *v))
-                    .chain(s.server_stats.iter().map(|(k, v)| (format!("server_{k}"), *v)));
+                    .chain(
+                        s.server_stats
+                            .iter()
+                            .map(|(k, v)| (format!("server_{k}"), *v)),
+                    );
                 for (name, value) in rows {
                     let _ = writeln!(
                         out,
@@ -226,7 +230,11 @@ impl Summary {
                     .map(|o| (o.counters.bytes_up + o.counters.bytes_down) as f64 / 1e6)
                     .sum::<f64>()
                     / n,
-                samples_centralised: runs.iter().map(|o| o.samples_centralised).max().unwrap_or(0),
+                samples_centralised: runs
+                    .iter()
+                    .map(|o| o.samples_centralised)
+                    .max()
+                    .unwrap_or(0),
             });
         }
         Self {
@@ -245,7 +253,13 @@ impl Summary {
         };
         let mut out = format!(
             "{:<22} {:>16} {:>16} {:>16} {:>12} {:>11} {:>12}\n",
-            "method", "result %", "target %", "auxiliary %", "virtual s", "traffic MB", "centralised"
+            "method",
+            "result %",
+            "target %",
+            "auxiliary %",
+            "virtual s",
+            "traffic MB",
+            "centralised"
         );
         for m in &self.methods {
             let _ = writeln!(

@@ -9,8 +9,7 @@ use flotilla_fl::{
 };
 use flotilla_nn::LrSchedule;
 use flotilla_sim::{
-    Counters, DeviceProfile, LinkSpec, NetworkModel, NodeId, Seed, SimDuration, Simulation,
-    StopAt,
+    Counters, DeviceProfile, LinkSpec, NetworkModel, NodeId, Seed, SimDuration, Simulation, StopAt,
 };
 use serde::Serialize;
 use std::io::Write;
@@ -198,8 +197,7 @@ impl Prepared {
     ) -> Result<RunOutcome, ExperimentError> {
         let c = &self.config;
         let link = |name: &str, key: &str| {
-            LinkSpec::preset(name)
-                .map_err(|e| crate::ConfigError::new(key, name, e.to_string()))
+            LinkSpec::preset(name).map_err(|e| crate::ConfigError::new(key, name, e.to_string()))
         };
         let mut builder = Simulation::builder(
             Seed(seed),
@@ -239,13 +237,13 @@ impl Prepared {
         let sim = ActixRuntime::new(options.threads.max(1)).run(sim, StopAt::Idle)?;
         let wall_time_s = started.elapsed().as_secs_f64();
         let report = sim.world().report();
-        let coordinator = sim.node::<Coordinator<S>>(server).ok_or_else(|| {
-            ExperimentError::Incomplete {
-                method: method.to_string(),
-                seed,
-                reason: "the coordinator is gone".into(),
-            }
-        })?;
+        let coordinator =
+            sim.node::<Coordinator<S>>(server)
+                .ok_or_else(|| ExperimentError::Incomplete {
+                    method: method.to_string(),
+                    seed,
+                    reason: "the coordinator is gone".into(),
+                })?;
         if !coordinator.finished() {
             let failures: Vec<String> = report
                 .failures
@@ -260,7 +258,11 @@ impl Prepared {
                     "stopped after {} of {} rounds; failures: {}",
                     coordinator.history().len(),
                     c.rounds,
-                    if failures.is_empty() { "none".to_string() } else { failures.join("; ") }
+                    if failures.is_empty() {
+                        "none".to_string()
+                    } else {
+                        failures.join("; ")
+                    }
                 ),
             });
         }

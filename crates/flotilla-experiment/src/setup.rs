@@ -137,7 +137,10 @@ impl Prepared {
             return Err(ConfigError::new(
                 "fleet.weak_memory_mb",
                 mb(weak.memory_bytes),
-                format!("weak devices cannot train the auxiliary model (needs {})", mb(auxiliary)),
+                format!(
+                    "weak devices cannot train the auxiliary model (needs {})",
+                    mb(auxiliary)
+                ),
             ));
         }
         Ok(())
@@ -153,7 +156,13 @@ impl Prepared {
             weak.memory_bytes = weak.memory_bytes.max(self.memory.0);
         }
         Ok((0..f.clients)
-            .map(|c| if c < f.strong { strong.clone() } else { weak.clone() })
+            .map(|c| {
+                if c < f.strong {
+                    strong.clone()
+                } else {
+                    weak.clone()
+                }
+            })
             .collect())
     }
 

@@ -12,8 +12,7 @@ pub(crate) fn exit_code(err: &anyhow::Error) -> u8 {
             || e.is::<flotilla_data::DataError>()
             || e.is::<flotilla_experiment::UnknownDataset>()
             || e.is::<flotilla_experiment::ConfigError>()
-            || e
-                .downcast_ref::<flotilla_experiment::ExperimentError>()
+            || e.downcast_ref::<flotilla_experiment::ExperimentError>()
                 .is_some_and(flotilla_experiment::ExperimentError::is_user_error)
     });
     if user_error { 2 } else { 1 }

@@ -1,7 +1,7 @@
 //! `flotilla models`: what a model spec builds.
 
-use flotilla_experiment::Named;
 use clap::Args;
+use flotilla_experiment::Named;
 use flotilla_nn::ModelSpec;
 
 /// Arguments of `flotilla models`.

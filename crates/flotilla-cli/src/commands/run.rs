@@ -108,7 +108,10 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| PathBuf::from("out").join(&config.name));
     if !args.quiet {
-        eprintln!("loading {} data…", format!("{:?}", config.data.dataset).to_lowercase());
+        eprintln!(
+            "loading {} data…",
+            format!("{:?}", config.data.dataset).to_lowercase()
+        );
     }
     let prepared = Prepared::new(config)?;
     let config = &prepared.config;
@@ -170,8 +173,11 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<()> {
         });
         let trace = match &mut trace_file {
             Some(file) => {
-                writeln!(file, "{{\"run\":{{\"method\":\"{method}\",\"seed\":{seed}}}}}")
-                    .context("writing trace.jsonl")?;
+                writeln!(
+                    file,
+                    "{{\"run\":{{\"method\":\"{method}\",\"seed\":{seed}}}}}"
+                )
+                .context("writing trace.jsonl")?;
                 let handle = file.try_clone().context("trace.jsonl")?;
                 Some(Box::new(std::io::BufWriter::new(handle)) as Box<dyn Write + Send>)
             }

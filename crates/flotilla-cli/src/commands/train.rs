@@ -1,9 +1,9 @@
 //! `flotilla train`: centralised training, the check that the numerics are right.
 
-use flotilla_experiment::{Loaded, Named};
 use anyhow::Context;
 use clap::Args;
 use flotilla_data::shuffled_batches;
+use flotilla_experiment::{Loaded, Named};
 use flotilla_nn::{LrSchedule, ModelSpec, SgdConfig, save_safetensors};
 use flotilla_train::{BatchLoader, Trainer, evaluate, input_shape};
 use indicatif::{ProgressBar, ProgressStyle};
