@@ -410,10 +410,20 @@ impl ExperimentConfig {
         for item in overrides {
             apply_override(&mut table, item)?;
         }
-        let config: ExperimentConfig = serde_path_to_error::deserialize(toml::Value::Table(table))
-            .map_err(|e| {
+        let root = toml::Value::Table(table);
+        let config: ExperimentConfig =
+            serde_path_to_error::deserialize(root.clone()).map_err(|e| {
                 let key = e.path().to_string();
-                ConfigError::new(key, "(as given)", e.into_inner().to_string())
+                let value = lookup(&root, &key).map_or("(missing)".to_string(), |v| v.to_string());
+                let reason = e.into_inner().to_string();
+                // The TOML deserializer appends "in `key`"; the key is already named.
+                let reason = reason
+                    .split("\nin `")
+                    .next()
+                    .unwrap_or(&reason)
+                    .trim()
+                    .to_string();
+                ConfigError::new(key, value, reason)
             })?;
         config.validate()?;
         Ok(config)
@@ -588,6 +598,23 @@ impl ExperimentConfig {
         }
         Ok(())
     }
+}
+
+/// The value at a dotted path such as `data.alpha` or `methods[1]`.
+fn lookup<'a>(root: &'a toml::Value, path: &str) -> Option<&'a toml::Value> {
+    let mut node = root;
+    for segment in path.split('.') {
+        let (name, indices) = segment
+            .split_once('[')
+            .map_or((segment, ""), |(n, rest)| (n, rest));
+        if !name.is_empty() {
+            node = node.get(name)?;
+        }
+        for index in indices.split('[').filter(|i| !i.is_empty()) {
+            node = node.get(index.trim_end_matches(']').parse::<usize>().ok()?)?;
+        }
+    }
+    Some(node)
 }
 
 /// Sets `key.path = value` in `table`; the value is parsed as TOML (numbers, booleans,
