@@ -106,9 +106,11 @@ fn replies_in_delivery_order(records: &[flotilla::sim::TraceRecord]) -> Vec<(f64
     records
         .iter()
         .filter_map(|r| match r.event {
-            TraceEvent::Deliver { src, dst, .. } if dst == NodeId(0) => {
-                Some((r.time.as_secs_f64(), src))
-            }
+            TraceEvent::Deliver {
+                src,
+                dst: NodeId(0),
+                ..
+            } => Some((r.time.as_secs_f64(), src)),
             _ => None,
         })
         .filter(|(_, src)| !seen.insert(*src))

@@ -1,0 +1,109 @@
+//! Runs of the built-in methods on a tiny synthetic fleet: who is asked to do what follows
+//! from device memory, the centralised-data count is the strong clients' unlabeled data,
+//! and the same seed gives the same run.
+
+#![allow(clippy::unwrap_used)]
+
+use flotilla_experiment::{ConfigSource, ExperimentConfig, Method, Prepared, RunOptions};
+use flotilla_fl::ModelRole;
+use flotilla_sim::NodeId;
+
+fn tiny(extra: &[&str]) -> Prepared {
+    let mut sets: Vec<String> = [
+        "rounds=2",
+        "fleet.clients=12",
+        "fleet.strong=3",
+        "training.clients_per_round=4",
+        "training.local_steps=4",
+        "synthetic.train_samples=2400",
+        "synthetic.test_samples=300",
+        "server_ensemble.steps=5",
+        "kd.probe_samples=8",
+        "fleet.dropout=0.0",
+        "fleet.link=\"datacenter\"",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    sets.extend(extra.iter().map(|s| s.to_string()));
+    let source = ConfigSource::resolve("quickstart").unwrap();
+    Prepared::new(ExperimentConfig::load(&source, &sets).unwrap()).unwrap()
+}
+
+#[test]
+fn only_clients_whose_memory_holds_the_target_are_asked_to_train_it() {
+    let prepared = tiny(&[]);
+    let outcome = prepared
+        .run(Method::OndeviceKd, 5, RunOptions::default())
+        .unwrap();
+    // Clients are nodes 1..=12; the first three have the strong device.
+    let strong: Vec<NodeId> = (1..=3).map(NodeId).collect();
+    assert_eq!(outcome.clients, (12, 3));
+    for round in &outcome.rounds {
+        assert_eq!(round.stages.len(), 2);
+        assert_eq!(round.stages[0].assigned.len(), 4);
+        assert_eq!(round.stages[1].assigned, strong, "round {}", round.round);
+        let stats = &round.stages[1].client_stats;
+        for key in ["kd_loss", "kd_grad_norm", "teacher_probe_accuracy_batch_bn"] {
+            assert!(stats.contains_key(key), "{key} missing: {stats:?}");
+        }
+    }
+    assert_eq!(outcome.samples_centralised, 0);
+    assert!(outcome.final_accuracy(ModelRole::Target).is_some());
+    assert!(outcome.final_accuracy(ModelRole::Auxiliary).is_some());
+}
+
+#[test]
+fn the_ensemble_baseline_counts_every_unlabeled_sample_it_moved() {
+    let prepared = tiny(&[]);
+    let unlabeled: usize = prepared
+        .split(9)
+        .unwrap()
+        .iter()
+        .map(|d| d.unlabeled.len())
+        .sum();
+    assert!(unlabeled > 0);
+    let outcome = prepared
+        .run(Method::ServerLogitEnsemble, 9, RunOptions::default())
+        .unwrap();
+    assert_eq!(outcome.samples_centralised, unlabeled as u64);
+    let server = &outcome.rounds[1].stages[1].server_stats;
+    assert_eq!(server.get("ensemble_members"), Some(&7.0), "{server:?}");
+}
+
+#[test]
+fn the_upper_bound_lets_every_client_train_the_target() {
+    let prepared = tiny(&[]);
+    let outcome = prepared
+        .run(Method::FedavgAllLarge, 2, RunOptions::default())
+        .unwrap();
+    assert_eq!(outcome.clients, (12, 12));
+    let weak_only = prepared
+        .run(Method::WeakOnly, 2, RunOptions::default())
+        .unwrap();
+    assert!(weak_only.final_accuracy(ModelRole::Target).is_none());
+}
+
+#[test]
+fn the_same_seed_gives_the_same_run_at_any_thread_count() {
+    let prepared = tiny(&["kd.mode=\"joint\""]);
+    let run = |threads| {
+        prepared
+            .run(
+                Method::OndeviceKd,
+                3,
+                RunOptions {
+                    threads,
+                    ..RunOptions::default()
+                },
+            )
+            .unwrap()
+    };
+    let (a, b) = (run(1), run(2));
+    assert_eq!(a.trace_hash, b.trace_hash);
+    assert_eq!(a.evaluations, b.evaluations);
+    let c = prepared
+        .run(Method::OndeviceKd, 4, RunOptions::default())
+        .unwrap();
+    assert_ne!(a.trace_hash, c.trace_hash, "another seed, another run");
+}
