@@ -74,10 +74,7 @@ impl ServerStrategy for FedAvgM {
                         round,
                         stage,
                         lr: self.lr,
-                        models: vec![Payload {
-                            role: ModelRole::Target,
-                            weights: self.global.clone(),
-                        }],
+                        models: vec![Payload::of(ModelRole::Target, &self.global)],
                         work: Steps { steps },
                     };
                     (c, assignment)
@@ -114,10 +111,7 @@ impl ServerStrategy for FedAvgM {
     }
 
     fn global_models(&self) -> Vec<Payload> {
-        vec![Payload {
-            role: ModelRole::Target,
-            weights: self.global.clone(),
-        }]
+        vec![Payload::of(ModelRole::Target, &self.global)]
     }
 }
 

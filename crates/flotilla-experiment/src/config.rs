@@ -4,6 +4,7 @@
 //! [`ConfigError`] naming the key and the value.
 
 use crate::{ConfigError, ExperimentError, Method, Named};
+use flotilla_data::SyntheticConfig;
 use flotilla_fl::{KdMode, ModelRole};
 use flotilla_train::TeacherMode;
 use serde::{Deserialize, Serialize};
@@ -49,9 +50,10 @@ pub struct ExperimentConfig {
     pub eval_every: u32,
     /// Data and its split.
     pub data: DataConfig,
-    /// Generator settings when `data.dataset = "synthetic"`.
+    /// Generator settings when `data.dataset = "synthetic"` (its `seed` is the dataset's,
+    /// fixed across runs; the run seed does not regenerate the data).
     #[serde(default)]
-    pub synthetic: SyntheticSection,
+    pub synthetic: SyntheticConfig,
     /// The two models.
     pub models: ModelsConfig,
     /// Clients and their devices.
@@ -142,38 +144,6 @@ fn default_unlabeled_fraction() -> f64 {
 }
 fn default_min_shard() -> usize {
     10
-}
-
-/// The synthetic task's generator (see `flotilla_data::SyntheticConfig`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SyntheticSection {
-    /// Classes.
-    pub classes: usize,
-    /// Gaussian clusters per class.
-    pub clusters_per_class: usize,
-    /// Feature dimension.
-    pub dim: usize,
-    /// Within-cluster spread relative to the spread of cluster centres.
-    pub cluster_std: f64,
-    /// Training samples.
-    pub train_samples: usize,
-    /// Test samples.
-    pub test_samples: usize,
-}
-
-impl Default for SyntheticSection {
-    fn default() -> Self {
-        let d = flotilla_data::SyntheticConfig::default();
-        Self {
-            classes: d.classes,
-            clusters_per_class: d.clusters_per_class,
-            dim: d.dim,
-            cluster_std: d.cluster_std,
-            train_samples: d.train_samples,
-            test_samples: d.test_samples,
-        }
-    }
 }
 
 /// The target and auxiliary architectures (model specs such as `resnet20`,

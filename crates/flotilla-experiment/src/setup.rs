@@ -1,9 +1,7 @@
 //! From a configuration to what a run needs: data, its split, the task, the devices.
 
 use crate::{ConfigError, ExperimentConfig, ExperimentError, Method, SplitKind};
-use flotilla_data::{
-    Augmentation, Dataset, SyntheticConfig, dirichlet_labeled_unlabeled, fraction_split, iid,
-};
+use flotilla_data::{Augmentation, Dataset, dirichlet_labeled_unlabeled, fraction_split, iid};
 use flotilla_fl::{ClientData, LearningTask, LocalTraining, ModelRole};
 use flotilla_nn::{ModelSpec, SgdConfig};
 use flotilla_sim::{DeviceProfile, NodeId, Purpose, Seed};
@@ -33,18 +31,10 @@ fn mb(bytes: u64) -> String {
 impl Prepared {
     /// Loads the data and checks the models against the data and the devices.
     pub fn new(config: ExperimentConfig) -> Result<Self, ExperimentError> {
-        let s = &config.synthetic;
-        let synthetic = SyntheticConfig {
-            classes: s.classes,
-            clusters_per_class: s.clusters_per_class,
-            dim: s.dim,
-            cluster_std: s.cluster_std,
-            train_samples: s.train_samples,
-            test_samples: s.test_samples,
-            ..SyntheticConfig::default()
-        };
         let d = &config.data;
-        let loaded = d.dataset.load(d.path.as_deref(), d.augment, &synthetic)?;
+        let loaded = d
+            .dataset
+            .load(d.path.as_deref(), d.augment, &config.synthetic)?;
         let (train, test) = (Arc::new(loaded.train), Arc::new(loaded.test));
         let parse = |key: &str, text: &str| -> Result<ModelSpec, ConfigError> {
             text.parse::<ModelSpec>()

@@ -5,6 +5,7 @@
 
 use crate::ModelRole;
 use flotilla_nn::Weights;
+use flotilla_sim::NodeId;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -45,6 +46,16 @@ pub struct Payload {
     pub weights: Weights,
 }
 
+impl Payload {
+    /// A payload of a copy of `weights` as model `role`.
+    pub fn of(role: ModelRole, weights: &Weights) -> Self {
+        Self {
+            role,
+            weights: weights.clone(),
+        }
+    }
+}
+
 /// Work the server hands to one client for one stage of a round.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Assignment<W> {
@@ -58,6 +69,13 @@ pub struct Assignment<W> {
     pub models: Vec<Payload>,
     /// What to do with them (the strategy's own vocabulary).
     pub work: W,
+}
+
+impl<W: Clone> Assignment<W> {
+    /// The same assignment for each of `clients`, in their order.
+    pub fn for_each(self, clients: &[NodeId]) -> Vec<(NodeId, Assignment<W>)> {
+        clients.iter().map(|&c| (c, self.clone())).collect()
+    }
 }
 
 /// A client's answer to an [`Assignment`].

@@ -58,29 +58,16 @@ impl ServerStrategy for FedAvg {
         if stage > 0 {
             return None;
         }
-        let pool = fleet.capable(self.config.model);
-        let chosen = sample_clients(&pool, self.config.clients_per_round, rng);
-        let lr = self.config.schedule.lr_at(round as usize);
-        Some(
-            chosen
-                .into_iter()
-                .map(|c| {
-                    let assignment = Assignment {
-                        round,
-                        stage,
-                        lr,
-                        models: vec![Payload {
-                            role: self.config.model,
-                            weights: self.global.clone(),
-                        }],
-                        work: Work::Train {
-                            model: self.config.model,
-                        },
-                    };
-                    (c, assignment)
-                })
-                .collect(),
-        )
+        let model = self.config.model;
+        let chosen = sample_clients(&fleet.capable(model), self.config.clients_per_round, rng);
+        let assignment = Assignment {
+            round,
+            stage,
+            lr: self.config.schedule.lr_at(round as usize),
+            models: vec![Payload::of(model, &self.global)],
+            work: Work::Train { model },
+        };
+        Some(assignment.for_each(&chosen))
     }
 
     fn aggregate(
@@ -96,9 +83,6 @@ impl ServerStrategy for FedAvg {
     }
 
     fn global_models(&self) -> Vec<Payload> {
-        vec![Payload {
-            role: self.config.model,
-            weights: self.global.clone(),
-        }]
+        vec![Payload::of(self.config.model, &self.global)]
     }
 }

@@ -88,10 +88,7 @@ impl ServerStrategy for OnDeviceKd {
             0 => (
                 fleet.capable(ModelRole::Auxiliary),
                 Some(self.config.clients_per_round),
-                vec![Payload {
-                    role: ModelRole::Auxiliary,
-                    weights: self.auxiliary.clone(),
-                }],
+                vec![Payload::of(ModelRole::Auxiliary, &self.auxiliary)],
                 Work::Train {
                     model: ModelRole::Auxiliary,
                 },
@@ -109,16 +106,7 @@ impl ServerStrategy for OnDeviceKd {
                 (
                     fleet.capable(ModelRole::Target),
                     self.config.strong_per_round,
-                    vec![
-                        Payload {
-                            role: ModelRole::Target,
-                            weights: self.target.clone(),
-                        },
-                        Payload {
-                            role: ModelRole::Auxiliary,
-                            weights: self.auxiliary.clone(),
-                        },
-                    ],
+                    self.global_models(),
                     Work::Distill {
                         student: ModelRole::Target,
                         teacher: ModelRole::Auxiliary,
@@ -129,21 +117,14 @@ impl ServerStrategy for OnDeviceKd {
             _ => return None,
         };
         let chosen = sample_clients(&pool, k, rng);
-        Some(
-            chosen
-                .into_iter()
-                .map(|c| {
-                    let assignment = Assignment {
-                        round,
-                        stage,
-                        lr,
-                        models: models.clone(),
-                        work: work.clone(),
-                    };
-                    (c, assignment)
-                })
-                .collect(),
-        )
+        let assignment = Assignment {
+            round,
+            stage,
+            lr,
+            models,
+            work,
+        };
+        Some(assignment.for_each(&chosen))
     }
 
     fn aggregate(
@@ -163,16 +144,11 @@ impl ServerStrategy for OnDeviceKd {
         Ok(None)
     }
 
+    /// The target, then the auxiliary model (what stage 1 sends a strong client).
     fn global_models(&self) -> Vec<Payload> {
         vec![
-            Payload {
-                role: ModelRole::Target,
-                weights: self.target.clone(),
-            },
-            Payload {
-                role: ModelRole::Auxiliary,
-                weights: self.auxiliary.clone(),
-            },
+            Payload::of(ModelRole::Target, &self.target),
+            Payload::of(ModelRole::Auxiliary, &self.auxiliary),
         ]
     }
 }

@@ -196,26 +196,14 @@ impl ServerStrategy for ServerLogitEnsemble {
             ),
             _ => return None,
         };
-        let lr = self.config.schedule.lr_at(round as usize);
-        let chosen = sample_clients(&pool, k, rng);
-        Some(
-            chosen
-                .into_iter()
-                .map(|c| {
-                    let assignment = Assignment {
-                        round,
-                        stage,
-                        lr,
-                        models: vec![Payload {
-                            role,
-                            weights: weights.clone(),
-                        }],
-                        work: Work::Train { model: role },
-                    };
-                    (c, assignment)
-                })
-                .collect(),
-        )
+        let assignment = Assignment {
+            round,
+            stage,
+            lr: self.config.schedule.lr_at(round as usize),
+            models: vec![Payload::of(role, weights)],
+            work: Work::Train { model: role },
+        };
+        Some(assignment.for_each(&sample_clients(&pool, k, rng)))
     }
 
     fn aggregate(
@@ -259,14 +247,8 @@ impl ServerStrategy for ServerLogitEnsemble {
 
     fn global_models(&self) -> Vec<Payload> {
         vec![
-            Payload {
-                role: ModelRole::Target,
-                weights: self.target.clone(),
-            },
-            Payload {
-                role: ModelRole::Auxiliary,
-                weights: self.auxiliary.clone(),
-            },
+            Payload::of(ModelRole::Target, &self.target),
+            Payload::of(ModelRole::Auxiliary, &self.auxiliary),
         ]
     }
 
