@@ -27,11 +27,13 @@ pub fn metrics_csv(outcomes: &[RunOutcome]) -> String {
     out
 }
 
-/// `stages.csv`: per round and stage, how many clients were assigned and replied, and
+/// `stages.csv`: per round and stage, how many clients were assigned, replied and were
+/// rejected (a model with a non-finite value), and
 /// the mean of every statistic clients (`client_*`) and the server job (`server_*`)
 /// reported — the instrumentation of the distillation phase.
 pub fn stages_csv(outcomes: &[RunOutcome]) -> String {
-    let mut out = String::from("method,seed,round,stage,assigned,replied,statistic,value\n");
+    let mut out =
+        String::from("method,seed,round,stage,assigned,replied,rejected,statistic,value\n");
     for o in outcomes {
         for r in &o.rounds {
             for s in &r.stages {
@@ -47,13 +49,14 @@ pub fn stages_csv(outcomes: &[RunOutcome]) -> String {
                 for (name, value) in rows {
                     let _ = writeln!(
                         out,
-                        "{},{},{},{},{},{},{},{}",
+                        "{},{},{},{},{},{},{},{},{}",
                         o.method,
                         o.seed,
                         r.round,
                         s.stage,
                         s.assigned.len(),
                         s.replied.len(),
+                        s.rejected.len(),
                         name,
                         value
                     );

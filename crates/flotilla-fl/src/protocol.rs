@@ -47,6 +47,9 @@ pub struct StageRecord {
     pub assigned: Vec<NodeId>,
     /// Clients whose reply made it in time, in id order.
     pub replied: Vec<NodeId>,
+    /// Clients whose reply carried a model with a non-finite value (a diverged local run):
+    /// left out of the aggregate, in arrival order.
+    pub rejected: Vec<NodeId>,
     /// Mean over the replies of each statistic the clients reported.
     pub client_stats: BTreeMap<String, f64>,
     /// Statistics of the server job, if one ran.
@@ -198,6 +201,7 @@ impl<S: ServerStrategy> Coordinator<S> {
                 stage: self.stage,
                 assigned: self.awaiting.iter().copied().collect(),
                 replied: Vec::new(),
+                rejected: Vec::new(),
                 client_stats: BTreeMap::new(),
                 server_stats: BTreeMap::new(),
             });
@@ -328,7 +332,21 @@ impl<S: ServerStrategy> Node<FlMessage<S::Work>> for Coordinator<S> {
                     ctx.record("stale_reply", f64::from(reply.round));
                     return Ok(());
                 }
-                self.replies.insert(from, reply);
+                let finite = reply.models.iter().all(|p| {
+                    p.weights
+                        .params
+                        .iter()
+                        .chain(&p.weights.state)
+                        .all(|v| v.is_finite())
+                });
+                if finite {
+                    self.replies.insert(from, reply);
+                } else {
+                    ctx.record("rejected_non_finite", f64::from(from.0));
+                    if let Some(stage) = self.history.last_mut().and_then(|r| r.stages.last_mut()) {
+                        stage.rejected.push(from);
+                    }
+                }
                 if self.awaiting.is_empty() {
                     self.close_stage(ctx)?;
                 }
