@@ -42,11 +42,11 @@ pub enum ExperimentError {
         message: String,
     },
     /// A dataset could not be loaded or split.
-    #[error("dataset {dataset}: {source}")]
+    #[error("dataset {dataset}")]
     Data {
         /// The dataset name.
         dataset: String,
-        /// The cause, naming the file and offset or field.
+        /// The cause, naming the file and offset or field (the error's source).
         source: DataError,
     },
     /// Setting up a model or a strategy failed.
@@ -66,7 +66,7 @@ pub enum ExperimentError {
         reason: String,
     },
     /// Reading or writing a file failed.
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         /// The file.
         path: String,
