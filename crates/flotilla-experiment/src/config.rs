@@ -452,12 +452,14 @@ impl ExperimentConfig {
             return err("data.path", &path.display(), "is not a directory");
         }
         let s = &self.synthetic;
-        if s.classes < 2 || s.clusters_per_class == 0 || s.dim == 0 {
-            return err(
-                "synthetic.classes",
-                &s.classes,
-                "need ≥ 2 classes, ≥ 1 cluster per class and dim ≥ 1",
-            );
+        if s.classes < 2 {
+            return err("synthetic.classes", &s.classes, "must be at least 2");
+        }
+        if s.clusters_per_class == 0 {
+            return err("synthetic.clusters_per_class", &0, "must be at least 1");
+        }
+        if s.dim == 0 {
+            return err("synthetic.dim", &0, "must be at least 1");
         }
         if !(s.cluster_std > 0.0 && s.cluster_std.is_finite()) {
             return err("synthetic.cluster_std", &s.cluster_std, "must be > 0");

@@ -56,8 +56,8 @@ pub struct Loaded {
 }
 
 impl Named {
-    /// The folder name under the data root.
-    fn folder(self) -> &'static str {
+    /// The dataset's name, which is also its folder under the data root.
+    pub fn name(self) -> &'static str {
         match self {
             Named::Synthetic => "synthetic",
             Named::Mnist => "mnist",
@@ -107,13 +107,13 @@ impl Named {
         synthetic: &SyntheticConfig,
     ) -> Result<Loaded, ExperimentError> {
         let wrap = |source: DataError| ExperimentError::Data {
-            dataset: self.folder().to_string(),
+            dataset: self.name().to_string(),
             source,
         };
         let dir = || -> Result<PathBuf, ExperimentError> {
             match path {
                 Some(p) => Ok(p.to_path_buf()),
-                None => Ok(data_root().map_err(wrap)?.join(self.folder())),
+                None => Ok(data_root().map_err(wrap)?.join(self.name())),
             }
         };
         let mut writers = None;

@@ -3,9 +3,9 @@
 use crate::{ExperimentError, Method, Prepared};
 use flotilla_actors::ActixRuntime;
 use flotilla_fl::{
-    Coordinator, CoordinatorConfig, Evaluation, FedAvg, FedAvgConfig, KdConfig, LearningTask,
-    LocalWorker, ModelRole, Observer, OnDeviceKd, OnDeviceKdConfig, Participant, RoundRecord,
-    ServerEnsembleConfig, ServerLogitEnsemble, ServerStrategy, Work,
+    ClientData, Coordinator, CoordinatorConfig, Evaluation, FedAvg, FedAvgConfig, KdConfig,
+    LearningTask, LocalWorker, ModelRole, Observer, OnDeviceKd, OnDeviceKdConfig, Participant,
+    RoundRecord, ServerEnsembleConfig, ServerLogitEnsemble, ServerStrategy, Work,
 };
 use flotilla_nn::LrSchedule;
 use flotilla_sim::{
@@ -108,6 +108,7 @@ impl Prepared {
         let c = &self.config;
         let t = &c.training;
         let task = self.task(seed)?;
+        let split = self.split(seed)?;
         let schedule = self.schedule();
         let fedavg = |model, clients_per_round| {
             FedAvg::new(
@@ -142,28 +143,27 @@ impl Prepared {
                         },
                     },
                 )?;
-                self.simulate(method, seed, task, strategy, options)
+                self.simulate(method, seed, task, split, strategy, options)
             }
             Method::StrongOnly => {
                 let strategy = fedavg(ModelRole::Target, t.strong_per_round)?;
-                self.simulate(method, seed, task, strategy, options)
+                self.simulate(method, seed, task, split, strategy, options)
             }
             Method::WeakOnly => {
                 let strategy = fedavg(ModelRole::Auxiliary, k)?;
-                self.simulate(method, seed, task, strategy, options)
+                self.simulate(method, seed, task, split, strategy, options)
             }
             Method::Fedavg => {
                 let strategy = fedavg(c.fedavg.model, k)?;
-                self.simulate(method, seed, task, strategy, options)
+                self.simulate(method, seed, task, split, strategy, options)
             }
             Method::FedavgAllLarge => {
                 let strategy = fedavg(ModelRole::Target, k)?;
-                self.simulate(method, seed, task, strategy, options)
+                self.simulate(method, seed, task, split, strategy, options)
             }
             Method::ServerLogitEnsemble => {
                 let se = &c.server_ensemble;
-                let centralised: Vec<usize> = self
-                    .split(seed)?
+                let centralised: Vec<usize> = split
                     .iter()
                     .flat_map(|d| d.unlabeled.iter().copied())
                     .collect();
@@ -182,7 +182,7 @@ impl Prepared {
                     centralised.into(),
                     SERVER,
                 )?;
-                self.simulate(method, seed, task, strategy, options)
+                self.simulate(method, seed, task, split, strategy, options)
             }
         }
     }
@@ -192,6 +192,7 @@ impl Prepared {
         method: Method,
         seed: u64,
         task: Arc<LearningTask>,
+        split: Vec<ClientData>,
         strategy: S,
         options: RunOptions,
     ) -> Result<RunOutcome, ExperimentError> {
@@ -201,7 +202,7 @@ impl Prepared {
         };
         let mut builder = Simulation::builder(
             Seed(seed),
-            NetworkModel::new(link("datacenter", "fleet.link")?),
+            NetworkModel::new(link("datacenter", "(the server's link preset)")?),
         );
         if let Some(out) = options.trace {
             builder = builder.trace_jsonl(out);
@@ -227,7 +228,7 @@ impl Prepared {
         let client_link = link(&c.fleet.link, "fleet.link")?;
         let worker = Arc::new(LocalWorker);
         let devices = self.devices(method)?;
-        for (i, (data, device)) in self.split(seed)?.into_iter().zip(devices).enumerate() {
+        for (i, (data, device)) in split.into_iter().zip(devices).enumerate() {
             let participant = Participant::new(worker.clone(), task.clone(), data, server);
             let id = builder.add_node(format!("client-{i}"), participant, Some(device));
             builder.network().set_node_link(id, client_link.clone());

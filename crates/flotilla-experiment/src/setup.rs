@@ -4,7 +4,7 @@ use crate::{ConfigError, ExperimentConfig, ExperimentError, Method, SplitKind};
 use flotilla_data::{Augmentation, Dataset, dirichlet_labeled_unlabeled, fraction_split, iid};
 use flotilla_fl::{ClientData, LearningTask, LocalTraining, ModelRole};
 use flotilla_nn::{ModelSpec, SgdConfig};
-use flotilla_sim::{DeviceProfile, NodeId, Purpose, Seed};
+use flotilla_sim::{DeviceProfile, LinkSpec, NodeId, Purpose, Seed};
 use flotilla_train::input_shape;
 use std::sync::Arc;
 
@@ -62,10 +62,8 @@ impl Prepared {
             memory,
         };
         prepared.check_devices()?;
-        if prepared.config.data.split == SplitKind::Dirichlet {
-            // Fail now, not in the middle of the run, if the split is impossible.
-            prepared.split(prepared.config.seed)?;
-        }
+        // Fail now, not in the middle of the run, if the split is impossible.
+        prepared.split(prepared.config.seed)?;
         Ok(prepared)
     }
 
@@ -91,6 +89,8 @@ impl Prepared {
 
     fn check_devices(&self) -> Result<(), ConfigError> {
         let f = &self.config.fleet;
+        LinkSpec::preset(&f.link)
+            .map_err(|e| ConfigError::new("fleet.link", &f.link, e.to_string()))?;
         let (strong, weak) = (self.device(true)?, self.device(false)?);
         let (target, auxiliary) = self.memory;
         if !strong.fits(auxiliary) && !weak.fits(auxiliary) {
@@ -164,7 +164,7 @@ impl Prepared {
         let holders: Vec<usize> = (0..f.strong).collect();
         let mut rng = Seed(seed).stream(NodeId(0), Purpose::SETUP);
         let wrap = |source| ExperimentError::Data {
-            dataset: format!("{:?}", d.dataset).to_lowercase(),
+            dataset: d.dataset.name().to_string(),
             source,
         };
         let split = match d.split {

@@ -108,10 +108,7 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| PathBuf::from("out").join(&config.name));
     if !args.quiet {
-        eprintln!(
-            "loading {} data…",
-            format!("{:?}", config.data.dataset).to_lowercase()
-        );
+        eprintln!("loading {} data…", config.data.dataset.name());
     }
     let prepared = Prepared::new(config)?;
     let config = &prepared.config;
@@ -215,7 +212,7 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<()> {
     let title = format!(
         "{}: {} α={} ({} seed{})",
         config.name,
-        format!("{:?}", config.data.dataset).to_lowercase(),
+        config.data.dataset.name(),
         config.data.alpha,
         seeds.len(),
         if seeds.len() == 1 { "" } else { "s" }

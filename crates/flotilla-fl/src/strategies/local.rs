@@ -194,9 +194,15 @@ impl LocalWorker {
                         "teacher_probe_accuracy_running_bn",
                     ),
                 ] {
-                    let mut t =
-                        Teacher::new(task.network(teacher_role)?, teacher_weights.clone(), mode)?;
-                    put(name, accuracy(&t.logits(x.clone()), y)?);
+                    // The distillation teacher serves its own mode (its logits never change
+                    // it); the other mode needs a second network.
+                    let logits = if mode == plan.teacher_bn {
+                        teacher.logits(x.clone())
+                    } else {
+                        Teacher::new(task.network(teacher_role)?, teacher_weights.clone(), mode)?
+                            .logits(x.clone())
+                    };
+                    put(name, accuracy(&logits, y)?);
                 }
                 let logits = trainer.network().predict(x.clone(), &weights);
                 put("student_probe_accuracy_before_kd", accuracy(&logits, y)?);
