@@ -223,7 +223,7 @@ impl Prepared {
         }
         let server_device = DeviceProfile::preset("server")
             .map_err(|e| crate::ConfigError::new("server", "server", e.to_string()))?;
-        let server = builder.add_node("server", coordinator, Some(server_device));
+        let server = builder.add_infrastructure_node("server", coordinator, server_device);
         debug_assert_eq!(server, SERVER);
         let client_link = link(&c.fleet.link, "fleet.link")?;
         let worker = Arc::new(LocalWorker);

@@ -107,3 +107,29 @@ fn the_same_seed_gives_the_same_run_at_any_thread_count() {
         .unwrap();
     assert_ne!(a.trace_hash, c.trace_hash, "another seed, another run");
 }
+
+#[test]
+fn the_server_sends_the_teacher_down_and_nothing_extra_comes_back_up() {
+    let prepared = tiny(&[]);
+    let task = prepared.task(6).unwrap();
+    let aux = task.initial_weights(ModelRole::Auxiliary).unwrap();
+    let aux_bytes = (4 * (aux.params.len() + aux.state.len())) as f64;
+    let outcome = prepared
+        .run(Method::OndeviceKd, 6, RunOptions::default())
+        .unwrap();
+    let teachers: usize = outcome
+        .rounds
+        .iter()
+        .map(|r| r.stages[1].assigned.len())
+        .sum();
+    let (up, down) = (outcome.counters.bytes_up, outcome.counters.bytes_down);
+    // Uplink and downlink carry the same models except the teacher `ws` that goes down
+    // with every stage-2 assignment; handshakes, plans and reply statistics add a little
+    // to both (with this 11 kB model, about 3 % of the difference).
+    let extra_down = down as f64 - up as f64;
+    let expected = teachers as f64 * aux_bytes;
+    assert!(
+        (0.9 * expected..1.05 * expected).contains(&extra_down),
+        "up {up}, down {down}, {teachers} teachers of {aux_bytes} bytes"
+    );
+}

@@ -44,19 +44,40 @@ impl<M: Serialize + DeserializeOwned + 'static> SimulationBuilder<M> {
     }
 
     /// Adds a node; `device` is its hardware (none: it computes instantly and is always
-    /// available, like a server). Ids are given in call order from 0.
+    /// available, like a server). A node with hardware is an edge device: its traffic counts
+    /// as uplink and downlink. Ids are given in call order from 0.
     pub fn add_node(
         &mut self,
         name: impl Into<String>,
         node: impl Node<M>,
         device: Option<DeviceProfile>,
     ) -> NodeId {
+        let edge = device.is_some();
+        self.register(name.into(), Box::new(node), device, edge)
+    }
+
+    /// Adds an infrastructure node (a server or an aggregator) whose compute is modelled by
+    /// `device`. Unlike [`SimulationBuilder::add_node`], its traffic is not edge traffic: a
+    /// message it sends to a device counts as that device's downlink only.
+    pub fn add_infrastructure_node(
+        &mut self,
+        name: impl Into<String>,
+        node: impl Node<M>,
+        device: DeviceProfile,
+    ) -> NodeId {
+        self.register(name.into(), Box::new(node), Some(device), false)
+    }
+
+    fn register(
+        &mut self,
+        name: String,
+        node: Box<dyn AnyNode<M>>,
+        device: Option<DeviceProfile>,
+        edge: bool,
+    ) -> NodeId {
         let id = NodeId(self.nodes.len() as u32);
-        self.registrations.push(Registration {
-            name: name.into(),
-            device,
-        });
-        self.nodes.push(Box::new(node));
+        self.registrations.push(Registration { name, device, edge });
+        self.nodes.push(node);
         id
     }
 
@@ -81,8 +102,8 @@ impl<M: Serialize + DeserializeOwned + 'static> SimulationBuilder<M> {
     pub fn build(self) -> Simulation<M> {
         let (jsonl, keep) = (self.jsonl, self.keep_records);
         let router = Router::new(self.seed, self.registrations.len(), self.network);
-        let world = World::new(self.seed, self.registrations, move |devices| {
-            let mut recorder = Recorder::new(devices);
+        let world = World::new(self.seed, self.registrations, move |edge| {
+            let mut recorder = Recorder::new(edge);
             if let Some(out) = jsonl {
                 recorder = recorder.with_jsonl(out);
             }

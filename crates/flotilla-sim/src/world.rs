@@ -140,6 +140,8 @@ impl<M> std::fmt::Debug for World<M> {
 pub(crate) struct Registration {
     pub(crate) name: String,
     pub(crate) device: Option<DeviceProfile>,
+    /// Whether the node is an edge device, whose traffic is uplink and downlink.
+    pub(crate) edge: bool,
 }
 
 impl<M> World<M> {
@@ -150,10 +152,11 @@ impl<M> World<M> {
     ) -> Self {
         let mut profiles: Vec<Arc<DeviceProfile>> = Vec::new();
         let mut nodes = Vec::with_capacity(registrations.len());
-        let mut is_device = Vec::with_capacity(registrations.len());
+        let mut is_edge = Vec::with_capacity(registrations.len());
         let mut queue = EventQueue::new();
         for (i, reg) in registrations.into_iter().enumerate() {
             let id = NodeId(i as u32);
+            is_edge.push(reg.edge);
             // Many clients share a preset: store each profile once when it repeats one of the
             // last few distinct ones (a bounded look-back keeps registration linear even when
             // every device of a trace file is different).
@@ -167,7 +170,6 @@ impl<M> World<M> {
                     }
                 }
             });
-            is_device.push(device.is_some());
             nodes.push(NodeClock {
                 name: reg.name,
                 device,
@@ -185,7 +187,7 @@ impl<M> World<M> {
             queue,
             nodes,
             profiles,
-            recorder: recorder(is_device),
+            recorder: recorder(is_edge),
             failures: Vec::new(),
             sends: Vec::new(),
             instants: 0,

@@ -19,9 +19,10 @@ pub struct Counters {
     /// Messages dropped, by reason (serialised with the reasons' display names as keys).
     #[serde(serialize_with = "by_reason")]
     pub dropped: BTreeMap<DropReason, u64>,
-    /// Bytes of sent messages whose sender is a device: the clients' uplink \[bytes\].
+    /// Bytes of sent messages whose sender is an edge device: the clients' uplink \[bytes\].
     pub bytes_up: u64,
-    /// Bytes of sent messages whose receiver is a device: the clients' downlink \[bytes\].
+    /// Bytes of sent messages whose receiver is an edge device: the clients' downlink
+    /// \[bytes\].
     pub bytes_down: u64,
     /// Jobs started.
     pub jobs_started: u64,
@@ -53,18 +54,18 @@ impl Counters {
             .expect("conservation: every message delivered or dropped was sent")
     }
 
-    /// Counts `event`; `is_device[i]` tells whether node `i` is a device.
-    pub(super) fn count(&mut self, event: &TraceEvent, is_device: &[bool]) {
-        let device = |n: &NodeId| is_device.get(n.index()).copied().unwrap_or(false);
+    /// Counts `event`; `is_edge[i]` tells whether node `i` is an edge device.
+    pub(super) fn count(&mut self, event: &TraceEvent, is_edge: &[bool]) {
+        let edge = |n: &NodeId| is_edge.get(n.index()).copied().unwrap_or(false);
         match event {
             TraceEvent::Send {
                 src, dst, bytes, ..
             } => {
                 self.sent += 1;
-                if device(src) {
+                if edge(src) {
                     self.bytes_up += bytes;
                 }
-                if device(dst) {
+                if edge(dst) {
                     self.bytes_down += bytes;
                 }
             }

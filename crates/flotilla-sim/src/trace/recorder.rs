@@ -60,7 +60,7 @@ pub struct TraceSummary {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Recorder {
-    is_device: Vec<bool>,
+    is_edge: Vec<bool>,
     counters: Counters,
     hasher: blake3::Hasher,
     /// Reused for each record's length prefix and wire encoding.
@@ -86,12 +86,12 @@ impl fmt::Debug for Recorder {
 }
 
 impl Recorder {
-    /// A recorder that counts and hashes; `is_device[i]` tells whether node `i` is a device
+    /// A recorder that counts and hashes; `is_edge[i]` tells whether node `i` is an edge device
     /// (for [`Counters::bytes_up`] and [`Counters::bytes_down`]; nodes past the end are
     /// not).
-    pub fn new(is_device: Vec<bool>) -> Self {
+    pub fn new(is_edge: Vec<bool>) -> Self {
         Self {
-            is_device,
+            is_edge,
             counters: Counters::default(),
             hasher: blake3::Hasher::new(),
             scratch: Vec::with_capacity(64),
@@ -126,7 +126,7 @@ impl Recorder {
         }
         self.hash_record(time, &event)?;
         self.last = time;
-        self.counters.count(&event, &self.is_device);
+        self.counters.count(&event, &self.is_edge);
         let record = TraceRecord { time, event };
         if let Some(out) = &mut self.jsonl
             && self.io_error.is_none()
