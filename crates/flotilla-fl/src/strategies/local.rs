@@ -56,9 +56,9 @@ pub struct KdPlan {
     /// Reset the optimiser's momentum between the CE and the KD phase (`false`: one
     /// optimiser carries through both, as in the reference).
     pub fresh_optimizer: bool,
-    /// Unlabeled samples (the first ones the client holds) on which to measure teacher and
-    /// student accuracy before and after distillation; 0 turns the probe off. The labels
-    /// are read only for these measurements, never for training.
+    /// Unlabeled samples (evenly strided over those the client holds) on which to measure
+    /// teacher and student accuracy before and after distillation; 0 turns the probe off.
+    /// The labels are read only for these measurements, never for training.
     pub probe_samples: u32,
 }
 
@@ -77,10 +77,13 @@ fn payload(assignment: &Assignment<Work>, role: ModelRole) -> Result<Weights, Fl
         .ok_or_else(|| FlError::Protocol(format!("assignment carries no {role} model")))
 }
 
-/// The probe's samples: the first `n` unlabeled samples.
-fn probe_indices(env: &ClientEnv, plan: &KdPlan) -> Vec<usize> {
-    let n = (plan.probe_samples as usize).min(env.data.unlabeled.len());
-    env.data.unlabeled[..n].to_vec()
+/// The probe's samples: `n` of the client's unlabeled samples at an even stride. A client's
+/// samples are in dataset order, which some datasets sort by class (CIFAR-10 image
+/// folders), so a prefix could hold a single class; a stride takes every class in
+/// proportion, and draws no randomness (training streams stay untouched).
+fn probe_indices(unlabeled: &[usize], n: u32) -> Vec<usize> {
+    let (len, n) = (unlabeled.len(), (n as usize).min(unlabeled.len()));
+    (0..n).map(|i| unlabeled[i * len / n]).collect()
 }
 
 fn accuracy(logits: &ndarray::Array2<f32>, labels: &[u32]) -> Result<f64, FlError> {
@@ -177,7 +180,7 @@ impl LocalWorker {
                 teacher_weights.clone(),
                 plan.teacher_bn,
             )?;
-            let probe = probe_indices(env, plan);
+            let probe = probe_indices(&env.data.unlabeled, plan.probe_samples);
             let probe_batch = if probe.is_empty() {
                 None
             } else {
@@ -295,7 +298,7 @@ impl ClientStrategy for LocalWorker {
                     KdMode::Joint => (0, h, h * batch),
                 };
                 let probe = if unlabeled {
-                    probe_indices(env, plan).len()
+                    probe_indices(&env.data.unlabeled, plan.probe_samples).len()
                 } else {
                     0
                 };
@@ -315,5 +318,22 @@ impl ClientStrategy for LocalWorker {
                 plan,
             } => Self::distill(env, &a, (*student, *teacher), plan),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::probe_indices;
+
+    #[test]
+    fn the_probe_spans_the_unlabeled_set_evenly() {
+        // Sorted by class, as a client's samples are when the dataset is: ten of each.
+        let unlabeled: Vec<usize> = (0..100).collect();
+        let probe = probe_indices(&unlabeled, 10);
+        let classes: Vec<usize> = probe.iter().map(|i| i / 10).collect();
+        assert_eq!(classes, (0..10).collect::<Vec<_>>());
+        assert_eq!(probe_indices(&unlabeled, 500), unlabeled);
+        assert!(probe_indices(&[], 8).is_empty());
+        assert!(probe_indices(&unlabeled, 0).is_empty());
     }
 }
