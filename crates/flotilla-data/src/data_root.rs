@@ -62,7 +62,10 @@ mod tests {
         std::fs::create_dir_all(dir.path().join("shared/data")).unwrap();
         std::fs::create_dir(&cwd).unwrap();
         assert!(resolve_data_root(None, &cwd).unwrap().is_dir());
-        let err = resolve_data_root(None, dir.path()).unwrap_err();
+        // Inside the temporary folder, so that whatever lies beside it cannot answer.
+        let elsewhere = dir.path().join("elsewhere/main");
+        std::fs::create_dir_all(&elsewhere).unwrap();
+        let err = resolve_data_root(None, &elsewhere).unwrap_err();
         assert!(err.to_string().contains("set FLOTILLA_DATA"), "{err}");
     }
 }
