@@ -82,8 +82,13 @@ fn payload(assignment: &Assignment<Work>, role: ModelRole) -> Result<Weights, Fl
 /// folders), so a prefix could hold a single class; a stride takes every class in
 /// proportion, and draws no randomness (training streams stay untouched).
 fn probe_indices(unlabeled: &[usize], n: u32) -> Vec<usize> {
-    let (len, n) = (unlabeled.len(), (n as usize).min(unlabeled.len()));
+    let (len, n) = (unlabeled.len(), probe_size(unlabeled.len(), n));
     (0..n).map(|i| unlabeled[i * len / n]).collect()
+}
+
+/// How many samples the probe holds when the client has `unlabeled` of them.
+fn probe_size(unlabeled: usize, n: u32) -> usize {
+    (n as usize).min(unlabeled)
 }
 
 fn accuracy(logits: &ndarray::Array2<f32>, labels: &[u32]) -> Result<f64, FlError> {
@@ -298,7 +303,7 @@ impl ClientStrategy for LocalWorker {
                     KdMode::Joint => (0, h, h * batch),
                 };
                 let probe = if unlabeled {
-                    probe_indices(&env.data.unlabeled, plan.probe_samples).len()
+                    probe_size(env.data.unlabeled.len(), plan.probe_samples)
                 } else {
                     0
                 };
