@@ -28,12 +28,13 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Train(args) => commands::train::run(args),
-        Command::Models(args) => commands::models::run(args),
+        Command::Train(args) => commands::train::run(args).map(|()| true),
+        Command::Models(args) => commands::models::run(args).map(|()| true),
         Command::Run(args) => commands::run::run(args),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(commands::run::EXIT_NOT_ALL_RESULTS),
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(commands::exit_code(&e))

@@ -65,6 +65,28 @@ pub enum ExperimentError {
         /// What the simulation reported.
         reason: String,
     },
+    /// A node of the simulation failed (its handler or one of its jobs returned an error or
+    /// panicked): the run stopped and has no result.
+    #[error(
+        "{method} (seed {seed}): node {node} failed {round}, at {time_s:.3} s virtual: {reason}"
+    )]
+    NodeFailed {
+        /// The method.
+        method: String,
+        /// The seed.
+        seed: u64,
+        /// The node's name (`server`, `client-7`).
+        node: String,
+        /// Where in the run it failed (`in round 3`).
+        round: String,
+        /// Virtual time of the failure \[s\].
+        time_s: f64,
+        /// What the node reported.
+        reason: String,
+    },
+    /// The output folder cannot be used.
+    #[error(transparent)]
+    Output(#[from] crate::OutputError),
     /// Reading or writing a file failed.
     #[error("{path}")]
     Io {
@@ -84,6 +106,7 @@ impl ExperimentError {
             ExperimentError::Config(_)
                 | ExperimentError::Syntax { .. }
                 | ExperimentError::Data { .. }
+                | ExperimentError::Output(_)
         )
     }
 }

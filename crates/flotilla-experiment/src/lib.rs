@@ -16,7 +16,9 @@
 mod config;
 mod datasets;
 mod error;
+pub mod health;
 mod method;
+pub mod output;
 pub mod report;
 mod run;
 mod setup;
@@ -27,6 +29,8 @@ pub use config::{
 };
 pub use datasets::{Loaded, Named, UnknownDataset};
 pub use error::{ConfigError, ExperimentError};
+pub use health::Verdict;
 pub use method::Method;
-pub use run::{RunOptions, RunOutcome, SERVER};
+pub use output::{OutputDir, OutputError};
+pub use run::{Faults, RunOptions, RunOutcome, SERVER};
 pub use setup::Prepared;

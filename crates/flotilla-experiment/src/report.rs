@@ -2,7 +2,7 @@
 //! results table. Nothing here depends on wall time or thread count except the fields
 //! named `wall_time_s` in the summary.
 
-use crate::{ExperimentConfig, Method, RunOutcome};
+use crate::{ExperimentConfig, Method, RunOutcome, Verdict};
 use flotilla_fl::ModelRole;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -30,22 +30,28 @@ pub fn metrics_csv(outcomes: &[RunOutcome]) -> String {
 /// `stages.csv`: per round and stage, how many clients were assigned, replied and were
 /// rejected (a model with a non-finite value), and
 /// the mean of every statistic clients (`client_*`) and the server job (`server_*`)
-/// reported — the instrumentation of the distillation phase.
+/// reported — the instrumentation of the distillation phase. A stage with no statistic
+/// (no reply was aggregated and no server job ran) still has one row, with the statistic
+/// `none` and an empty value.
 pub fn stages_csv(outcomes: &[RunOutcome]) -> String {
     let mut out =
         String::from("method,seed,round,stage,assigned,replied,rejected,statistic,value\n");
     for o in outcomes {
         for r in &o.rounds {
             for s in &r.stages {
-                let rows = s
+                let mut rows: Vec<(String, String)> = s
                     .client_stats
                     .iter()
-                    .map(|(k, v)| (format!("client_{k}"), *v))
+                    .map(|(k, v)| (format!("client_{k}"), v.to_string()))
                     .chain(
                         s.server_stats
                             .iter()
-                            .map(|(k, v)| (format!("server_{k}"), *v)),
-                    );
+                            .map(|(k, v)| (format!("server_{k}"), v.to_string())),
+                    )
+                    .collect();
+                if rows.is_empty() {
+                    rows.push(("none".into(), String::new()));
+                }
                 for (name, value) in rows {
                     let _ = writeln!(
                         out,
@@ -85,6 +91,15 @@ pub struct RunSummary {
     pub seed: u64,
     /// Per model (`target`, `auxiliary`) the method trains.
     pub models: BTreeMap<String, ModelResult>,
+    /// Per model, whether it is a result (`ok`), `diverged` (with the round and why) or
+    /// `no_update` (nothing was ever aggregated into it).
+    pub verdicts: BTreeMap<String, Verdict>,
+    /// Rounds in which no stage aggregated a reply.
+    pub empty_rounds: Vec<u32>,
+    /// Client replies rejected because their model held a non-finite value.
+    pub rejected_replies: usize,
+    /// Test accuracy of always predicting the most frequent label.
+    pub chance_accuracy: f64,
     /// Messages sent.
     pub messages_sent: u64,
     /// Messages delivered.
@@ -111,6 +126,7 @@ impl RunSummary {
     /// The summary of `o`.
     pub fn new(o: &RunOutcome) -> Self {
         let mut models = BTreeMap::new();
+        let mut verdicts = BTreeMap::new();
         for role in ModelRole::ALL {
             if let (Some(final_accuracy), Some(best_accuracy)) =
                 (o.final_accuracy(role), o.best_accuracy(role))
@@ -122,12 +138,17 @@ impl RunSummary {
                         best_accuracy,
                     },
                 );
+                verdicts.insert(role.name().to_string(), o.verdict(role));
             }
         }
         Self {
             method: o.method,
             seed: o.seed,
             models,
+            verdicts,
+            empty_rounds: o.empty_rounds(),
+            rejected_replies: o.rejected_replies(),
+            chance_accuracy: o.chance_accuracy,
             messages_sent: o.counters.sent,
             messages_delivered: o.counters.delivered,
             messages_dropped: o.counters.dropped_total(),
@@ -181,18 +202,35 @@ pub struct MethodSummary {
     pub method: Method,
     /// The model its result is read from.
     pub reported_model: ModelRole,
-    /// Final accuracy of the reported model.
+    /// Final accuracy of the reported model, over the runs where it is a result.
     pub final_accuracy: Option<MeanStd>,
-    /// Final accuracy of the target, if the method trains it.
+    /// Final accuracy of the target, if the method trains it, over the runs where it is a
+    /// result.
     pub target_final: Option<MeanStd>,
-    /// Final accuracy of the auxiliary model, if the method trains it.
+    /// Final accuracy of the auxiliary model, if the method trains it, over the runs where
+    /// it is a result.
     pub auxiliary_final: Option<MeanStd>,
+    /// Runs left out of the means above: a model that diverged or was never updated.
+    pub excluded: Vec<Excluded>,
+    /// Rounds, over all seeds, in which no update was aggregated.
+    pub empty_rounds: usize,
     /// Mean virtual time \[s\].
     pub virtual_time_s: f64,
     /// Mean bytes up + down per run \[MB\].
     pub traffic_mb: f64,
     /// Training samples moved to the server per run.
     pub samples_centralised: u64,
+}
+
+/// A run's model left out of a method's means.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Excluded {
+    /// The run's seed.
+    pub seed: u64,
+    /// The model.
+    pub model: ModelRole,
+    /// Why it is not a result.
+    pub verdict: Verdict,
 }
 
 /// `summary.json`.
@@ -216,9 +254,26 @@ impl Summary {
                 continue;
             }
             let of = |role: ModelRole| {
-                let values: Vec<f64> = runs.iter().filter_map(|o| o.final_accuracy(role)).collect();
+                let values: Vec<f64> = runs
+                    .iter()
+                    .filter(|o| o.verdict(role).is_ok())
+                    .filter_map(|o| o.final_accuracy(role))
+                    .collect();
                 MeanStd::of(&values)
             };
+            let excluded = runs
+                .iter()
+                .flat_map(|o| {
+                    ModelRole::ALL.into_iter().filter_map(|role| {
+                        let verdict = o.verdict(role);
+                        (o.final_accuracy(role).is_some() && !verdict.is_ok()).then_some(Excluded {
+                            seed: o.seed,
+                            model: role,
+                            verdict,
+                        })
+                    })
+                })
+                .collect();
             let reported_model = method.reported_model(config.fedavg.model);
             let n = runs.len() as f64;
             methods.push(MethodSummary {
@@ -227,6 +282,8 @@ impl Summary {
                 final_accuracy: of(reported_model),
                 target_final: of(ModelRole::Target),
                 auxiliary_final: of(ModelRole::Auxiliary),
+                excluded,
+                empty_rounds: runs.iter().map(|o| o.empty_rounds().len()).sum(),
                 virtual_time_s: runs.iter().map(|o| o.virtual_time_s).sum::<f64>() / n,
                 traffic_mb: runs
                     .iter()
@@ -254,6 +311,17 @@ impl Summary {
             Some(m) => format!("{:.2}", 100.0 * m.mean),
             None => "—".to_string(),
         };
+        // A model trained in some run but a result in none shows why instead of a number.
+        // A mean that leaves a seed out is marked `*` (the warnings below say which).
+        let cell = |m: &MethodSummary, role: ModelRole, value: Option<MeanStd>| match (
+            value,
+            m.excluded.iter().find(|x| x.model == role),
+        ) {
+            (None, Some(x)) if x.verdict == Verdict::NoUpdate => "no update".to_string(),
+            (None, Some(_)) => "diverged".to_string(),
+            (value, Some(_)) => format!("{} *", pct(value)),
+            (value, None) => pct(value),
+        };
         let mut out = format!(
             "{:<22} {:>16} {:>16} {:>16} {:>12} {:>11} {:>12}\n",
             "method",
@@ -269,15 +337,52 @@ impl Summary {
                 out,
                 "{:<22} {:>16} {:>16} {:>16} {:>12.0} {:>11.1} {:>12}",
                 m.method.name(),
-                format!("{} ({})", pct(m.final_accuracy), short(m.reported_model)),
-                pct(m.target_final),
-                pct(m.auxiliary_final),
+                format!(
+                    "{} ({})",
+                    cell(m, m.reported_model, m.final_accuracy),
+                    short(m.reported_model)
+                ),
+                cell(m, ModelRole::Target, m.target_final),
+                cell(m, ModelRole::Auxiliary, m.auxiliary_final),
                 m.virtual_time_s,
                 m.traffic_mb,
                 m.samples_centralised
             );
         }
+        for line in self.warnings() {
+            let _ = writeln!(out, "warning: {line}");
+        }
         out
+    }
+
+    /// What the table's numbers leave out: runs whose model diverged or was never updated
+    /// (excluded from the means), and rounds that aggregated nothing.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        for m in &self.methods {
+            for x in &m.excluded {
+                lines.push(format!(
+                    "{} seed {}: {} {}; not counted in the table",
+                    m.method,
+                    x.seed,
+                    x.model,
+                    x.verdict.describe()
+                ));
+            }
+            if m.empty_rounds > 0 {
+                lines.push(format!(
+                    "{}: {} round(s) over all seeds aggregated no update (stages.csv rows with \
+                     replied = 0)",
+                    m.method, m.empty_rounds
+                ));
+            }
+        }
+        lines
+    }
+
+    /// Whether every run's every model is a result.
+    pub fn all_results(&self) -> bool {
+        self.methods.iter().all(|m| m.excluded.is_empty())
     }
 }
 

@@ -3,20 +3,21 @@
 use crate::{ExperimentError, Method, Prepared};
 use flotilla_actors::ActixRuntime;
 use flotilla_fl::{
-    ClientData, Coordinator, CoordinatorConfig, Evaluation, FedAvg, FedAvgConfig, KdConfig,
-    LearningTask, LocalWorker, ModelRole, Observer, OnDeviceKd, OnDeviceKdConfig, Participant,
-    RoundRecord, ServerEnsembleConfig, ServerLogitEnsemble, ServerStrategy, Work,
+    ClientData, Coordinator, CoordinatorConfig, Evaluation, FedAvg, FedAvgConfig, FlMessage,
+    KdConfig, LearningTask, LocalWorker, ModelRole, Observer, OnDeviceKd, OnDeviceKdConfig,
+    Participant, RoundRecord, ServerEnsembleConfig, ServerLogitEnsemble, ServerStrategy, Work,
 };
 use flotilla_nn::LrSchedule;
 use flotilla_sim::{
-    Counters, DeviceProfile, LinkSpec, NetworkModel, NodeId, Seed, SimDuration, Simulation, StopAt,
+    Context, Counters, DeviceProfile, Event, LinkSpec, NetworkModel, Node, NodeError, NodeId,
+    Outage, Seed, SimDuration, SimTime, Simulation, StopAt,
 };
 use serde::Serialize;
 use std::io::Write;
 use std::sync::Arc;
 use std::time::Instant;
 
-/// How to run: threads, trace output, progress.
+/// How to run: threads, trace output, progress, injected faults.
 #[derive(Default)]
 pub struct RunOptions {
     /// Actor arbiters and job threads (results do not depend on it).
@@ -25,6 +26,8 @@ pub struct RunOptions {
     pub trace: Option<Box<dyn Write + Send>>,
     /// Called with every evaluation as it completes.
     pub observer: Option<Observer>,
+    /// Faults injected on top of the configured fleet (none by default).
+    pub faults: Faults,
 }
 
 impl std::fmt::Debug for RunOptions {
@@ -32,7 +35,50 @@ impl std::fmt::Debug for RunOptions {
         f.debug_struct("RunOptions")
             .field("threads", &self.threads)
             .field("trace", &self.trace.is_some())
+            .field("faults", &self.faults)
             .finish_non_exhaustive()
+    }
+}
+
+/// Faults injected into a run on top of what the configuration describes, to test
+/// strategies (and the framework) under failure. Clients are indexed from 0 as in the
+/// split; the injected draws come from the simulation's own seeded streams.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Faults {
+    /// Probability that a message on a client's link is lost, replacing the link's own.
+    pub loss: Option<f64>,
+    /// Windows `[from, until)` of virtual time in which a client is cut off from the
+    /// network: `(client, from, until)`.
+    pub outages: Vec<(usize, SimTime, SimTime)>,
+    /// A client whose node panics when it receives work of this round: `(client, round)`
+    /// (a bug in a client strategy, as the framework sees one).
+    pub panic: Option<(usize, u32)>,
+}
+
+/// A participant whose handler panics on an assignment of one round (see [`Faults`]).
+struct Panicking {
+    inner: Participant<LocalWorker>,
+    round: u32,
+}
+
+impl Node<FlMessage<Work>> for Panicking {
+    fn on_event(
+        &mut self,
+        event: Event<FlMessage<Work>>,
+        ctx: &mut Context<'_, FlMessage<Work>>,
+    ) -> Result<(), NodeError> {
+        if let Event::Message {
+            msg: FlMessage::Assign(a),
+            ..
+        } = &event
+        {
+            assert!(
+                a.round != self.round,
+                "injected fault: panic in round {}",
+                self.round
+            );
+        }
+        self.inner.on_event(event, ctx)
     }
 }
 
@@ -53,6 +99,8 @@ pub struct RunOutcome {
     pub clients: (usize, usize),
     /// Training samples moved off the devices.
     pub samples_centralised: u64,
+    /// Test accuracy of always predicting the most frequent test label.
+    pub chance_accuracy: f64,
     /// Virtual time at the end of the run \[s\].
     pub virtual_time_s: f64,
     /// Wall-clock time of the simulation \[s\] (reported only; never in metrics).
@@ -225,47 +273,78 @@ impl Prepared {
             .map_err(|e| crate::ConfigError::new("server", "server", e.to_string()))?;
         let server = builder.add_infrastructure_node("server", coordinator, server_device);
         debug_assert_eq!(server, SERVER);
-        let client_link = link(&c.fleet.link, "fleet.link")?;
+        let mut client_link = link(&c.fleet.link, "fleet.link")?;
+        let faults = &options.faults;
+        if let Some(loss) = faults.loss {
+            client_link.loss = loss;
+        }
         let worker = Arc::new(LocalWorker);
         let devices = self.devices(method)?;
+        let mut ids = Vec::with_capacity(devices.len());
         for (i, (data, device)) in split.into_iter().zip(devices).enumerate() {
             let participant = Participant::new(worker.clone(), task.clone(), data, server);
-            let id = builder.add_node(format!("client-{i}"), participant, Some(device));
+            let name = format!("client-{i}");
+            let id = match faults.panic {
+                Some((client, round)) if client == i => {
+                    let node = Panicking {
+                        inner: participant,
+                        round,
+                    };
+                    builder.add_node(name, node, Some(device))
+                }
+                _ => builder.add_node(name, participant, Some(device)),
+            };
             builder.network().set_node_link(id, client_link.clone());
+            ids.push(id);
+        }
+        for &(client, from, until) in &faults.outages {
+            let node = *ids.get(client).ok_or_else(|| {
+                crate::ConfigError::new("faults.outages", client, "no such client")
+            })?;
+            builder.network().rule(Outage {
+                nodes: Some([node].into()),
+                windows: vec![(from, until)],
+            });
         }
         let sim = builder.build();
         let started = Instant::now();
-        let sim = ActixRuntime::new(options.threads.max(1)).run(sim, StopAt::Idle)?;
+        let sim = ActixRuntime::new(options.threads.max(1)).run(sim, StopAt::IdleOrFailure)?;
         let wall_time_s = started.elapsed().as_secs_f64();
         let report = sim.world().report();
-        let coordinator =
-            sim.node::<Coordinator<S>>(server)
-                .ok_or_else(|| ExperimentError::Incomplete {
-                    method: method.to_string(),
-                    seed,
-                    reason: "the coordinator is gone".into(),
-                })?;
-        if !coordinator.finished() {
-            let failures: Vec<String> = report
-                .failures
+        let incomplete = |reason: String| ExperimentError::Incomplete {
+            method: method.to_string(),
+            seed,
+            reason,
+        };
+        let coordinator = sim
+            .node::<Coordinator<S>>(server)
+            .ok_or_else(|| incomplete("the coordinator is gone".into()))?;
+        if let Some(failure) = report.failures.first() {
+            let time_s = failure.time.as_secs_f64();
+            let history = coordinator.history();
+            // The round open at the failure, or the last one when its evaluation failed.
+            let round = history
                 .iter()
-                .map(|f| format!("{f:?}"))
-                .take(3)
-                .collect();
-            return Err(ExperimentError::Incomplete {
+                .find(|r| r.closed_at_s.is_nan() || r.closed_at_s >= time_s)
+                .or(history.last())
+                .map_or("before round 0 (registration)".to_string(), |r| {
+                    format!("in round {}", r.round)
+                });
+            return Err(ExperimentError::NodeFailed {
                 method: method.to_string(),
                 seed,
-                reason: format!(
-                    "stopped after {} of {} rounds; failures: {}",
-                    coordinator.history().len(),
-                    c.rounds,
-                    if failures.is_empty() {
-                        "none".to_string()
-                    } else {
-                        failures.join("; ")
-                    }
-                ),
+                node: failure.name.clone(),
+                round,
+                time_s,
+                reason: failure.reason.clone(),
             });
+        }
+        if !coordinator.finished() {
+            return Err(incomplete(format!(
+                "stopped after {} of {} rounds with no node failure",
+                coordinator.history().len(),
+                c.rounds
+            )));
         }
         let mut evaluations: Vec<Evaluation> = coordinator
             .history()
@@ -282,6 +361,7 @@ impl Prepared {
             counters: report.counters.clone(),
             clients: (fleet.len(), fleet.capable(ModelRole::Target).len()),
             samples_centralised: coordinator.strategy().centralised_samples(),
+            chance_accuracy: self.chance_accuracy(),
             virtual_time_s: report.end_time.as_secs_f64(),
             wall_time_s,
             trace_hash: report.trace_hash.to_string(),

@@ -215,6 +215,11 @@ impl Prepared {
             .collect())
     }
 
+    /// Test accuracy of always predicting the most frequent test label.
+    pub fn chance_accuracy(&self) -> f64 {
+        crate::health::chance_accuracy(self.test.labels())
+    }
+
     /// The learning task of a run with `seed`.
     pub fn task(&self, seed: u64) -> Result<Arc<LearningTask>, ExperimentError> {
         let t = &self.config.training;

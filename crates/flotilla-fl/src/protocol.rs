@@ -14,8 +14,8 @@
 
 use crate::{Capabilities, ClientData};
 use crate::{
-    ClientEnv, ClientStrategy, Evaluation, FlError, FlMessage, Fleet, LearningTask, Reply,
-    ServerStrategy,
+    ClientEnv, ClientStrategy, Evaluation, FlError, FlMessage, Fleet, LearningTask, ModelRole,
+    Reply, ServerStrategy,
 };
 use flotilla_sim::{Context, Event, Node, NodeError, NodeId, SimDuration};
 use serde::Serialize;
@@ -50,6 +50,9 @@ pub struct StageRecord {
     /// Clients whose reply carried a model with a non-finite value (a diverged local run):
     /// left out of the aggregate, in arrival order.
     pub rejected: Vec<NodeId>,
+    /// The models the aggregated replies carried, in role order (empty when nothing was
+    /// aggregated).
+    pub models: Vec<ModelRole>,
     /// Mean over the replies of each statistic the clients reported.
     pub client_stats: BTreeMap<String, f64>,
     /// Statistics of the server job, if one ran.
@@ -202,6 +205,7 @@ impl<S: ServerStrategy> Coordinator<S> {
                 assigned: self.awaiting.iter().copied().collect(),
                 replied: Vec::new(),
                 rejected: Vec::new(),
+                models: Vec::new(),
                 client_stats: BTreeMap::new(),
                 server_stats: BTreeMap::new(),
             });
@@ -226,6 +230,11 @@ impl<S: ServerStrategy> Coordinator<S> {
         let replies = std::mem::take(&mut self.replies);
         if let Some(stage) = self.history.last_mut().and_then(|r| r.stages.last_mut()) {
             stage.replied = replies.keys().copied().collect();
+            let roles: BTreeSet<ModelRole> = replies
+                .values()
+                .flat_map(|r| r.models.iter().map(|p| p.role))
+                .collect();
+            stage.models = roles.into_iter().collect();
             stage.client_stats = mean_stats(replies.values().map(|r| &r.stats));
         }
         match self

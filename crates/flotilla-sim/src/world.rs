@@ -36,12 +36,15 @@ pub enum StopAt {
     Idle,
     /// After the last instant at or before this time (later events stay queued).
     Time(SimTime),
+    /// When nothing is left to happen, or after the first instant in which a node failed
+    /// (a run whose results would be incomplete stops at once).
+    IdleOrFailure,
 }
 
 impl StopAt {
     fn limit(self) -> SimTime {
         match self {
-            StopAt::Idle => SimTime::MAX,
+            StopAt::Idle | StopAt::IdleOrFailure => SimTime::MAX,
             StopAt::Time(t) => t,
         }
     }
@@ -269,7 +272,9 @@ impl<M> World<M> {
         stop: StopAt,
         runner: &mut dyn JobRunner<M>,
     ) -> Option<(SimTime, Vec<Batch<M>>)> {
-        if self.queue.peek_time()? > stop.limit() {
+        if self.queue.peek_time()? > stop.limit()
+            || (stop == StopAt::IdleOrFailure && !self.failures.is_empty())
+        {
             return None;
         }
         let (now, items) = self.queue.pop_instant()?;

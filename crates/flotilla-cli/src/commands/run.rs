@@ -4,7 +4,7 @@ use crate::plot::{AccuracyPoint, AccuracySeries, draw_accuracy};
 use anyhow::Context;
 use flotilla_experiment::report::{Summary, metrics_csv, stages_csv};
 use flotilla_experiment::{
-    ConfigSource, ExperimentConfig, Method, Prepared, RunOptions, RunOutcome,
+    ConfigSource, ExperimentConfig, Method, OutputDir, Prepared, RunOptions, RunOutcome, Verdict,
 };
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::fs;
@@ -20,7 +20,8 @@ pub(crate) struct RunArgs {
     /// Override a config key, e.g. `--set data.alpha=1.0` (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
-    /// Output folder (default `out/<config name>`); replaced when the run succeeds.
+    /// Output folder (default `out/<config name>`): created, or replaced when it holds an
+    /// earlier flotilla output, once every run finished; any other folder is refused.
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
     /// Worker threads (results are identical for any number).
@@ -38,36 +39,31 @@ pub(crate) struct RunArgs {
     trace: bool,
 }
 
-/// Removes the partial output folder unless the run completed.
-struct PartialDir {
-    path: PathBuf,
-    keep: bool,
-}
-
-impl Drop for PartialDir {
-    fn drop(&mut self) {
-        if !self.keep {
-            let _ = fs::remove_dir_all(&self.path);
-        }
-    }
-}
-
 fn write(dir: &Path, name: &str, text: &str) -> anyhow::Result<()> {
     let path = dir.join(name);
     fs::write(&path, text).with_context(|| format!("writing {}", path.display()))
 }
 
+/// One curve per method of its result model, over the runs where that model is a result;
+/// the legend names the runs left out and why.
 fn series(config: &ExperimentConfig, outcomes: &[RunOutcome]) -> Vec<AccuracySeries> {
     config
         .methods
         .iter()
         .map(|&method| {
             let role = method.reported_model(config.fedavg.model);
+            let mut label = format!("{method} ({role})");
+            for o in outcomes.iter().filter(|o| o.method == method) {
+                let verdict = o.verdict(role);
+                if !verdict.is_ok() {
+                    label.push_str(&format!(", seed {}: {}", o.seed, verdict.describe()));
+                }
+            }
             AccuracySeries {
-                method: format!("{method} ({role})"),
+                method: label,
                 runs: outcomes
                     .iter()
-                    .filter(|o| o.method == method)
+                    .filter(|o| o.method == method && o.verdict(role).is_ok())
                     .map(|o| {
                         o.evaluations
                             .iter()
@@ -85,8 +81,15 @@ fn series(config: &ExperimentConfig, outcomes: &[RunOutcome]) -> Vec<AccuracySer
         .collect()
 }
 
-/// Runs the experiment.
-pub(crate) fn run(args: RunArgs) -> anyhow::Result<()> {
+/// The most worker threads `--threads` accepts.
+const MAX_THREADS: usize = 1024;
+
+/// Exit code of a run that finished but has a model that is not a result (diverged, or
+/// never updated): the outputs are written and the warnings say which.
+pub(crate) const EXIT_NOT_ALL_RESULTS: u8 = 3;
+
+/// Runs the experiment; `Ok(false)` when it finished but some model is not a result.
+pub(crate) fn run(args: RunArgs) -> anyhow::Result<bool> {
     let source = ConfigSource::resolve(args.config.as_deref().unwrap_or("quickstart"))?;
     let mut overrides = args.set.clone();
     if let Some(n) = args.seeds {
@@ -96,37 +99,25 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<()> {
     let threads = args
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    if threads == 0 {
+    if !(1..=MAX_THREADS).contains(&threads) {
         anyhow::bail!(flotilla_experiment::ConfigError::new(
             "--threads",
-            0,
-            "must be at least 1"
+            threads,
+            format!("must be from 1 to {MAX_THREADS}")
         ));
     }
     let out = args
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from("out").join(&config.name));
+    // Claimed before any work: a folder flotilla may not replace is refused now.
+    let output = OutputDir::claim(&out)?;
+    let staging = output.staging().to_path_buf();
     if !args.quiet {
         eprintln!("loading {} data…", config.data.dataset.name());
     }
     let prepared = Prepared::new(config)?;
     let config = &prepared.config;
-
-    let parent = out.parent().filter(|p| !p.as_os_str().is_empty());
-    if let Some(parent) = parent {
-        fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
-    }
-    let file_name = out
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "out".into());
-    let partial = PartialDir {
-        path: out.with_file_name(format!(".{file_name}.partial-{}", std::process::id())),
-        keep: false,
-    };
-    fs::create_dir_all(&partial.path)
-        .with_context(|| format!("creating {}", partial.path.display()))?;
 
     let seeds = config.seed_list();
     let total = (config.methods.len() * seeds.len()) as u64 * u64::from(config.rounds);
@@ -143,7 +134,7 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<()> {
         bar
     };
     let mut trace_file = if args.trace {
-        let path = partial.path.join("trace.jsonl");
+        let path = staging.join("trace.jsonl");
         Some(fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?)
     } else {
         None
@@ -192,12 +183,15 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<()> {
         )?;
         bar.set_position(base + u64::from(config.rounds));
         if args.quiet {
-            let result = outcome.final_accuracy(role).unwrap_or(f64::NAN);
+            let result = match outcome.verdict(role) {
+                Verdict::Ok => outcome
+                    .final_accuracy(role)
+                    .map_or("not evaluated".into(), |a| format!("{:.2} %", 100.0 * a)),
+                verdict => verdict.describe(),
+            };
             eprintln!(
-                "{method} seed {seed}: {role} {:.2} % after {} rounds ({:.1} s)",
-                100.0 * result,
-                config.rounds,
-                outcome.wall_time_s
+                "{method} seed {seed}: {role} {result} after {} rounds ({:.1} s)",
+                config.rounds, outcome.wall_time_s
             );
         }
         outcomes.push(outcome);
@@ -205,10 +199,10 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<()> {
     bar.finish_and_clear();
 
     let summary = Summary::new(config, &outcomes);
-    write(&partial.path, "metrics.csv", &metrics_csv(&outcomes))?;
-    write(&partial.path, "stages.csv", &stages_csv(&outcomes))?;
+    write(&staging, "metrics.csv", &metrics_csv(&outcomes))?;
+    write(&staging, "stages.csv", &stages_csv(&outcomes))?;
     let json = serde_json::to_string_pretty(&summary).context("encoding summary.json")?;
-    write(&partial.path, "summary.json", &json)?;
+    write(&staging, "summary.json", &json)?;
     let title = format!(
         "{}: {} α={} ({} seed{})",
         config.name,
@@ -218,17 +212,11 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<()> {
         if seeds.len() == 1 { "" } else { "s" }
     );
     draw_accuracy(
-        &partial.path.join("accuracy.png"),
+        &staging.join("accuracy.png"),
         &title,
         &series(config, &outcomes),
     )?;
-    if out.exists() {
-        fs::remove_dir_all(&out).with_context(|| format!("replacing {}", out.display()))?;
-    }
-    fs::rename(&partial.path, &out)
-        .with_context(|| format!("moving results to {}", out.display()))?;
-    let mut partial = partial;
-    partial.keep = true;
+    output.commit()?;
 
     println!("{}", summary.table());
     let wall: f64 = outcomes.iter().map(|o| o.wall_time_s).sum();
@@ -248,5 +236,10 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<()> {
                 .map_or(0, |m| m.samples_centralised)
         );
     }
-    Ok(())
+    if !summary.all_results() {
+        eprintln!(
+            "flotilla: some model is not a result (see the warnings above); exit code {EXIT_NOT_ALL_RESULTS}"
+        );
+    }
+    Ok(summary.all_results())
 }
