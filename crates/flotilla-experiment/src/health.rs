@@ -52,7 +52,9 @@ impl Verdict {
         match self {
             Verdict::Ok => "ok".into(),
             Verdict::Diverged { round, reason } => format!("diverged at round {round} ({reason})"),
-            Verdict::NoUpdate => "no update aggregated in any round: the initial model".into(),
+            Verdict::NoUpdate => {
+                "was never updated (no aggregated reply carried it): the initial model".into()
+            }
         }
     }
 }

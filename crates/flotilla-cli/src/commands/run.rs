@@ -179,6 +179,7 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<bool> {
                 threads,
                 trace,
                 observer: Some(observer),
+                ..RunOptions::default()
             },
         )?;
         bar.set_position(base + u64::from(config.rounds));
