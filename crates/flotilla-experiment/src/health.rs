@@ -201,6 +201,7 @@ mod tests {
             clients: (2, 1),
             samples_centralised: 0,
             chance_accuracy: 0.1,
+            final_models: Vec::new(),
             virtual_time_s: 1.0,
             wall_time_s: 0.0,
             trace_hash: String::new(),

@@ -5,7 +5,8 @@ use flotilla_actors::ActixRuntime;
 use flotilla_fl::{
     ClientData, Coordinator, CoordinatorConfig, Evaluation, FedAvg, FedAvgConfig, FlMessage,
     KdConfig, LearningTask, LocalWorker, ModelRole, Observer, OnDeviceKd, OnDeviceKdConfig,
-    Participant, RoundRecord, ServerEnsembleConfig, ServerLogitEnsemble, ServerStrategy, Work,
+    Participant, Payload, RoundRecord, ServerEnsembleConfig, ServerLogitEnsemble, ServerStrategy,
+    Work,
 };
 use flotilla_nn::LrSchedule;
 use flotilla_sim::{
@@ -101,6 +102,10 @@ pub struct RunOutcome {
     pub samples_centralised: u64,
     /// Test accuracy of always predicting the most frequent test label.
     pub chance_accuracy: f64,
+    /// The global models at the end of the run (not serialised: see
+    /// [`Prepared::save_models`]).
+    #[serde(skip)]
+    pub final_models: Vec<Payload>,
     /// Virtual time at the end of the run \[s\].
     pub virtual_time_s: f64,
     /// Wall-clock time of the simulation \[s\] (reported only; never in metrics).
@@ -362,6 +367,7 @@ impl Prepared {
             clients: (fleet.len(), fleet.capable(ModelRole::Target).len()),
             samples_centralised: coordinator.strategy().centralised_samples(),
             chance_accuracy: self.chance_accuracy(),
+            final_models: coordinator.strategy().global_models(),
             virtual_time_s: report.end_time.as_secs_f64(),
             wall_time_s,
             trace_hash: report.trace_hash.to_string(),

@@ -1,11 +1,13 @@
 //! From a configuration to what a run needs: data, its split, the task, the devices.
 
-use crate::{ConfigError, ExperimentConfig, ExperimentError, Method, SplitKind};
+use crate::{ConfigError, ExperimentConfig, ExperimentError, Method, RunOutcome, SplitKind};
 use flotilla_data::{Augmentation, Dataset, dirichlet_labeled_unlabeled, fraction_split, iid};
 use flotilla_fl::{ClientData, LearningTask, LocalTraining, ModelRole};
-use flotilla_nn::{ModelSpec, SgdConfig};
+use flotilla_nn::{ModelSpec, Network, SgdConfig, Weights, load_safetensors, save_safetensors};
 use flotilla_sim::{DeviceProfile, LinkSpec, NodeId, Purpose, Seed};
 use flotilla_train::input_shape;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// An experiment with its data loaded and its models and devices checked against each
@@ -22,6 +24,8 @@ pub struct Prepared {
     auxiliary: ModelSpec,
     /// Training memory of the target and the auxiliary model \[bytes\].
     pub memory: (u64, u64),
+    /// Starting weights loaded with [`Prepared::init_from`], per model.
+    initial: BTreeMap<ModelRole, Weights>,
 }
 
 fn mb(bytes: u64) -> String {
@@ -60,6 +64,7 @@ impl Prepared {
             target,
             auxiliary,
             memory,
+            initial: BTreeMap::new(),
         };
         prepared.check_devices()?;
         // Fail now, not in the middle of the run, if the split is impossible.
@@ -215,6 +220,61 @@ impl Prepared {
             .collect())
     }
 
+    /// A fresh network of `role`'s architecture for this data.
+    pub fn network(&self, role: ModelRole) -> Result<Network, ExperimentError> {
+        let spec = match role {
+            ModelRole::Target => &self.target,
+            ModelRole::Auxiliary => &self.auxiliary,
+        };
+        Ok(spec
+            .build(input_shape(&self.train), self.train.classes())
+            .map_err(flotilla_fl::FlError::from)?)
+    }
+
+    /// Starts `role` from the weights in the safetensors file `path` (PyTorch names and
+    /// layouts, as [`Prepared::save_models`] writes them) in every run, instead of the
+    /// seed's draw.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] for `--init` when the file is missing, corrupt or does not match
+    /// the model (a missing tensor, a wrong shape), naming the file and the tensor.
+    pub fn init_from(&mut self, role: ModelRole, path: &Path) -> Result<(), ExperimentError> {
+        let weights = load_safetensors(path, &self.network(role)?).map_err(|e| {
+            ConfigError::new(
+                "--init",
+                format!("{role}={}", path.display()),
+                e.to_string(),
+            )
+        })?;
+        self.initial.insert(role, weights);
+        Ok(())
+    }
+
+    /// Writes the final global models of `outcome` into `dir` as
+    /// `<method>_seed<seed>_<model>.safetensors` (PyTorch names and layouts; see
+    /// `flotilla_nn::save_safetensors`), returning the files written.
+    pub fn save_models(
+        &self,
+        outcome: &RunOutcome,
+        dir: &Path,
+    ) -> Result<Vec<PathBuf>, ExperimentError> {
+        std::fs::create_dir_all(dir).map_err(|source| ExperimentError::Io {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        let mut written = Vec::new();
+        for payload in &outcome.final_models {
+            let path = dir.join(format!(
+                "{}_seed{}_{}.safetensors",
+                outcome.method, outcome.seed, payload.role
+            ));
+            save_safetensors(&path, &self.network(payload.role)?, &payload.weights)
+                .map_err(flotilla_fl::FlError::from)?;
+            written.push(path);
+        }
+        Ok(written)
+    }
+
     /// Test accuracy of always predicting the most frequent test label.
     pub fn chance_accuracy(&self) -> f64 {
         crate::health::chance_accuracy(self.test.labels())
@@ -233,7 +293,7 @@ impl Prepared {
                 nesterov: false,
             },
         };
-        Ok(Arc::new(LearningTask::new(
+        let mut task = LearningTask::new(
             self.train.clone(),
             self.test.clone(),
             self.augmentation,
@@ -243,6 +303,10 @@ impl Prepared {
             ],
             local,
             Seed(seed),
-        )?))
+        )?;
+        for (&role, weights) in &self.initial {
+            task.set_initial_weights(role, weights.clone())?;
+        }
+        Ok(Arc::new(task))
     }
 }

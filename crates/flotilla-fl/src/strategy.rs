@@ -33,6 +33,10 @@ pub enum FlError {
     /// A message did not carry what the protocol requires.
     #[error("protocol: {0}")]
     Protocol(String),
+    /// A task or strategy was given inconsistent inputs (e.g. initial weights of another
+    /// model).
+    #[error("setup: {0}")]
+    Setup(String),
 }
 
 /// The clients the server has heard from, in id order, with what each announced.

@@ -79,6 +79,8 @@ pub struct LearningTask {
     /// Master seed: initial weights and every client's training draws derive from it.
     pub seed: Seed,
     models: BTreeMap<ModelRole, ModelInfo>,
+    /// Starting weights given by the user, replacing the seeded draw.
+    initial: BTreeMap<ModelRole, Weights>,
 }
 
 impl LearningTask {
@@ -113,7 +115,34 @@ impl LearningTask {
             local,
             seed,
             models: infos,
+            initial: BTreeMap::new(),
         })
+    }
+
+    /// Starts `role` from `weights` instead of the seeded draw (for every method and seed
+    /// run on this task).
+    ///
+    /// # Errors
+    /// [`FlError::Setup`] when `weights` does not have the model's parameter and state
+    /// lengths.
+    pub fn set_initial_weights(
+        &mut self,
+        role: ModelRole,
+        weights: Weights,
+    ) -> Result<(), FlError> {
+        let net = self.network(role)?;
+        if weights.params.len() != net.param_len() || weights.state.len() != net.state_len() {
+            return Err(FlError::Setup(format!(
+                "initial {role} weights hold {} parameters and {} state values, the model has \
+                 {} and {}",
+                weights.params.len(),
+                weights.state.len(),
+                net.param_len(),
+                net.state_len()
+            )));
+        }
+        self.initial.insert(role, weights);
+        Ok(())
     }
 
     /// The roles this task has models for, target first.
@@ -141,9 +170,13 @@ impl LearningTask {
             .build(input_shape(&self.train), self.train.classes())?)
     }
 
-    /// The initial global weights of `role`: drawn from the seed's `INIT` stream, so
+    /// The initial global weights of `role`: those given to
+    /// [`LearningTask::set_initial_weights`], else drawn from the seed's `INIT` stream, so
     /// every method run with one seed starts from the same models.
     pub fn initial_weights(&self, role: ModelRole) -> Result<Weights, FlError> {
+        if let Some(w) = self.initial.get(&role) {
+            return Ok(w.clone());
+        }
         let mut rng = self.seed.substream(NodeId(0), Purpose::INIT, role as u64);
         Ok(self.network(role)?.init(&mut rng))
     }

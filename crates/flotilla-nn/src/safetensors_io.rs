@@ -59,10 +59,10 @@
 //!   (`running = 0.99·running + 0.01·batch`, momentum 0.99), which is `momentum=0.01` in
 //!   PyTorch; the method's eps is 1e-3 (`nn.BatchNorm2d(c, eps=1e-3, momentum=0.01)`).
 //!   PyTorch's `running_var` uses the unbiased batch variance.
-//! - Activations here are NHWC. Convolution weights are stored in PyTorch's layout, so a
-//!   PyTorch model takes NCHW input as usual, but a dense layer after a flatten of an image
-//!   (the `cnn` specs) sees features in `h, w, c` order: flatten with
-//!   `x.permute(0, 2, 3, 1).flatten(1)` in PyTorch. Flat inputs (MLPs) need no change.
+//! - Activations here are NHWC, but convolution weights are stored in PyTorch's layout and
+//!   [`Flatten`](crate::layer::Flatten) orders features as PyTorch's `nn.Flatten` does on
+//!   NCHW (channel, then row, then column), so a PyTorch model takes NCHW input and flattens
+//!   as usual, with no permute. Flat inputs (MLPs) need no change.
 
 use crate::network::NamedTensor;
 use crate::{Layout, Network, NnError, Result, Weights};
@@ -166,13 +166,43 @@ pub fn save_safetensors(path: &Path, network: &Network, weights: &Weights) -> Re
         ("format".to_string(), "pt".to_string()),
         ("flotilla_spec".to_string(), network.spec().to_string()),
     ]);
-    let bytes =
+    let mut bytes =
         safetensors::serialize(tensors.iter().map(|(n, s)| (n.as_str(), s)), Some(metadata))
             .map_err(|e| fail(format!("cannot serialise: {e}")))?;
+    sort_metadata(&mut bytes).map_err(fail)?;
     std::fs::write(path, bytes).map_err(|source| NnError::Io {
         path: path.to_path_buf(),
         source,
     })
+}
+
+/// Rewrites the header's `__metadata__` with its keys in sorted order: the library takes
+/// the metadata as a `HashMap`, whose random iteration order would otherwise make two
+/// saves of the same weights differ in their bytes. The header keeps its length (the same
+/// keys and values, reordered), so the data offsets stay valid.
+fn sort_metadata(bytes: &mut [u8]) -> std::result::Result<(), String> {
+    let len = bytes
+        .get(..8)
+        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+        .map(u64::from_le_bytes)
+        .and_then(|n| usize::try_from(n).ok())
+        .filter(|&n| 8 + n <= bytes.len())
+        .ok_or("serialised header has no valid length")?;
+    let header = &bytes[8..8 + len];
+    let json = header.trim_ascii_end();
+    let mut entries: std::collections::BTreeMap<String, serde_json::Value> =
+        serde_json::from_slice(json).map_err(|e| format!("serialised header: {e}"))?;
+    if let Some(meta) = entries.get_mut("__metadata__") {
+        let sorted: std::collections::BTreeMap<String, String> =
+            serde_json::from_value(meta.take()).map_err(|e| format!("metadata: {e}"))?;
+        *meta = serde_json::to_value(sorted).map_err(|e| format!("metadata: {e}"))?;
+    }
+    let canonical = serde_json::to_vec(&entries).map_err(|e| format!("header: {e}"))?;
+    if canonical.len() != json.len() {
+        return Err("reordered header changed length".into());
+    }
+    bytes[8..8 + canonical.len()].copy_from_slice(&canonical);
+    Ok(())
 }
 
 /// Reads weights for `network` from a file in the format of [`save_safetensors`].

@@ -4,8 +4,10 @@ use crate::plot::{AccuracyPoint, AccuracySeries, draw_accuracy};
 use anyhow::Context;
 use flotilla_experiment::report::{Summary, metrics_csv, stages_csv};
 use flotilla_experiment::{
-    ConfigSource, ExperimentConfig, Method, OutputDir, Prepared, RunOptions, RunOutcome, Verdict,
+    ConfigError, ConfigSource, ExperimentConfig, Method, OutputDir, Prepared, RunOptions,
+    RunOutcome, Verdict,
 };
+use flotilla_fl::ModelRole;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::fs;
 use std::io::Write;
@@ -37,6 +39,23 @@ pub(crate) struct RunArgs {
     /// `{"run": {"method": …, "seed": …}}` line.
     #[arg(long)]
     trace: bool,
+    /// Start a model from a safetensors file (PyTorch names and layouts, as written to
+    /// `models/`) instead of the seed's draw, e.g. `--init target=wl.safetensors`
+    /// (repeatable; models: target, auxiliary).
+    #[arg(long, value_name = "MODEL=PATH")]
+    init: Vec<String>,
+}
+
+/// Parses `--init MODEL=PATH`.
+fn parse_init(item: &str) -> Result<(ModelRole, PathBuf), ConfigError> {
+    let (model, path) = item
+        .split_once('=')
+        .ok_or_else(|| ConfigError::new("--init", item, "expected MODEL=PATH"))?;
+    let role = ModelRole::ALL
+        .into_iter()
+        .find(|r| r.name() == model)
+        .ok_or_else(|| ConfigError::new("--init", item, "the model is `target` or `auxiliary`"))?;
+    Ok((role, PathBuf::from(path)))
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> anyhow::Result<()> {
@@ -116,7 +135,11 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<bool> {
     if !args.quiet {
         eprintln!("loading {} data…", config.data.dataset.name());
     }
-    let prepared = Prepared::new(config)?;
+    let mut prepared = Prepared::new(config)?;
+    for item in &args.init {
+        let (role, path) = parse_init(item)?;
+        prepared.init_from(role, &path)?;
+    }
     let config = &prepared.config;
 
     let seeds = config.seed_list();
@@ -182,6 +205,7 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<bool> {
                 ..RunOptions::default()
             },
         )?;
+        prepared.save_models(&outcome, &staging.join("models"))?;
         bar.set_position(base + u64::from(config.rounds));
         if args.quiet {
             let result = match outcome.verdict(role) {
