@@ -36,8 +36,18 @@ impl ImageShape {
     }
 
     /// Number of values in one sample, `height · width · channels`.
+    ///
+    /// Every shape of a [`Dataset`] has a size that fits in `usize`; for a shape from elsewhere
+    /// use [`ImageShape::checked_size`].
     pub fn size(&self) -> usize {
         self.height * self.width * self.channels
+    }
+
+    /// Number of values in one sample, or `None` if it overflows `usize`.
+    pub fn checked_size(&self) -> Option<usize> {
+        self.height
+            .checked_mul(self.width)?
+            .checked_mul(self.channels)
     }
 }
 
@@ -80,11 +90,13 @@ impl Dataset {
         if classes == 0 {
             return Err(invalid("a dataset needs at least one class".into()));
         }
-        if features.ncols() != shape.size() {
+        let size = shape
+            .checked_size()
+            .ok_or_else(|| invalid(format!("shape {shape} has more values than fit in memory")))?;
+        if features.ncols() != size {
             return Err(invalid(format!(
-                "rows have {} values but shape {shape} needs {}",
+                "rows have {} values but shape {shape} needs {size}",
                 features.ncols(),
-                shape.size()
             )));
         }
         if features.nrows() != labels.len() {
@@ -201,6 +213,14 @@ mod tests {
         assert!(wrong_row.unwrap_err().to_string().contains("shape 1x1x2"));
         let wrong_count = Dataset::new("d", x.clone(), vec![0], ImageShape::flat(3), 2);
         assert!(wrong_count.unwrap_err().to_string().contains("1 labels"));
+        let huge = ImageShape::new(usize::MAX, 2, 1);
+        let overflow = Dataset::new("d", x.clone(), vec![0, 0], huge, 2);
+        assert!(
+            overflow
+                .unwrap_err()
+                .to_string()
+                .contains("more values than fit")
+        );
         let bad_label = Dataset::new("d", x, vec![0, 2], ImageShape::flat(3), 2);
         assert!(
             bad_label

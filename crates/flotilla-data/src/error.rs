@@ -7,6 +7,8 @@
 use std::fmt;
 use std::path::PathBuf;
 
+use crate::dataset::ImageShape;
+
 /// Where in a file a problem was found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -56,6 +58,17 @@ pub enum DataError {
         offset: u64,
         /// How many more bytes the format requires.
         needed: u64,
+    },
+    /// A file's length (after decompression, for gzip files) differs from what its header
+    /// declares. Decompression stops at the declared length: the excess is counted, not kept.
+    #[error("{path}: the header declares {declared} bytes in all but the data holds {actual}")]
+    Length {
+        /// The file.
+        path: PathBuf,
+        /// Header plus data length that the header declares.
+        declared: u64,
+        /// Header plus data length actually present.
+        actual: u64,
     },
     /// A binary file does not start with the expected magic number.
     #[error("{path}: bad magic number {found:#010x}, expected {expected}")]
@@ -118,6 +131,27 @@ pub enum DataError {
         label: i64,
         /// The number of classes.
         classes: usize,
+    },
+    /// A file or directory holds no samples: a train or test split needs at least one.
+    #[error("{path}: no samples (a train or test split needs at least one)")]
+    Empty {
+        /// The file or directory.
+        path: PathBuf,
+    },
+    /// The train and test splits have samples of different shapes.
+    #[error(
+        "train and test samples differ in shape (height x width x channels): \
+         {train} holds {train_shape}, {test} holds {test_shape}"
+    )]
+    SplitShapes {
+        /// The file (or directory) of the training split.
+        train: PathBuf,
+        /// The shape of a training sample.
+        train_shape: ImageShape,
+        /// The file (or directory) of the test split.
+        test: PathBuf,
+        /// The shape of a test sample.
+        test_shape: ImageShape,
     },
     /// A required file or directory does not exist.
     #[error("{path}: not found: {reason}")]

@@ -19,7 +19,13 @@
 //!
 //! # Errors
 //! Bad input is reported as a [`DataError`] naming the file and the byte offset or JSON field
-//! path; loaders never panic on bad input and never skip a bad sample silently.
+//! path; loaders never panic on bad input and never skip a bad sample silently. A split with no
+//! samples is an error, and so are train and test splits whose samples differ in shape.
+//! Nothing is allocated on a file's word alone: a header's declared size is checked against the
+//! file's real (or, for gzip, largest possible) size first.
+//!
+//! Each loader also parses in-memory bytes ([`parse_idx`], [`parse_cifar_binary`],
+//! [`parse_leaf`], [`decode_image`]) with the same checks, for tests and fuzzing.
 
 pub mod batch;
 pub mod data_root;
@@ -34,10 +40,13 @@ pub use batch::{sample_steps, shuffled_batches};
 pub use data_root::data_root;
 pub use dataset::{Dataset, ImageShape};
 pub use error::{DataError, Location, Result};
-pub use loaders::cifar::{load_cifar10_binary_dir, load_cifar10_dir, load_cifar100_binary_dir};
-pub use loaders::idx::{load_idx_dataset, load_mnist_dir};
-pub use loaders::image_folder::{ImageFolder, load_image_folder};
-pub use loaders::leaf::{LeafDataset, LeafFormat, load_femnist_dir, load_leaf_dir};
+pub use loaders::cifar::{
+    CifarBinary, load_cifar10_binary_dir, load_cifar10_dir, load_cifar100_binary_dir,
+    parse_cifar_binary,
+};
+pub use loaders::idx::{idx_dataset, load_idx_dataset, load_mnist_dir, parse_idx};
+pub use loaders::image_folder::{ImageFolder, ImageSize, decode_image, load_image_folder};
+pub use loaders::leaf::{LeafDataset, LeafFormat, load_femnist_dir, load_leaf_dir, parse_leaf};
 pub use partition::{
     LabelHistogram, LabeledUnlabeled, Partition, dirichlet, dirichlet_labeled_unlabeled,
     fraction_split, iid, label_histogram, mean_total_variation, natural, shards,

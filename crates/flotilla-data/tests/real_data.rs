@@ -77,7 +77,7 @@ fn cifar10_test_folder_loads() {
         return;
     };
     let start = Instant::now();
-    let folder = load_image_folder(&dir.join("test"), "cifar10-test").unwrap();
+    let folder = load_image_folder(&dir.join("test"), "cifar10-test", None).unwrap();
     eprintln!("CIFAR-10 test folder loaded in {:?}", start.elapsed());
     assert_eq!(folder.class_names[0], "airplane");
     assert_eq!(folder.class_names[9], "truck");

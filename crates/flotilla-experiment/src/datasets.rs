@@ -100,6 +100,9 @@ impl Named {
     /// Preprocessing: MNIST and FEMNIST (ink-inverted to match MNIST) are standardised per
     /// channel, CIFAR-10 per pixel with pad-4 crop and flip augmentation offered, all with
     /// statistics of the training split; the synthetic task is generated standardised.
+    ///
+    /// The loaders guarantee what the rest of a run relies on: both splits hold samples, of one
+    /// shape (else a [`DataError`] naming the files, wrapped in [`ExperimentError::Data`]).
     pub fn load(
         self,
         path: Option<&Path>,

@@ -4,17 +4,29 @@
 //! dimensions, then the elements in row-major order. Only unsigned bytes (type `0x08`) are
 //! supported. Gzip is detected by its `1f 8b` magic, not by the file name; byte offsets in
 //! errors count from the start of the decompressed data.
+//!
+//! The header is read first and bounds everything after it: a file must hold exactly the bytes
+//! its dimensions declare. Before anything is allocated, a raw file must be that long and a
+//! gzip file short enough that deflate could expand it that far (at most
+//! [`MAX_DEFLATE_RATIO`]:1); decompression then stops at the declared length, and any excess
+//! is only counted for the error.
 
+use std::fs::File;
+use std::io::{self, BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
 use ndarray::Array2;
 
-use super::{read_maybe_gzip, scale_u8};
+use super::{MaybeGzip, fill, scale_u8};
 use crate::dataset::{Dataset, ImageShape};
 use crate::error::{DataError, Location, Result};
 
 /// IDX element type code for unsigned bytes.
 const TYPE_U8: u8 = 0x08;
+
+/// The most bytes one compressed byte of a deflate stream can expand to: a 258-byte match
+/// coded in 2 bits (1-bit length and distance codes) gives 8 / 2 · 258 = 1032.
+pub const MAX_DEFLATE_RATIO: u64 = 1032;
 
 /// A parsed IDX file of unsigned bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,73 +46,118 @@ impl IdxArray {
 
 /// Reads an IDX file of unsigned bytes, checking that its length matches its header exactly.
 pub fn read_idx(path: &Path) -> Result<IdxArray> {
-    let bytes = read_maybe_gzip(path)?;
+    let io_err = |e| DataError::io(path, e);
+    let file = File::open(path).map_err(io_err)?;
+    let stored = file.metadata().map_err(io_err)?.len();
+    read_idx_from(BufReader::new(file), stored, path)
+}
+
+/// Parses the bytes of one IDX file (raw or gzip), with the checks of [`read_idx`].
+///
+/// `origin` only names the input in errors. This is the entry point for fuzzing the IDX
+/// parser: any input gives an [`IdxArray`] or a [`DataError`], never a panic, and memory use
+/// is bounded by [`MAX_DEFLATE_RATIO`] times `bytes.len()`.
+pub fn parse_idx(bytes: &[u8], origin: &Path) -> Result<IdxArray> {
+    read_idx_from(bytes, bytes.len() as u64, origin)
+}
+
+/// Reads an IDX stream whose stored (possibly compressed) length is `stored` bytes.
+fn read_idx_from(reader: impl BufRead, stored: u64, path: &Path) -> Result<IdxArray> {
+    let io_err = |e| DataError::io(path, e);
+    let mut source = MaybeGzip::new(reader).map_err(io_err)?;
     let truncated = |offset: usize, needed: usize| DataError::Truncated {
         path: path.to_path_buf(),
         offset: offset as u64,
         needed: needed as u64,
     };
-    let Some(magic) = bytes.first_chunk::<4>() else {
-        return Err(truncated(bytes.len(), 4 - bytes.len()));
+    let header = |offset: u64, reason: String| DataError::Header {
+        path: path.to_path_buf(),
+        offset,
+        reason,
     };
+    let mut magic = [0u8; 4];
+    let got = fill(&mut source, &mut magic).map_err(io_err)?;
+    if got < magic.len() {
+        return Err(truncated(got, magic.len() - got));
+    }
     let elem_type = magic[2];
-    let ndims = usize::from(magic[3]);
     if magic[..2] != [0, 0] || !matches!(elem_type, 0x08 | 0x09 | 0x0B..=0x0E) {
         return Err(DataError::BadMagic {
             path: path.to_path_buf(),
-            found: u32::from_be_bytes(*magic),
+            found: u32::from_be_bytes(magic),
             expected: "0x0000TTNN (IDX: two zero bytes, element type TT, NN dimensions)".into(),
         });
     }
-    let header = |offset: usize, reason: String| DataError::Header {
-        path: path.to_path_buf(),
-        offset: offset as u64,
-        reason,
-    };
     if elem_type != TYPE_U8 {
         return Err(header(
             2,
             format!("element type {elem_type:#04x} is not supported (only 0x08, unsigned byte)"),
         ));
     }
+    let ndims = usize::from(magic[3]);
     if ndims == 0 {
         return Err(header(3, "zero dimensions".into()));
     }
-    let data_offset = 4 + 4 * ndims;
-    if bytes.len() < data_offset {
-        return Err(truncated(bytes.len(), data_offset - bytes.len()));
+    let mut dim_bytes = vec![0u8; 4 * ndims];
+    let got = fill(&mut source, &mut dim_bytes).map_err(io_err)?;
+    if got < dim_bytes.len() {
+        return Err(truncated(4 + got, dim_bytes.len() - got));
     }
-    let dims: Vec<usize> = bytes[4..data_offset]
+    let raw_dims: Vec<u32> = dim_bytes
         .chunks_exact(4)
-        .map(|d| u32::from_be_bytes([d[0], d[1], d[2], d[3]]) as usize)
+        .map(|d| u32::from_be_bytes([d[0], d[1], d[2], d[3]]))
         .collect();
-    let count = dims
+    let data_offset = 4 + dim_bytes.len() as u64;
+    let overflow = || header(4, format!("dimensions {raw_dims:?} overflow"));
+    let count = raw_dims
         .iter()
-        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-        .ok_or_else(|| header(4, format!("dimensions {dims:?} overflow")))?;
-    let available = bytes.len() - data_offset;
-    if available < count {
-        return Err(truncated(bytes.len(), count - available));
+        .try_fold(1u64, |acc, &d| acc.checked_mul(u64::from(d)))
+        .ok_or_else(overflow)?;
+    let declared = data_offset.checked_add(count).ok_or_else(overflow)?;
+    if source.is_gzip() {
+        let most = stored.saturating_mul(MAX_DEFLATE_RATIO);
+        if declared > most {
+            return Err(header(
+                4,
+                format!(
+                    "dimensions {raw_dims:?} declare {declared} bytes, more than a {stored}-byte \
+                     gzip file can hold (deflate expands at most {MAX_DEFLATE_RATIO}:1, so at \
+                     most {most} bytes)"
+                ),
+            ));
+        }
+    } else if declared != stored {
+        return Err(DataError::Length {
+            path: path.to_path_buf(),
+            declared,
+            actual: stored,
+        });
     }
-    if available > count {
-        return Err(header(
-            data_offset + count,
-            format!(
-                "{} bytes after the {count} elements that dimensions {dims:?} describe",
-                available - count
-            ),
-        ));
+    let (Ok(dims), Ok(count)) = (
+        raw_dims.iter().map(|&d| usize::try_from(d)).collect(),
+        usize::try_from(count),
+    ) else {
+        return Err(overflow());
+    };
+    let mut data = vec![0u8; count];
+    let got = fill(&mut source, &mut data).map_err(io_err)?;
+    // Reading on to the end also makes the gzip decoder check the stream's CRC.
+    let excess = io::copy(&mut source, &mut io::sink()).map_err(io_err)?;
+    if got < count || excess > 0 {
+        return Err(DataError::Length {
+            path: path.to_path_buf(),
+            declared,
+            actual: data_offset + got as u64 + excess,
+        });
     }
-    let mut data = bytes;
-    data.drain(..data_offset);
     Ok(IdxArray { dims, data })
 }
 
 /// Loads an image IDX file and a label IDX file into a dataset with pixels scaled to `[0, 1]`.
 ///
 /// The image file has 2 (`n × d`, flat), 3 (`n × h × w`, grey) or 4 (`n × h × w × c`, HWC)
-/// dimensions; the label file has 1 dimension of the same `n`, and every label must be
-/// `< classes`.
+/// dimensions, none of them zero; the label file has 1 dimension of the same `n`, and every
+/// label must be `< classes`.
 pub fn load_idx_dataset(
     images_path: &Path,
     labels_path: &Path,
@@ -109,42 +166,73 @@ pub fn load_idx_dataset(
 ) -> Result<Dataset> {
     let images = read_idx(images_path)?;
     let labels = read_idx(labels_path)?;
+    idx_dataset(&images, images_path, &labels, labels_path, classes, name)
+}
+
+/// Builds a dataset from parsed image and label IDX files (see [`load_idx_dataset`] for the
+/// rules); the paths only name the files in errors. With [`parse_idx`], this is the
+/// bytes-based entry point for fuzzing.
+pub fn idx_dataset(
+    images: &IdxArray,
+    images_path: &Path,
+    labels: &IdxArray,
+    labels_path: &Path,
+    classes: usize,
+    name: &str,
+) -> Result<Dataset> {
+    let header = |path: &Path, offset: u64, reason: String| DataError::Header {
+        path: path.to_path_buf(),
+        offset,
+        reason,
+    };
     let shape = match images.dims[1..] {
         [d] => ImageShape::flat(d),
         [h, w] => ImageShape::new(h, w, 1),
         [h, w, c] => ImageShape::new(h, w, c),
         _ => {
-            return Err(DataError::Header {
-                path: images_path.to_path_buf(),
-                offset: 3,
-                reason: format!(
+            return Err(header(
+                images_path,
+                3,
+                format!(
                     "an image file needs 2 to 4 dimensions, found {}",
                     images.dims.len()
                 ),
-            });
+            ));
         }
     };
     let n = images.dims[0];
+    if n == 0 {
+        return Err(DataError::Empty {
+            path: images_path.to_path_buf(),
+        });
+    }
+    if let Some(i) = images.dims.iter().position(|&d| d == 0) {
+        return Err(header(
+            images_path,
+            4 + 4 * i as u64,
+            format!("image dimension {i} of {:?} is zero", images.dims),
+        ));
+    }
     if labels.dims.len() != 1 {
-        return Err(DataError::Header {
-            path: labels_path.to_path_buf(),
-            offset: 3,
-            reason: format!(
+        return Err(header(
+            labels_path,
+            3,
+            format!(
                 "a label file needs 1 dimension, found {}",
                 labels.dims.len()
             ),
-        });
+        ));
     }
     if labels.dims[0] != n {
-        return Err(DataError::Header {
-            path: labels_path.to_path_buf(),
-            offset: 4,
-            reason: format!(
+        return Err(header(
+            labels_path,
+            4,
+            format!(
                 "{} labels but {n} images in {}",
                 labels.dims[0],
                 images_path.display()
             ),
-        });
+        ));
     }
     if let Some((index, &label)) = labels
         .data
@@ -162,6 +250,7 @@ pub fn load_idx_dataset(
             classes,
         });
     }
+    // `read_idx` checked that n · shape.size() = data.len() without overflow.
     let features = Array2::from_shape_vec((n, shape.size()), scale_u8(&images.data).collect())
         .expect("the header check guarantees n * size elements");
     let labels = labels.data.iter().map(|&l| u32::from(l)).collect();
@@ -172,17 +261,26 @@ pub fn load_idx_dataset(
 ///
 /// Expects `train-images-idx3-ubyte`, `train-labels-idx1-ubyte`, `t10k-images-idx3-ubyte` and
 /// `t10k-labels-idx1-ubyte`, each either with a `.gz` suffix (preferred if both exist) or raw.
-/// The datasets are named `mnist-train` and `mnist-test`, 28×28×1, 10 classes.
+/// The datasets are named `mnist-train` and `mnist-test`, 10 classes. MNIST is 28×28×1; any
+/// sample shape is accepted as long as both splits share it
+/// ([`DataError::SplitShapes`] otherwise, naming both image files).
 pub fn load_mnist_dir(dir: &Path) -> Result<(Dataset, Dataset)> {
-    let split = |prefix: &str, name: &str| {
-        load_idx_dataset(
-            &find_idx_file(dir, &format!("{prefix}-images-idx3-ubyte"))?,
-            &find_idx_file(dir, &format!("{prefix}-labels-idx1-ubyte"))?,
-            10,
-            name,
-        )
+    let split = |prefix: &str, name: &str| -> Result<(Dataset, PathBuf)> {
+        let images = find_idx_file(dir, &format!("{prefix}-images-idx3-ubyte"))?;
+        let labels = find_idx_file(dir, &format!("{prefix}-labels-idx1-ubyte"))?;
+        Ok((load_idx_dataset(&images, &labels, 10, name)?, images))
     };
-    Ok((split("train", "mnist-train")?, split("t10k", "mnist-test")?))
+    let (train, train_path) = split("train", "mnist-train")?;
+    let (test, test_path) = split("t10k", "mnist-test")?;
+    if train.shape() != test.shape() {
+        return Err(DataError::SplitShapes {
+            train: train_path,
+            train_shape: train.shape(),
+            test: test_path,
+            test_shape: test.shape(),
+        });
+    }
+    Ok((train, test))
 }
 
 /// `dir/base.gz` if it exists, else `dir/base` if it exists.
@@ -228,17 +326,25 @@ mod tests {
         assert_eq!(a.dims, vec![2, 3]);
         assert_eq!(a.data, vec![1, 2, 3, 4, 5, 6]);
         assert_eq!(read_idx(&gz).unwrap(), a);
+        assert_eq!(parse_idx(&bytes, &raw).unwrap(), a);
     }
 
     #[test]
-    fn trailing_bytes_are_a_header_error() {
+    fn trailing_bytes_are_a_length_error() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("x.idx");
         std::fs::write(&p, idx(&[2], &[1, 2, 3])).unwrap();
-        let msg = read_idx(&p).unwrap_err().to_string();
+        let err = read_idx(&p).unwrap_err();
         assert!(
-            msg.contains("byte offset 10") && msg.contains("1 bytes after"),
-            "{msg}"
+            matches!(
+                err,
+                DataError::Length {
+                    declared: 10,
+                    actual: 11,
+                    ..
+                }
+            ),
+            "{err}"
         );
     }
 

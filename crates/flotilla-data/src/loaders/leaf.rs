@@ -5,21 +5,26 @@
 //! Files are read in sorted name order and writers in the order of each file's `users` array;
 //! a writer's samples are contiguous. Every rule of the format is checked, and a violation names
 //! the file and the field path: `num_samples` has one entry per user, every user has a
-//! `user_data` entry and vice versa, no user appears twice, `x` and `y` have `num_samples`
-//! entries, each `x` row has `shape.size()` values and each `y` is in `0..classes`.
+//! `user_data` entry and vice versa, no writer appears twice (in `users` or as a `user_data`
+//! key, within a file or across files), `x` and `y` have `num_samples` entries, each `x` row
+//! has `shape.size()` values, every pixel value is a finite number in `[0, 1]` (LEAF's scale:
+//! a file on the 0–255 scale is rejected, not rescaled), each `y` is in `0..classes`, and the
+//! dataset has at least one sample.
 
 use std::collections::{BTreeMap, btree_map::Entry};
-use std::fs::{self, File};
-use std::io::BufReader;
+use std::fmt;
+use std::fs;
 use std::path::{Path, PathBuf};
 
 use ndarray::Array2;
 use serde::Deserialize;
+use serde::de::{Deserializer, MapAccess, Visitor};
 
 use crate::dataset::{Dataset, ImageShape};
 use crate::error::{DataError, Location, Result};
 
-/// Shape, classes and pixel convention of a LEAF dataset.
+/// Shape, classes and pixel convention of a LEAF dataset. Pixel values as stored must be finite
+/// and in `[0, 1]`, whatever `invert` says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LeafFormat {
     /// Geometry of one `x` row.
@@ -58,7 +63,36 @@ pub struct LeafDataset {
 struct LeafFile {
     users: Vec<String>,
     num_samples: Vec<usize>,
-    user_data: BTreeMap<String, UserData>,
+    /// The `user_data` entries in file order, repeated keys included.
+    #[serde(deserialize_with = "map_entries")]
+    user_data: Vec<(String, UserData)>,
+}
+
+/// Deserializes a JSON object as its list of entries, so that a repeated key is seen (a map
+/// type would silently keep one of the values).
+fn map_entries<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> std::result::Result<Vec<(String, UserData)>, D::Error> {
+    struct Entries;
+    impl<'de> Visitor<'de> for Entries {
+        type Value = Vec<(String, UserData)>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("an object mapping writers to their samples")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> std::result::Result<Self::Value, A::Error> {
+            let mut entries = Vec::new();
+            while let Some(entry) = map.next_entry()? {
+                entries.push(entry);
+            }
+            Ok(entries)
+        }
+    }
+    deserializer.deserialize_map(Entries)
 }
 
 /// One writer's samples as stored.
@@ -80,33 +114,28 @@ pub fn load_femnist_dir(root: &Path, invert: bool) -> Result<(LeafDataset, LeafD
 
 /// Loads every `*.json` file of `dir` (see the module docs for order and checks).
 pub fn load_leaf_dir(dir: &Path, format: LeafFormat, name: &str) -> Result<LeafDataset> {
-    let files = json_files(dir)?;
-    let mut builder = Builder {
-        format,
-        pixels: Vec::new(),
-        labels: Vec::new(),
-        writers: Vec::new(),
-        by_writer: Vec::new(),
-        seen: BTreeMap::new(),
-    };
-    for path in &files {
-        builder.add_file(path)?;
+    let mut builder = Builder::new(format)?;
+    for path in json_files(dir)? {
+        let bytes = fs::read(&path).map_err(|e| DataError::io(&path, e))?;
+        builder.add_file(&bytes, &path)?;
     }
-    let Builder {
-        pixels,
-        labels,
-        writers,
-        by_writer,
-        ..
-    } = builder;
-    let features = Array2::from_shape_vec((labels.len(), format.shape.size()), pixels)
-        .expect("every sample pushes exactly one row of checked length");
-    let data = Dataset::new(name, features, labels, format.shape, format.classes)?;
-    Ok(LeafDataset {
-        data,
-        writers,
-        by_writer,
-    })
+    builder.finish(dir, name)
+}
+
+/// Parses the bytes of one LEAF JSON file into a dataset, with the checks of
+/// [`load_leaf_dir`].
+///
+/// `origin` only names the input in errors. This is the entry point for fuzzing the LEAF
+/// parser: any input gives a [`LeafDataset`] or a [`DataError`], never a panic.
+pub fn parse_leaf(
+    bytes: &[u8],
+    origin: &Path,
+    format: LeafFormat,
+    name: &str,
+) -> Result<LeafDataset> {
+    let mut builder = Builder::new(format)?;
+    builder.add_file(bytes, origin)?;
+    builder.finish(origin, name)
 }
 
 /// The `*.json` files of `dir`, sorted by name; at least one.
@@ -140,8 +169,46 @@ struct Builder {
 }
 
 impl Builder {
-    fn add_file(&mut self, path: &Path) -> Result<()> {
-        let mut file = parse(path)?;
+    fn new(format: LeafFormat) -> Result<Self> {
+        if format.shape.checked_size().is_none() {
+            return Err(DataError::param(
+                "format.shape",
+                format.shape,
+                "more values per sample than fit in memory",
+            ));
+        }
+        Ok(Self {
+            format,
+            pixels: Vec::new(),
+            labels: Vec::new(),
+            writers: Vec::new(),
+            by_writer: Vec::new(),
+            seen: BTreeMap::new(),
+        })
+    }
+
+    /// The dataset of every sample added; `origin` (the directory or file read) is named if
+    /// there is none.
+    fn finish(self, origin: &Path, name: &str) -> Result<LeafDataset> {
+        if self.labels.is_empty() {
+            return Err(DataError::Empty {
+                path: origin.to_path_buf(),
+            });
+        }
+        let shape = self.format.shape;
+        let features = Array2::from_shape_vec((self.labels.len(), shape.size()), self.pixels)
+            .expect("every sample pushes exactly one row of checked length");
+        let data = Dataset::new(name, features, self.labels, shape, self.format.classes)?;
+        Ok(LeafDataset {
+            data,
+            writers: self.writers,
+            by_writer: self.by_writer,
+        })
+    }
+
+    /// Adds the writers of one file, `bytes` read from `path`.
+    fn add_file(&mut self, bytes: &[u8], path: &Path) -> Result<()> {
+        let file = parse(bytes, path)?;
         let schema = |field: String, reason: String| DataError::Schema {
             path: path.to_path_buf(),
             field,
@@ -157,6 +224,18 @@ impl Builder {
                 ),
             ));
         }
+        let mut user_data = BTreeMap::new();
+        for (user, data) in file.user_data {
+            match user_data.entry(user) {
+                Entry::Occupied(e) => {
+                    return Err(schema(
+                        format!("user_data.{}", e.key()),
+                        format!("writer `{}` appears twice", e.key()),
+                    ));
+                }
+                Entry::Vacant(e) => e.insert(data),
+            };
+        }
         for (i, (user, &count)) in file.users.iter().zip(&file.num_samples).enumerate() {
             match self.seen.entry(user.clone()) {
                 Entry::Occupied(e) => {
@@ -167,7 +246,7 @@ impl Builder {
                 }
                 Entry::Vacant(e) => e.insert(path.to_path_buf()),
             };
-            let data = file.user_data.remove(user).ok_or_else(|| {
+            let data = user_data.remove(user).ok_or_else(|| {
                 schema(
                     format!("users[{i}]"),
                     format!("writer `{user}` has no entry in `user_data`"),
@@ -175,7 +254,7 @@ impl Builder {
             })?;
             self.add_user(path, user, count, &data)?;
         }
-        if let Some(extra) = file.user_data.keys().next() {
+        if let Some(extra) = user_data.keys().next() {
             return Err(schema(
                 format!("user_data.{extra}"),
                 "writer not listed in `users`".into(),
@@ -207,6 +286,19 @@ impl Builder {
                     format!("has {} values, expected {size}", x.len()),
                 ));
             }
+            if let Some((k, v)) = x
+                .iter()
+                .enumerate()
+                .find(|&(_, v)| !(0.0..=1.0).contains(v))
+            {
+                return Err(schema(
+                    format!("x[{j}][{k}]"),
+                    format!(
+                        "writer `{user}` sample {j}: pixel value {v:?} is not a finite number \
+                         in [0, 1]"
+                    ),
+                ));
+            }
             let label = u32::try_from(y)
                 .ok()
                 .filter(|&l| (l as usize) < self.format.classes)
@@ -230,12 +322,8 @@ impl Builder {
 }
 
 /// Parses one file, mapping parser errors to [`DataError::Json`] with line and column.
-fn parse(path: &Path) -> Result<LeafFile> {
-    let file = File::open(path).map_err(|e| DataError::io(path, e))?;
-    serde_json::from_reader(BufReader::new(file)).map_err(|e| {
-        if e.is_io() {
-            return DataError::io(path, e.into());
-        }
+fn parse(bytes: &[u8], path: &Path) -> Result<LeafFile> {
+    serde_json::from_slice(bytes).map_err(|e| {
         let message = e.to_string();
         let suffix = format!(" at line {} column {}", e.line(), e.column());
         DataError::Json {

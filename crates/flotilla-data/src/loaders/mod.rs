@@ -1,37 +1,69 @@
 //! Loaders for the on-disk dataset formats: IDX (MNIST), CIFAR image folders and binary
 //! batches, and LEAF JSON (FEMNIST).
+//!
+//! Every loader has a path-based entry point and one that parses in-memory bytes, for tests and
+//! fuzzing: [`idx::parse_idx`] (one IDX file), [`cifar::parse_cifar_binary`] (one binary batch),
+//! [`leaf::parse_leaf`] (one LEAF JSON file) and [`image_folder::decode_image`] (one image
+//! file). The bytes-based functions take an `origin` path used only to name the input in
+//! errors, and apply exactly the checks of the path-based ones.
 
 pub mod cifar;
 pub mod idx;
 pub mod image_folder;
 pub mod leaf;
 
-use std::fs::File;
-use std::io::Read;
-use std::path::Path;
+use std::io::{self, BufRead, Read};
 
-use flate2::read::GzDecoder;
-
-use crate::error::{DataError, Result};
+use flate2::bufread::MultiGzDecoder;
 
 /// The two magic bytes that start every gzip stream.
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 
-/// Reads a whole file, transparently decompressing it if it starts with the gzip magic
-/// (whatever its name).
-pub(crate) fn read_maybe_gzip(path: &Path) -> Result<Vec<u8>> {
-    let mut raw = Vec::new();
-    File::open(path)
-        .and_then(|mut f| f.read_to_end(&mut raw))
-        .map_err(|e| DataError::io(path, e))?;
-    if !raw.starts_with(&GZIP_MAGIC) {
-        return Ok(raw);
+/// A byte stream that is gunzipped on the fly if it starts with the gzip magic (whatever the
+/// file's name). Concatenated gzip members decode as one stream, as with `gunzip`.
+enum MaybeGzip<R: BufRead> {
+    /// Not compressed: the bytes as stored.
+    Raw(R),
+    /// Gzip: the decompressed bytes.
+    Gzip(MultiGzDecoder<R>),
+}
+
+impl<R: BufRead> MaybeGzip<R> {
+    /// Sniffs the first bytes of `reader` (without consuming them).
+    fn new(mut reader: R) -> io::Result<Self> {
+        Ok(if reader.fill_buf()?.starts_with(&GZIP_MAGIC) {
+            Self::Gzip(MultiGzDecoder::new(reader))
+        } else {
+            Self::Raw(reader)
+        })
     }
-    let mut out = Vec::with_capacity(raw.len() * 4);
-    GzDecoder::new(raw.as_slice())
-        .read_to_end(&mut out)
-        .map_err(|e| DataError::io(path, e))?;
-    Ok(out)
+
+    fn is_gzip(&self) -> bool {
+        matches!(self, Self::Gzip(_))
+    }
+}
+
+impl<R: BufRead> Read for MaybeGzip<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Self::Raw(r) => r.read(buf),
+            Self::Gzip(r) => r.read(buf),
+        }
+    }
+}
+
+/// Reads until `buf` is full or the stream ends; returns how many bytes were read.
+fn fill(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
 }
 
 /// Scales 8-bit pixel values to `[0, 1]`.
