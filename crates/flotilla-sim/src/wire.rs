@@ -41,8 +41,10 @@ pub const CLAIM_PER_BYTE: usize = 16;
 /// `min(CLAIM_PER_BYTE × (len + 1), MAX_MESSAGE_BYTES)`.
 ///
 /// By [`CLAIM_PER_BYTE`] no well-formed message needs more; the `+ 1` is because bincode
-/// claims a value before reading it, so an input cut inside a value is reported as
-/// truncated rather than over budget. A length prefix that claims more is refused before
+/// claims a number before reading it, so an input cut inside a number is reported as
+/// truncated rather than over budget (an input cut inside a string may be either: the
+/// string's length then claims more than the short input can hold). A length prefix that
+/// claims more is refused before
 /// bincode allocates for it: a 10-byte message can make bincode allocate at most 176
 /// bytes for a string, not the 256 MiB of the global limit. Sequences other than strings
 /// and bytes are not claimed ahead by bincode's serde mode: serde pre-allocates at most
