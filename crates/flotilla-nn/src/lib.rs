@@ -29,6 +29,6 @@ pub use loss::{LossStats, cross_entropy, distill_kl};
 pub use network::{LayerSummary, Network, Weights};
 pub use optim::{LrSchedule, Sgd, SgdConfig, kd_weight};
 pub use param::{Init, Layout, ParamSpec, total_len};
-pub use safetensors_io::{load_safetensors, save_safetensors};
+pub use safetensors_io::{load_safetensors, parse_safetensors, save_safetensors};
 pub use spec::ModelSpec;
 pub use tensor::{Shape, Tensor, as_rows, as_rows_mut, batch_from_flat, from_rows, sample_shape};

@@ -212,15 +212,22 @@ fn sort_metadata(bytes: &mut [u8]) -> std::result::Result<(), String> {
 /// or corrupt file, is an [`NnError::Checkpoint`] naming the file and the tensor; a file
 /// that cannot be read is an [`NnError::Io`].
 pub fn load_safetensors(path: &Path, network: &Network) -> Result<Weights> {
-    let fail = |reason: String| NnError::Checkpoint {
-        path: path.to_path_buf(),
-        reason,
-    };
     let bytes = std::fs::read(path).map_err(|source| NnError::Io {
         path: path.to_path_buf(),
         source,
     })?;
-    let file = SafeTensors::deserialize(&bytes)
+    parse_safetensors(&bytes, path, network)
+}
+
+/// Reads weights for `network` from the bytes of a file in the format of
+/// [`save_safetensors`], as [`load_safetensors`] does; errors name `path` as the file the
+/// bytes came from.
+pub fn parse_safetensors(bytes: &[u8], path: &Path, network: &Network) -> Result<Weights> {
+    let fail = |reason: String| NnError::Checkpoint {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let file = SafeTensors::deserialize(bytes)
         .map_err(|e| fail(format!("not a readable safetensors file: {e}")))?;
 
     let mut params = vec![0.0f32; network.param_len()];
@@ -494,6 +501,24 @@ mod tests {
         let missing = TempPath::new("does-not-exist");
         let e = load_safetensors(&missing.0, &net).unwrap_err();
         assert!(matches!(e, NnError::Io { .. }) && e.to_string().contains("does-not-exist"));
+    }
+
+    #[test]
+    fn parsing_bytes_matches_loading_the_file_and_names_the_given_path() {
+        let net = build("mlp:12-8-5", Shape::flat(12), 5);
+        let file = TempPath::new("parse");
+        let w = random_weights(&net, 4);
+        save_safetensors(&file.0, &net, &w).unwrap();
+        let bytes = std::fs::read(&file.0).unwrap();
+        let origin = Path::new("received/model.safetensors");
+        let parsed = parse_safetensors(&bytes, origin, &net).unwrap();
+        assert_eq!(bits(&parsed.params), bits(&w.params));
+        assert_eq!(bits(&parsed.state), bits(&w.state));
+        let e = parse_safetensors(&bytes[..bytes.len() / 2], origin, &net).unwrap_err();
+        assert!(
+            matches!(&e, NnError::Checkpoint { path, .. } if path == origin),
+            "{e:?}"
+        );
     }
 
     #[test]

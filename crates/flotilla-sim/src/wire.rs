@@ -8,23 +8,52 @@
 //! `deny.toml`) and 3.x is an empty placeholder. No other module names it, so replacing it
 //! touches this file only.
 //!
-//! Decoding never panics on hostile input: it refuses inputs over the limit, reports
-//! truncated and invalid bytes with the offset the decoder had reached, and refuses
+//! Decoding never panics on hostile input: it refuses inputs over the limit, refuses
+//! messages that claim more memory than their length can justify (see [`decode_budget`]),
+//! reports truncated and invalid bytes with the offset the decoder had reached, and refuses
 //! trailing bytes, so one message is exactly one byte string.
 
 use bincode::de::read::Reader;
+use bincode::de::{Decode, Decoder, DecoderImpl};
 use bincode::error::DecodeError;
+use bincode::serde::Compat;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 /// The largest message \[bytes\]: 256 MiB, both encoded and decoded.
 ///
 /// A ResNet-20 update (0.27 M `f32` parameters) encodes to about 1.1 MB, so models a
-/// hundred times larger still fit. The limit also keeps garbage cheap: bincode checks
-/// string and byte-buffer length prefixes against it before allocating, and serde
-/// pre-allocates other sequences by at most 1 MiB, so a corrupt prefix claiming gigabytes
-/// is an error, not an allocation.
+/// hundred times larger still fit. A message being decoded gets a much smaller memory
+/// budget than this, proportional to its length: see [`decode_budget`].
 pub const MAX_MESSAGE_BYTES: usize = 256 << 20;
+
+/// Most bytes of bincode's limit that one encoded byte can legitimately claim: 16.
+///
+/// bincode's limit does not count input bytes; it counts what decoding *claims*: the
+/// in-memory size of each integer, float, bool and enum tag it decodes (`size_of`, not the
+/// varint length), plus the length of each string and byte buffer *before* allocating it.
+/// The worst honest ratio is a 128-bit integer, which claims 16 bytes from a one-byte
+/// varint; a `u64`, a sequence length or an enum tag claims at most 8 from one byte, and
+/// floats, chars, strings and bytes claim what they read.
+pub const CLAIM_PER_BYTE: usize = 16;
+
+/// The memory a message of `len` encoded bytes may claim while decoding \[bytes\]:
+/// `min(CLAIM_PER_BYTE × (len + 1), MAX_MESSAGE_BYTES)`.
+///
+/// By [`CLAIM_PER_BYTE`] no well-formed message needs more; the `+ 1` is because bincode
+/// claims a number before reading it, so an input cut inside a number is reported as
+/// truncated rather than over budget (an input cut inside a string may be either: the
+/// string's length then claims more than the short input can hold). A length prefix that
+/// claims more is refused before
+/// bincode allocates for it: a 10-byte message can make bincode allocate at most 176
+/// bytes for a string, not the 256 MiB of the global limit. Sequences other than strings
+/// and bytes are not claimed ahead by bincode's serde mode: serde pre-allocates at most
+/// 1 MiB for each one, then must read every element from the input.
+pub fn decode_budget(len: usize) -> usize {
+    len.saturating_add(1)
+        .saturating_mul(CLAIM_PER_BYTE)
+        .min(MAX_MESSAGE_BYTES)
+}
 
 /// Why bytes are not a message, or a message could not become bytes.
 ///
@@ -41,6 +70,20 @@ pub enum WireError {
         len: usize,
         /// The limit \[bytes\].
         limit: usize,
+    },
+    /// The message claims more memory than [`decode_budget`] allows for its length: a length
+    /// prefix declares a string, buffer or value larger than the message could hold.
+    #[error(
+        "message of {len} bytes claims more than its {budget}-byte decoding budget \
+         (a length prefix ending at byte {offset} is too large)"
+    )]
+    OverBudget {
+        /// How far the decoder had read: the offending length prefix ends there.
+        offset: usize,
+        /// The budget \[bytes\]: [`decode_budget`] of `len`.
+        budget: usize,
+        /// Input length \[bytes\].
+        len: usize,
     },
     /// The input ended inside a value.
     #[error("truncated message: a value at byte {offset} needs {needed} more bytes")]
@@ -118,15 +161,21 @@ fn within_limit(len: usize) -> Result<usize, WireError> {
     }
 }
 
-/// Decodes one whole message from `bytes`: never panics, never allocates beyond the limit,
-/// and refuses bytes left over after the message.
+/// Decodes one whole message from `bytes`: never panics, never lets decoding claim more
+/// than [`decode_budget`] of the input's length, and refuses bytes left over after the
+/// message.
 pub fn decode<M: DeserializeOwned>(bytes: &[u8]) -> Result<M, WireError> {
     let len = within_limit(bytes.len())?;
-    let mut reader = OffsetReader { bytes, pos: 0 };
-    let decoded = bincode::serde::decode_from_reader(&mut reader, config());
-    let offset = reader.pos;
+    let budget = decode_budget(len);
+    let mut decoder = DecoderImpl::new(OffsetReader { bytes, pos: 0 }, config(), ());
+    // bincode's limit is a compile-time constant; spending the part of it this message may
+    // not use leaves exactly `budget` for the decode.
+    let decoded = decoder
+        .claim_bytes_read(MAX_MESSAGE_BYTES - budget)
+        .and_then(|()| Compat::<M>::decode(&mut decoder));
+    let offset = decoder.reader().pos;
     match decoded {
-        Ok(msg) if offset == len => Ok(msg),
+        Ok(Compat(msg)) if offset == len => Ok(msg),
         Ok(_) => Err(WireError::TrailingBytes {
             consumed: offset,
             len,
@@ -134,6 +183,11 @@ pub fn decode<M: DeserializeOwned>(bytes: &[u8]) -> Result<M, WireError> {
         Err(DecodeError::UnexpectedEnd { additional }) => Err(WireError::Truncated {
             needed: additional,
             offset,
+        }),
+        Err(DecodeError::LimitExceeded) => Err(WireError::OverBudget {
+            offset,
+            budget,
+            len,
         }),
         Err(e) => Err(WireError::Invalid {
             offset,
@@ -145,9 +199,6 @@ pub fn decode<M: DeserializeOwned>(bytes: &[u8]) -> Result<M, WireError> {
 /// A one-line reason for a decode error (bincode's own `Display` is its `Debug`).
 fn describe(e: DecodeError) -> String {
     match e {
-        DecodeError::LimitExceeded => {
-            format!("a length prefix claims more than the {MAX_MESSAGE_BYTES}-byte limit")
-        }
         DecodeError::UnexpectedVariant {
             type_name, found, ..
         } => format!("no variant {found} in {type_name}"),

@@ -3,7 +3,7 @@
 // Helpers outside #[test] functions unwrap too; a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
 
-use flotilla_sim::wire::{self, MAX_MESSAGE_BYTES, WireError};
+use flotilla_sim::wire::{self, CLAIM_PER_BYTE, MAX_MESSAGE_BYTES, WireError};
 use flotilla_sim::{DropReason, Envelope, MessageId, NodeId, SimTime};
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -146,6 +146,10 @@ proptest! {
             Err(WireError::TrailingBytes { consumed, len }) => {
                 prop_assert!(consumed < len && len == bytes.len());
             }
+            Err(WireError::OverBudget { offset, budget, len }) => {
+                prop_assert!(offset <= len && len == bytes.len());
+                prop_assert_eq!(budget, wire::decode_budget(len));
+            }
             Err(e) => prop_assert!(false, "unexpected error {e}"),
         }
     }
@@ -161,7 +165,8 @@ proptest! {
         let _ = wire::decode::<Msg>(&bytes);
     }
 
-    /// No proper prefix of a message is a message: the decoder runs out of input.
+    /// No proper prefix of a message is a message: the decoder runs out of input, or
+    /// finds a string's length prefix claiming more than the short input could hold.
     #[test]
     fn every_truncation_is_reported_as_truncated(m in msg()) {
         let bytes = wire::encode(&m).unwrap();
@@ -169,6 +174,9 @@ proptest! {
             match wire::decode::<Msg>(&bytes[..cut]) {
                 Err(WireError::Truncated { needed, offset }) => {
                     prop_assert!(needed > 0 && offset <= cut);
+                }
+                Err(WireError::OverBudget { offset, len, .. }) => {
+                    prop_assert!(offset <= cut && len == cut);
                 }
                 other => prop_assert!(false, "prefix of {} bytes gave {:?}", cut, other),
             }
@@ -206,25 +214,105 @@ fn invalid_values_name_their_offset() {
     assert!(matches!(err, WireError::Invalid { .. }), "{err}");
 }
 
+/// A 9-byte length prefix (varint marker 253, then a little-endian `u64`) claiming `n`.
+fn length_prefix(n: u64) -> Vec<u8> {
+    let mut b = vec![253];
+    b.extend_from_slice(&n.to_le_bytes());
+    b
+}
+
+/// Regression: the budget used to be the global 256 MiB limit whatever the input's
+/// length, so ten bytes could make bincode allocate a 200 MiB string before finding the
+/// input empty.
 #[test]
-fn a_huge_claimed_length_is_refused_without_allocating_it() {
-    let huge = {
-        // varint marker 253: a u64 follows, little-endian.
-        let mut b = vec![253];
-        b.extend_from_slice(&(1u64 << 40).to_le_bytes());
-        b
-    };
-    // A terabyte string: the limit refuses the claim before any allocation.
-    let err = wire::decode::<String>(&huge).unwrap_err();
+fn a_short_message_declaring_a_huge_string_is_refused_before_allocating() {
+    let mut bytes = length_prefix(200 << 20);
+    bytes.push(b'x');
+    let mut result = None;
+    let alloc = allocation_counter::measure(|| result = Some(wire::decode::<String>(&bytes)));
+    assert_eq!(
+        result.unwrap().unwrap_err(),
+        WireError::OverBudget {
+            offset: 9,
+            budget: 11 * CLAIM_PER_BYTE,
+            len: 10
+        }
+    );
+    assert!(alloc.bytes_max < 4096, "decoding allocated {alloc:?}");
+
+    // A terabyte string is refused the same way.
+    let err = wire::decode::<String>(&length_prefix(1 << 40)).unwrap_err();
     assert!(
-        matches!(&err, WireError::Invalid { offset: 9, reason } if reason.contains("limit")),
+        matches!(err, WireError::OverBudget { offset: 9, .. }),
         "{err}"
     );
-    // A terabyte of floats: serde pre-allocates at most 1 MiB, then the input runs out.
-    let err = wire::decode::<Vec<f32>>(&huge).unwrap_err();
+}
+
+/// Sequences are not claimed ahead by bincode's serde mode: serde pre-allocates at most
+/// 1 MiB for one, and the input then runs out.
+#[test]
+fn a_short_message_declaring_a_huge_vec_allocates_at_most_a_mebibyte() {
+    let bytes = length_prefix(1 << 40);
+    let mut result = None;
+    let alloc = allocation_counter::measure(|| result = Some(wire::decode::<Vec<f32>>(&bytes)));
+    let err = result.unwrap().unwrap_err();
     assert!(
         matches!(err, WireError::Truncated { offset: 9, .. }),
         "{err}"
+    );
+    assert!(alloc.bytes_max <= 1 << 20, "decoding allocated {alloc:?}");
+}
+
+/// The budget is exactly `CLAIM_PER_BYTE` × (length + 1): the prefix itself claims 8
+/// bytes (a `usize`), so a 9-byte message may declare a string of `16 × 10 − 8` bytes, and
+/// not one more. (The first is then truncated: the bytes are not there.)
+#[test]
+fn the_budget_is_claim_per_byte_times_the_length_plus_one() {
+    let budget = wire::decode_budget(9);
+    assert_eq!(budget, 10 * CLAIM_PER_BYTE);
+    let fits = length_prefix(budget as u64 - 8);
+    let err = wire::decode::<String>(&fits).unwrap_err();
+    assert!(
+        matches!(err, WireError::Truncated { offset: 9, .. }),
+        "{err}"
+    );
+    let over = length_prefix(budget as u64 - 7);
+    let err = wire::decode::<String>(&over).unwrap_err();
+    assert!(
+        matches!(err, WireError::OverBudget { offset: 9, .. }),
+        "{err}"
+    );
+    assert_eq!(wire::decode_budget(usize::MAX), MAX_MESSAGE_BYTES);
+    // The empty input runs out before anything is over budget.
+    let err = wire::decode::<u32>(&[]).unwrap_err();
+    assert!(
+        matches!(err, WireError::Truncated { offset: 0, .. }),
+        "{err}"
+    );
+}
+
+/// The worst honest claim ratios still decode: each one-byte `0u128` claims 16 bytes, each
+/// `0u64` 8, and each empty string 8 for its length.
+#[test]
+fn messages_of_the_densest_claims_fit_their_budget() {
+    let wide = vec![0u128; 1000];
+    assert_eq!(
+        wire::decode::<Vec<u128>>(&wire::encode(&wide).unwrap()).unwrap(),
+        wide
+    );
+    let narrow = vec![0u64; 1000];
+    assert_eq!(
+        wire::decode::<Vec<u64>>(&wire::encode(&narrow).unwrap()).unwrap(),
+        narrow
+    );
+    let empties = vec![String::new(); 1000];
+    assert_eq!(
+        wire::decode::<Vec<String>>(&wire::encode(&empties).unwrap()).unwrap(),
+        empties
+    );
+    assert_eq!(
+        wire::decode::<u128>(&wire::encode(&0u128).unwrap()).unwrap(),
+        0
     );
 }
 
