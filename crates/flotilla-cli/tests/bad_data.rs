@@ -2,15 +2,12 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use common::scratch;
+
 use std::path::{Path, PathBuf};
 use std::process::Output;
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("flotilla-bad-data-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 /// A raw IDX file of unsigned bytes.
 fn idx(dims: &[u32], fill: u8) -> Vec<u8> {

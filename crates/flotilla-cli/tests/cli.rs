@@ -3,28 +3,12 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::{TINY, scratch};
+
+use std::path::Path;
 use std::process::{Command, Output};
-
-/// A quickstart small enough for a test: 20 clients (4 strong), 3 rounds, 3k samples.
-const TINY: [&str; 9] = [
-    "rounds=3",
-    "fleet.clients=20",
-    "fleet.strong=4",
-    "training.clients_per_round=5",
-    "training.local_steps=5",
-    "synthetic.train_samples=3000",
-    "synthetic.test_samples=500",
-    "server_ensemble.steps=10",
-    "kd.probe_samples=16",
-];
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("flotilla-cli-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 fn flotilla(args: &[&str], sets: &[&str], out: &Path) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_flotilla"));

@@ -5,27 +5,14 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use common::{TINY, scratch};
+
 use flotilla_nn::{ModelSpec, Shape, batch_from_flat, load_safetensors};
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
-
-const TINY: [&str; 7] = [
-    "training.clients_per_round=5",
-    "rounds=2",
-    "fleet.clients=10",
-    "fleet.strong=2",
-    "training.local_steps=5",
-    "synthetic.train_samples=2000",
-    "synthetic.test_samples=300",
-];
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("flotilla-models-{}-{name}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 fn flotilla(out: &Path, extra: &[&str]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_flotilla"));

@@ -5,29 +5,13 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use common::{TINY, scratch};
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-
-/// A tiny quickstart: 20 clients (4 strong), 3 rounds, 3k samples.
-const TINY: [&str; 9] = [
-    "rounds=3",
-    "fleet.clients=20",
-    "fleet.strong=4",
-    "training.clients_per_round=5",
-    "training.local_steps=5",
-    "synthetic.train_samples=3000",
-    "synthetic.test_samples=500",
-    "server_ensemble.steps=10",
-    "kd.probe_samples=16",
-];
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("flotilla-output-{}-{name}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 /// Runs `flotilla run` in `cwd` with `--out out` and the tiny config plus `sets`.
 fn flotilla(cwd: &Path, out: &str, sets: &[&str]) -> Output {
