@@ -79,7 +79,7 @@ impl SimDuration {
     pub fn from_secs_f64(secs: f64) -> Option<SimDuration> {
         let us = (secs * 1e6).round();
         // `u64::MAX as f64` is 2⁶⁴, the first value that does not fit.
-        (us >= 0.0 && us < u64::MAX as f64).then(|| SimDuration(us as u64))
+        (us >= 0.0 && us < u64::MAX as f64).then_some(SimDuration(us as u64))
     }
 }
 
