@@ -30,6 +30,11 @@ use serde::{Deserialize, Serialize};
 use crate::dataset::{Dataset, ImageShape};
 use crate::error::{DataError, Result};
 
+/// The most memory a generated task may take \[bytes\]: 16 GiB for the features and labels
+/// of both splits and the cluster centres (4 bytes per feature and label, 8 per centre
+/// coordinate), counted with checked arithmetic before anything is allocated.
+pub const MAX_SYNTHETIC_BYTES: u64 = 16 << 30;
+
 /// Parameters of the synthetic task (see the module docs for the recipe).
 ///
 /// Deserialises from a partial object: missing fields take their default.
@@ -69,8 +74,7 @@ impl Default for SyntheticConfig {
 impl SyntheticConfig {
     /// Generates the `(train, test)` datasets, named `synthetic-train` and `synthetic-test`.
     ///
-    /// Errors if `classes`, `clusters_per_class` or `dim` is zero, or `cluster_std` is
-    /// negative or not finite.
+    /// Errors as [`SyntheticConfig::validate`] does.
     pub fn generate(&self) -> Result<(Dataset, Dataset)> {
         self.validate()?;
         let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
@@ -83,7 +87,12 @@ impl SyntheticConfig {
         Ok((train, test))
     }
 
-    fn validate(&self) -> Result<()> {
+    /// Checks the parameters without generating anything: errors
+    /// ([`DataError::InvalidParameter`], naming the field) if `classes`,
+    /// `clusters_per_class` or `dim` is zero, `classes` does not fit in `u32`,
+    /// `cluster_std` is negative or not finite, or the task would take more than
+    /// [`MAX_SYNTHETIC_BYTES`].
+    pub fn validate(&self) -> Result<()> {
         for (name, value) in [
             ("classes", self.classes),
             ("clusters_per_class", self.clusters_per_class),
@@ -107,7 +116,61 @@ impl SyntheticConfig {
                 "must be finite and non-negative",
             ));
         }
-        Ok(())
+        self.check_size()
+    }
+
+    /// Refuses a task over [`MAX_SYNTHETIC_BYTES`], naming its largest part.
+    fn check_size(&self) -> Result<()> {
+        let bytes = |count: usize, per_row: Option<usize>| {
+            per_row.and_then(|r| count.checked_mul(r)).map(|b| b as u64)
+        };
+        let sample = self.dim.checked_mul(4).and_then(|b| b.checked_add(4));
+        let clusters = self.classes.checked_mul(self.clusters_per_class);
+        let parts = [
+            (
+                "train_samples",
+                self.train_samples,
+                bytes(self.train_samples, sample),
+            ),
+            (
+                "test_samples",
+                self.test_samples,
+                bytes(self.test_samples, sample),
+            ),
+            (
+                "clusters_per_class",
+                self.clusters_per_class,
+                clusters.and_then(|c| bytes(c, self.dim.checked_mul(8))),
+            ),
+        ];
+        let total = parts
+            .iter()
+            .try_fold(0u64, |sum, (_, _, b)| sum.checked_add((*b)?));
+        if total.is_some_and(|t| t <= MAX_SYNTHETIC_BYTES) {
+            return Ok(());
+        }
+        // The part that overflows, or else the largest.
+        let (name, value, _) = parts
+            .iter()
+            .max_by_key(|(_, _, b)| b.map_or(u128::MAX, u128::from))
+            .copied()
+            .unwrap_or(parts[0]);
+        let gib = |b: u64| b as f64 / f64::from(1u32 << 30);
+        Err(DataError::param(
+            name,
+            value,
+            format!(
+                "with dim = {} and {} classes the synthetic task needs {}, over the {:.0} GiB \
+                 limit",
+                self.dim,
+                self.classes,
+                total.map_or("more than u64 bytes".to_string(), |t| format!(
+                    "{:.1} GiB",
+                    gib(t)
+                )),
+                gib(MAX_SYNTHETIC_BYTES)
+            ),
+        ))
     }
 
     /// Draws `n` samples around `centres`.
@@ -195,5 +258,53 @@ mod tests {
         );
         let bad = SyntheticConfig { dim: 0, ..small() };
         assert!(bad.generate().unwrap_err().to_string().contains("`dim`"));
+    }
+
+    #[test]
+    fn tasks_too_large_to_hold_are_refused_before_allocating() {
+        // 10¹¹ samples of 32 features: 13 TB. Refused at once, naming the field.
+        let huge = SyntheticConfig {
+            train_samples: 100_000_000_000,
+            ..small()
+        };
+        let e = huge.generate().unwrap_err().to_string();
+        assert!(
+            e.contains("`train_samples` = 100000000000") && e.contains("16 GiB"),
+            "{e}"
+        );
+        // A count whose bytes overflow usize is named too, not wrapped.
+        let e = SyntheticConfig {
+            test_samples: usize::MAX / 2,
+            ..small()
+        }
+        .validate()
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("`test_samples`") && e.contains("more than u64 bytes"),
+            "{e}"
+        );
+        let e = SyntheticConfig {
+            dim: usize::MAX / 4,
+            ..small()
+        }
+        .validate()
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("more than u64 bytes"), "{e}");
+        // Just under the limit is accepted (without generating it here).
+        let dim = 32;
+        let rows = (MAX_SYNTHETIC_BYTES as usize - 10 * 8 * dim * 8) / (4 * dim + 4);
+        let fits = SyntheticConfig {
+            train_samples: rows - 1,
+            test_samples: 1,
+            ..SyntheticConfig::default()
+        };
+        fits.validate().unwrap();
+        let over = SyntheticConfig {
+            train_samples: rows,
+            ..fits
+        };
+        assert!(over.validate().is_err());
     }
 }
