@@ -119,56 +119,55 @@ impl SyntheticConfig {
         self.check_size()
     }
 
-    /// Refuses a task over [`MAX_SYNTHETIC_BYTES`], naming its largest part.
+    /// Refuses a task over [`MAX_SYNTHETIC_BYTES`], naming `dim` if one sample is already
+    /// too large, else its largest part. Counted in `u128`, checked.
     fn check_size(&self) -> Result<()> {
-        let bytes = |count: usize, per_row: Option<usize>| {
-            per_row.and_then(|r| count.checked_mul(r)).map(|b| b as u64)
-        };
-        let sample = self.dim.checked_mul(4).and_then(|b| b.checked_add(4));
-        let clusters = self.classes.checked_mul(self.clusters_per_class);
+        let n = |v: usize| v as u128;
+        let row = 4 * n(self.dim) + 4;
+        let centres = n(self.classes)
+            .checked_mul(n(self.clusters_per_class))
+            .and_then(|c| c.checked_mul(8 * n(self.dim)));
         let parts = [
             (
                 "train_samples",
                 self.train_samples,
-                bytes(self.train_samples, sample),
+                n(self.train_samples).checked_mul(row),
             ),
             (
                 "test_samples",
                 self.test_samples,
-                bytes(self.test_samples, sample),
+                n(self.test_samples).checked_mul(row),
             ),
-            (
-                "clusters_per_class",
-                self.clusters_per_class,
-                clusters.and_then(|c| bytes(c, self.dim.checked_mul(8))),
-            ),
+            ("clusters_per_class", self.clusters_per_class, centres),
         ];
+        let limit = u128::from(MAX_SYNTHETIC_BYTES);
         let total = parts
             .iter()
-            .try_fold(0u64, |sum, (_, _, b)| sum.checked_add((*b)?));
-        if total.is_some_and(|t| t <= MAX_SYNTHETIC_BYTES) {
+            .try_fold(0u128, |sum, (_, _, b)| sum.checked_add((*b)?));
+        if total.is_some_and(|t| t <= limit) {
             return Ok(());
         }
-        // The part that overflows, or else the largest.
-        let (name, value, _) = parts
-            .iter()
-            .max_by_key(|(_, _, b)| b.map_or(u128::MAX, u128::from))
-            .copied()
-            .unwrap_or(parts[0]);
-        let gib = |b: u64| b as f64 / f64::from(1u32 << 30);
+        let (name, value) = if row > limit {
+            ("dim", self.dim)
+        } else {
+            parts
+                .iter()
+                .max_by_key(|(_, _, b)| b.unwrap_or(u128::MAX))
+                .map_or(("train_samples", self.train_samples), |(k, v, _)| (*k, *v))
+        };
+        let gib = |b: u128| b as f64 / f64::from(1u32 << 30);
+        let needs = total.map_or("more than 2¹²⁸ bytes".to_string(), |t| {
+            format!("{:.1} GiB", gib(t))
+        });
         Err(DataError::param(
             name,
             value,
             format!(
-                "with dim = {} and {} classes the synthetic task needs {}, over the {:.0} GiB \
-                 limit",
+                "with dim = {} and {} classes the synthetic task needs {needs}, over the \
+                 {:.0} GiB limit",
                 self.dim,
                 self.classes,
-                total.map_or("more than u64 bytes".to_string(), |t| format!(
-                    "{:.1} GiB",
-                    gib(t)
-                )),
-                gib(MAX_SYNTHETIC_BYTES)
+                gib(limit)
             ),
         ))
     }
@@ -272,7 +271,7 @@ mod tests {
             e.contains("`train_samples` = 100000000000") && e.contains("16 GiB"),
             "{e}"
         );
-        // A count whose bytes overflow usize is named too, not wrapped.
+        // Counts whose bytes overflow usize are named, not wrapped.
         let e = SyntheticConfig {
             test_samples: usize::MAX / 2,
             ..small()
@@ -281,7 +280,7 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(
-            e.contains("`test_samples`") && e.contains("more than u64 bytes"),
+            e.contains(&format!("`test_samples` = {}", usize::MAX / 2)),
             "{e}"
         );
         let e = SyntheticConfig {
@@ -291,7 +290,7 @@ mod tests {
         .validate()
         .unwrap_err()
         .to_string();
-        assert!(e.contains("more than u64 bytes"), "{e}");
+        assert!(e.contains("`dim`"), "{e}");
         // Just under the limit is accepted (without generating it here).
         let dim = 32;
         let rows = (MAX_SYNTHETIC_BYTES as usize - 10 * 8 * dim * 8) / (4 * dim + 4);
