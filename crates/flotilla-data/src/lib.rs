@@ -36,7 +36,7 @@ pub mod partition;
 pub mod synthetic;
 pub mod transform;
 
-pub use batch::{sample_steps, shuffled_batches};
+pub use batch::{StepSampler, shuffled_batches};
 pub use data_root::data_root;
 pub use dataset::{Dataset, ImageShape};
 pub use error::{DataError, Location, Result};
@@ -51,5 +51,5 @@ pub use partition::{
     LabelHistogram, LabeledUnlabeled, Partition, dirichlet, dirichlet_labeled_unlabeled,
     fraction_split, iid, label_histogram, mean_total_variation, natural, shards,
 };
-pub use synthetic::SyntheticConfig;
+pub use synthetic::{MAX_SYNTHETIC_BYTES, SyntheticConfig};
 pub use transform::{Augmentation, Standardizer};

@@ -30,6 +30,11 @@ use serde::{Deserialize, Serialize};
 use crate::dataset::{Dataset, ImageShape};
 use crate::error::{DataError, Result};
 
+/// The most memory a generated task may take \[bytes\]: 16 GiB for the features and labels
+/// of both splits and the cluster centres (4 bytes per feature and label, 8 per centre
+/// coordinate), counted with checked arithmetic before anything is allocated.
+pub const MAX_SYNTHETIC_BYTES: u64 = 16 << 30;
+
 /// Parameters of the synthetic task (see the module docs for the recipe).
 ///
 /// Deserialises from a partial object: missing fields take their default.
@@ -69,8 +74,7 @@ impl Default for SyntheticConfig {
 impl SyntheticConfig {
     /// Generates the `(train, test)` datasets, named `synthetic-train` and `synthetic-test`.
     ///
-    /// Errors if `classes`, `clusters_per_class` or `dim` is zero, or `cluster_std` is
-    /// negative or not finite.
+    /// Errors as [`SyntheticConfig::validate`] does.
     pub fn generate(&self) -> Result<(Dataset, Dataset)> {
         self.validate()?;
         let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
@@ -83,7 +87,12 @@ impl SyntheticConfig {
         Ok((train, test))
     }
 
-    fn validate(&self) -> Result<()> {
+    /// Checks the parameters without generating anything: errors
+    /// ([`DataError::InvalidParameter`], naming the field) if `classes`,
+    /// `clusters_per_class` or `dim` is zero, `classes` does not fit in `u32`,
+    /// `cluster_std` is negative or not finite, or the task would take more than
+    /// [`MAX_SYNTHETIC_BYTES`].
+    pub fn validate(&self) -> Result<()> {
         for (name, value) in [
             ("classes", self.classes),
             ("clusters_per_class", self.clusters_per_class),
@@ -107,7 +116,60 @@ impl SyntheticConfig {
                 "must be finite and non-negative",
             ));
         }
-        Ok(())
+        self.check_size()
+    }
+
+    /// Refuses a task over [`MAX_SYNTHETIC_BYTES`], naming `dim` if one sample is already
+    /// too large, else its largest part. Counted in `u128`, checked.
+    fn check_size(&self) -> Result<()> {
+        let n = |v: usize| v as u128;
+        let row = 4 * n(self.dim) + 4;
+        let centres = n(self.classes)
+            .checked_mul(n(self.clusters_per_class))
+            .and_then(|c| c.checked_mul(8 * n(self.dim)));
+        let parts = [
+            (
+                "train_samples",
+                self.train_samples,
+                n(self.train_samples).checked_mul(row),
+            ),
+            (
+                "test_samples",
+                self.test_samples,
+                n(self.test_samples).checked_mul(row),
+            ),
+            ("clusters_per_class", self.clusters_per_class, centres),
+        ];
+        let limit = u128::from(MAX_SYNTHETIC_BYTES);
+        let total = parts
+            .iter()
+            .try_fold(0u128, |sum, (_, _, b)| sum.checked_add((*b)?));
+        if total.is_some_and(|t| t <= limit) {
+            return Ok(());
+        }
+        let (name, value) = if row > limit {
+            ("dim", self.dim)
+        } else {
+            parts
+                .iter()
+                .max_by_key(|(_, _, b)| b.unwrap_or(u128::MAX))
+                .map_or(("train_samples", self.train_samples), |(k, v, _)| (*k, *v))
+        };
+        let gib = |b: u128| b as f64 / f64::from(1u32 << 30);
+        let needs = total.map_or("more than 2¹²⁸ bytes".to_string(), |t| {
+            format!("{:.1} GiB", gib(t))
+        });
+        Err(DataError::param(
+            name,
+            value,
+            format!(
+                "with dim = {} and {} classes the synthetic task needs {needs}, over the \
+                 {:.0} GiB limit",
+                self.dim,
+                self.classes,
+                gib(limit)
+            ),
+        ))
     }
 
     /// Draws `n` samples around `centres`.
@@ -195,5 +257,53 @@ mod tests {
         );
         let bad = SyntheticConfig { dim: 0, ..small() };
         assert!(bad.generate().unwrap_err().to_string().contains("`dim`"));
+    }
+
+    #[test]
+    fn tasks_too_large_to_hold_are_refused_before_allocating() {
+        // 10¹¹ samples of 32 features: 13 TB. Refused at once, naming the field.
+        let huge = SyntheticConfig {
+            train_samples: 100_000_000_000,
+            ..small()
+        };
+        let e = huge.generate().unwrap_err().to_string();
+        assert!(
+            e.contains("`train_samples` = 100000000000") && e.contains("16 GiB"),
+            "{e}"
+        );
+        // Counts whose bytes overflow usize are named, not wrapped.
+        let e = SyntheticConfig {
+            test_samples: usize::MAX / 2,
+            ..small()
+        }
+        .validate()
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains(&format!("`test_samples` = {}", usize::MAX / 2)),
+            "{e}"
+        );
+        let e = SyntheticConfig {
+            dim: usize::MAX / 4,
+            ..small()
+        }
+        .validate()
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("`dim`"), "{e}");
+        // Just under the limit is accepted (without generating it here).
+        let dim = 32;
+        let rows = (MAX_SYNTHETIC_BYTES as usize - 10 * 8 * dim * 8) / (4 * dim + 4);
+        let fits = SyntheticConfig {
+            train_samples: rows - 1,
+            test_samples: 1,
+            ..SyntheticConfig::default()
+        };
+        fits.validate().unwrap();
+        let over = SyntheticConfig {
+            train_samples: rows,
+            ..fits
+        };
+        assert!(over.validate().is_err());
     }
 }

@@ -10,6 +10,30 @@ use flotilla_train::TeacherMode;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
+/// Upper bounds on the keys that size what a run allocates or schedules, checked by
+/// [`ExperimentConfig::validate`] before anything is loaded. Model and dataset sizes are
+/// bounded by the bytes they need instead: [`flotilla_nn::MAX_TRAINING_MEMORY_BYTES`] and
+/// [`flotilla_data::MAX_SYNTHETIC_BYTES`] (16 GiB each).
+pub mod limits {
+    /// `seeds`: runs per method.
+    pub const SEEDS: usize = 10_000;
+    /// `rounds`: each round keeps a record in the run's history.
+    pub const ROUNDS: u32 = 1_000_000;
+    /// `fleet.clients`: one simulated node (and actor) each.
+    pub const CLIENTS: usize = 100_000;
+    /// `data.unlabeled_shards_per_strong`: Dirichlet shards per strong client.
+    pub const UNLABELED_SHARDS_PER_STRONG: usize = 100;
+    /// `synthetic.classes`: per-class tables are sized by it.
+    pub const SYNTHETIC_CLASSES: usize = 10_000;
+    /// `training.batch_size` and `server_ensemble.batch_size`.
+    pub const BATCH_SIZE: usize = 1_000_000;
+    /// `fleet.weak_memory_mb` and `fleet.strong_memory_mb` \[MB\] (a petabyte).
+    pub const DEVICE_MEMORY_MB: f64 = 1e9;
+    /// Durations such as `training.stage_timeout_s` \[s\] (about 116 days): far below
+    /// the virtual clock's range, so rounds of them cannot run it out.
+    pub const DURATION_S: f64 = 1e7;
+}
+
 /// The built-in configurations, by name: `(name, TOML text)`.
 pub const BUILT_IN: [(&str, &str); 5] = [
     (
@@ -399,7 +423,8 @@ impl ExperimentConfig {
         Ok(config)
     }
 
-    /// The seeds run, in order.
+    /// The seeds run, in order: `seed, seed + 1, …` (validation checks that the last one
+    /// fits in `u64` and that there are at most [`limits::SEEDS`]).
     pub fn seed_list(&self) -> Vec<u64> {
         (0..self.seeds as u64).map(|i| self.seed + i).collect()
     }
@@ -412,11 +437,38 @@ impl ExperimentConfig {
         if self.methods.is_empty() {
             return err("methods", &"[]", "name at least one method");
         }
-        if self.seeds == 0 {
-            return err("seeds", &0, "must be at least 1");
+        if let Some((i, m)) = self
+            .methods
+            .iter()
+            .enumerate()
+            .find(|(i, m)| self.methods[..*i].contains(m))
+        {
+            return err(
+                &format!("methods[{i}]"),
+                m,
+                "is listed twice; each method runs once per seed",
+            );
         }
-        if self.rounds == 0 {
-            return err("rounds", &0, "must be at least 1");
+        if !(1..=limits::SEEDS).contains(&self.seeds) {
+            return err(
+                "seeds",
+                &self.seeds,
+                &format!("must be in 1..={}", limits::SEEDS),
+            );
+        }
+        if self.seed.checked_add(self.seeds as u64 - 1).is_none() {
+            return err(
+                "seed",
+                &self.seed,
+                &format!("the last of {} seeds would be beyond u64::MAX", self.seeds),
+            );
+        }
+        if !(1..=limits::ROUNDS).contains(&self.rounds) {
+            return err(
+                "rounds",
+                &self.rounds,
+                &format!("must be in 1..={}", limits::ROUNDS),
+            );
         }
         if self.eval_every == 0 {
             return err("eval_every", &0, "must be at least 1");
@@ -439,6 +491,13 @@ impl ExperimentConfig {
                 "needs a dataset with writers (femnist)",
             );
         }
+        if d.unlabeled_shards_per_strong > limits::UNLABELED_SHARDS_PER_STRONG {
+            return err(
+                "data.unlabeled_shards_per_strong",
+                &d.unlabeled_shards_per_strong,
+                &format!("must be at most {}", limits::UNLABELED_SHARDS_PER_STRONG),
+            );
+        }
         if d.dataset == Named::Synthetic && d.path.is_some() {
             return err(
                 "data.path",
@@ -452,21 +511,47 @@ impl ExperimentConfig {
             return err("data.path", &path.display(), "is not a directory");
         }
         let s = &self.synthetic;
-        if s.classes < 2 {
-            return err("synthetic.classes", &s.classes, "must be at least 2");
-        }
-        if s.clusters_per_class == 0 {
-            return err("synthetic.clusters_per_class", &0, "must be at least 1");
-        }
-        if s.dim == 0 {
-            return err("synthetic.dim", &0, "must be at least 1");
+        if !(2..=limits::SYNTHETIC_CLASSES).contains(&s.classes) {
+            return err(
+                "synthetic.classes",
+                &s.classes,
+                &format!("must be in 2..={}", limits::SYNTHETIC_CLASSES),
+            );
         }
         if !(s.cluster_std > 0.0 && s.cluster_std.is_finite()) {
             return err("synthetic.cluster_std", &s.cluster_std, "must be > 0");
         }
+        for (key, n) in [
+            ("synthetic.train_samples", s.train_samples),
+            ("synthetic.test_samples", s.test_samples),
+        ] {
+            if n == 0 {
+                return err(
+                    key,
+                    &0,
+                    "must be at least 1 (an empty split cannot be used)",
+                );
+            }
+        }
+        // Zero sizes, and the bytes of both splits and the centres (checked arithmetic,
+        // at most 16 GiB), before anything is generated.
+        if let Err(e) = s.validate() {
+            return Err(match e {
+                flotilla_data::DataError::InvalidParameter {
+                    name,
+                    value,
+                    reason,
+                } => ConfigError::new(format!("synthetic.{name}"), value, reason),
+                other => ConfigError::new("synthetic", "(section)", other.to_string()),
+            });
+        }
         let f = &self.fleet;
-        if f.clients == 0 {
-            return err("fleet.clients", &0, "must be at least 1");
+        if !(1..=limits::CLIENTS).contains(&f.clients) {
+            return err(
+                "fleet.clients",
+                &f.clients,
+                &format!("must be in 1..={}", limits::CLIENTS),
+            );
         }
         if f.strong > f.clients {
             return err(
@@ -480,9 +565,13 @@ impl ExperimentConfig {
             ("fleet.strong_memory_mb", f.strong_memory_mb),
         ] {
             if let Some(mb) = mb
-                && !(mb > 0.0 && mb.is_finite())
+                && !(mb > 0.0 && mb <= limits::DEVICE_MEMORY_MB)
             {
-                return err(key, &mb, "must be > 0");
+                return err(
+                    key,
+                    &mb,
+                    &format!("must be > 0 and at most {:e}", limits::DEVICE_MEMORY_MB),
+                );
             }
         }
         if let Some(p) = f.dropout
@@ -494,8 +583,12 @@ impl ExperimentConfig {
         if t.local_steps == 0 {
             return err("training.local_steps", &0, "must be at least 1");
         }
-        if t.batch_size == 0 {
-            return err("training.batch_size", &0, "must be at least 1");
+        if !(1..=limits::BATCH_SIZE).contains(&t.batch_size) {
+            return err(
+                "training.batch_size",
+                &t.batch_size,
+                &format!("must be in 1..={}", limits::BATCH_SIZE),
+            );
         }
         if !(t.lr > 0.0 && t.lr.is_finite()) {
             return err("training.lr", &t.lr, "must be > 0");
@@ -529,11 +622,11 @@ impl ExperimentConfig {
                 &format!("must be in 1..={} (fleet.strong)", f.strong),
             );
         }
-        if !(t.stage_timeout_s > 0.0 && t.stage_timeout_s.is_finite()) {
+        if !(t.stage_timeout_s > 0.0 && t.stage_timeout_s <= limits::DURATION_S) {
             return err(
                 "training.stage_timeout_s",
                 &t.stage_timeout_s,
-                "must be > 0",
+                &format!("must be > 0 and at most {:e} s", limits::DURATION_S),
             );
         }
         let kd = &self.kd;
@@ -547,8 +640,12 @@ impl ExperimentConfig {
             return err("kd.ramp", &kd.ramp, "must be in [0, 1]");
         }
         let se = &self.server_ensemble;
-        if se.batch_size == 0 {
-            return err("server_ensemble.batch_size", &0, "must be at least 1");
+        if !(1..=limits::BATCH_SIZE).contains(&se.batch_size) {
+            return err(
+                "server_ensemble.batch_size",
+                &se.batch_size,
+                &format!("must be in 1..={}", limits::BATCH_SIZE),
+            );
         }
         if let Some(lr) = se.lr
             && !(lr > 0.0 && lr.is_finite())
@@ -630,4 +727,151 @@ fn apply_override(table: &mut toml::Table, item: &str) -> Result<(), ConfigError
         };
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(sets: &[&str]) -> Result<ExperimentConfig, ExperimentError> {
+        let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+        ExperimentConfig::load(&ConfigSource::BuiltIn("quickstart".into()), &sets)
+    }
+
+    /// The error of `sets`, which must name `key` and `value`.
+    fn rejects(sets: &[&str], key: &str, value: &str) -> ConfigError {
+        match load(sets) {
+            Err(ExperimentError::Config(e)) => {
+                assert_eq!(e.key, key, "{sets:?}: {e}");
+                assert_eq!(e.value, value, "{sets:?}: {e}");
+                e
+            }
+            other => panic!("{sets:?} gave {other:?}"),
+        }
+    }
+
+    #[test]
+    fn seeds_are_bounded_and_the_last_seed_must_fit() {
+        load(&["seeds=10000"]).unwrap();
+        rejects(&["seeds=10001"], "seeds", "10001");
+        rejects(&["seeds=1000000000000"], "seeds", "1000000000000");
+        rejects(&["seeds=0"], "seeds", "0");
+        // TOML integers stop at i64::MAX; a library caller can go up to u64::MAX.
+        let mut config = load(&["seeds=3"]).unwrap();
+        config.seed = u64::MAX - 2;
+        assert_eq!(config.validate(), Ok(()));
+        assert_eq!(
+            config.seed_list(),
+            vec![u64::MAX - 2, u64::MAX - 1, u64::MAX]
+        );
+        config.seed = u64::MAX - 1;
+        let e = config.validate().unwrap_err();
+        assert_eq!(
+            (e.key.as_str(), e.value.clone()),
+            ("seed", (u64::MAX - 1).to_string())
+        );
+        assert!(e.reason.contains("3 seeds"), "{e}");
+    }
+
+    #[test]
+    fn a_method_listed_twice_is_named() {
+        let e = rejects(
+            &["methods=[\"strong_only\", \"weak_only\", \"strong_only\"]"],
+            "methods[2]",
+            "strong_only",
+        );
+        assert!(e.reason.contains("twice"), "{e}");
+    }
+
+    #[test]
+    fn synthetic_sizes_are_checked_before_generating() {
+        rejects(&["synthetic.test_samples=0"], "synthetic.test_samples", "0");
+        rejects(
+            &["synthetic.train_samples=0"],
+            "synthetic.train_samples",
+            "0",
+        );
+        // 10¹¹ training samples: 13 TB, refused by bytes, not by allocating them.
+        let e = rejects(
+            &["synthetic.train_samples=100000000000"],
+            "synthetic.train_samples",
+            "100000000000",
+        );
+        assert!(e.reason.contains("16 GiB"), "{e}");
+        // Sizes whose bytes overflow usize are named too.
+        let e = rejects(
+            &["synthetic.dim=4611686018427387904"],
+            "synthetic.dim",
+            "4611686018427387904",
+        );
+        assert!(e.reason.contains("16 GiB"), "{e}");
+        rejects(&["synthetic.classes=10001"], "synthetic.classes", "10001");
+        rejects(
+            &["synthetic.clusters_per_class=0"],
+            "synthetic.clusters_per_class",
+            "0",
+        );
+        rejects(&["synthetic.dim=0"], "synthetic.dim", "0");
+    }
+
+    #[test]
+    fn durations_are_bounded_far_inside_the_clock() {
+        load(&["training.stage_timeout_s=1e7"]).unwrap();
+        for bad in ["1e18", "10000000.5", "0.0", "-1.0", "inf", "nan"] {
+            let value = load(&[&format!("training.stage_timeout_s={bad}")])
+                .map(|_| ())
+                .unwrap_err();
+            let ExperimentError::Config(e) = value else {
+                panic!("{bad}: {value:?}")
+            };
+            assert_eq!(e.key, "training.stage_timeout_s", "{bad}");
+            assert!(e.reason.contains("1e7"), "{e}");
+        }
+    }
+
+    #[test]
+    fn keys_that_size_allocations_are_bounded() {
+        for (set, key, value) in [
+            ("rounds=1000001", "rounds", "1000001"),
+            ("fleet.clients=100001", "fleet.clients", "100001"),
+            (
+                "training.batch_size=1000001",
+                "training.batch_size",
+                "1000001",
+            ),
+            (
+                "server_ensemble.batch_size=1000001",
+                "server_ensemble.batch_size",
+                "1000001",
+            ),
+            (
+                "data.unlabeled_shards_per_strong=101",
+                "data.unlabeled_shards_per_strong",
+                "101",
+            ),
+            (
+                "fleet.weak_memory_mb=1e10",
+                "fleet.weak_memory_mb",
+                "10000000000",
+            ),
+            (
+                "fleet.strong_memory_mb=inf",
+                "fleet.strong_memory_mb",
+                "inf",
+            ),
+        ] {
+            rejects(&[set], key, value);
+        }
+        // At the bounds themselves, the configuration is valid.
+        load(&[
+            "rounds=1000000",
+            "fleet.clients=100000",
+            "training.batch_size=1000000",
+            "server_ensemble.batch_size=1000000",
+            "data.unlabeled_shards_per_strong=100",
+            "synthetic.classes=10000",
+            "fleet.weak_memory_mb=1e9",
+        ])
+        .unwrap();
+    }
 }

@@ -66,10 +66,11 @@ impl Named {
         }
     }
 
-    /// Sample shape and class count, known without reading the files.
-    pub fn input(self) -> (Shape, usize) {
+    /// Sample shape and class count, known without reading the files (`synthetic`: those
+    /// the generator settings give).
+    pub fn input(self, synthetic: &SyntheticConfig) -> (Shape, usize) {
         match self {
-            Named::Synthetic => (Shape::flat(SyntheticConfig::default().dim), 10),
+            Named::Synthetic => (Shape::flat(synthetic.dim), synthetic.classes),
             Named::Mnist => (Shape::image(28, 28, 1), 10),
             Named::Cifar10 => (Shape::image(32, 32, 3), 10),
             Named::Femnist => (Shape::image(28, 28, 1), 62),

@@ -25,7 +25,7 @@ mod setup;
 
 pub use config::{
     BUILT_IN, ConfigSource, DataConfig, ExperimentConfig, FedAvgSection, FleetConfig, KdSection,
-    ModelsConfig, ServerEnsembleSection, SplitKind, TrainingConfig,
+    ModelsConfig, ServerEnsembleSection, SplitKind, TrainingConfig, limits,
 };
 pub use datasets::{Loaded, Named, UnknownDataset};
 pub use error::{ConfigError, ExperimentError};

@@ -11,7 +11,7 @@ use flotilla_fl::{
 use flotilla_nn::LrSchedule;
 use flotilla_sim::{
     Context, Counters, DeviceProfile, Event, LinkSpec, NetworkModel, Node, NodeError, NodeId,
-    Outage, Seed, SimDuration, SimTime, Simulation, StopAt,
+    Outage, Seed, SimDuration, SimTime, Simulation, StopAt, secs,
 };
 use serde::Serialize;
 use std::io::Write;
@@ -260,13 +260,21 @@ impl Prepared {
         if let Some(out) = options.trace {
             builder = builder.trace_jsonl(out);
         }
+        let timeout = c.training.stage_timeout_s;
+        let stage_timeout = SimDuration::from_secs_f64(timeout).ok_or_else(|| {
+            crate::ConfigError::new(
+                "training.stage_timeout_s",
+                timeout,
+                "not a duration the virtual clock can count",
+            )
+        })?;
         let mut coordinator = Coordinator::new(
             strategy,
             task.clone(),
             CoordinatorConfig {
                 rounds: c.rounds,
-                stage_timeout: Some(SimDuration::from_secs_f64(c.training.stage_timeout_s)),
-                registration_window: SimDuration::from_secs_f64(60.0),
+                stage_timeout: Some(stage_timeout),
+                registration_window: secs(60),
                 eval_every: c.eval_every,
             },
             c.fleet.clients,

@@ -2,7 +2,7 @@
 
 use crate::{ConfigError, ExperimentConfig, ExperimentError, Method, RunOutcome, SplitKind};
 use flotilla_data::{Augmentation, Dataset, dirichlet_labeled_unlabeled, fraction_split, iid};
-use flotilla_fl::{ClientData, LearningTask, LocalTraining, ModelRole};
+use flotilla_fl::{ClientData, FlError, LearningTask, LocalTraining, ModelRole};
 use flotilla_nn::{ModelSpec, Network, SgdConfig, Weights, load_safetensors, save_safetensors};
 use flotilla_sim::{DeviceProfile, LinkSpec, NodeId, Purpose, Seed};
 use flotilla_train::input_shape;
@@ -33,28 +33,40 @@ fn mb(bytes: u64) -> String {
 }
 
 impl Prepared {
-    /// Loads the data and checks the models against the data and the devices.
+    /// Checks the models (their size before anything is allocated, then against the data
+    /// and the devices), loads the data and checks the split and the declared work.
     pub fn new(config: ExperimentConfig) -> Result<Self, ExperimentError> {
         let d = &config.data;
-        let loaded = d
-            .dataset
-            .load(d.path.as_deref(), d.augment, &config.synthetic)?;
-        let (train, test) = (Arc::new(loaded.train), Arc::new(loaded.test));
         let parse = |key: &str, text: &str| -> Result<ModelSpec, ConfigError> {
             text.parse::<ModelSpec>()
                 .map_err(|e| ConfigError::new(key, text, e.to_string()))
         };
         let target = parse("models.target", &config.models.target)?;
         let auxiliary = parse("models.auxiliary", &config.models.auxiliary)?;
-        let memory_of = |key: &str, spec: &ModelSpec| -> Result<u64, ConfigError> {
-            spec.build(input_shape(&train), train.classes())
-                .map(|net| net.training_memory_bytes(config.training.batch_size))
-                .map_err(|e| ConfigError::new(key, spec, e.to_string()))
+        // Counted from the specs with checked arithmetic, and held to the training-memory
+        // cap, before the data or any weights are allocated.
+        let (input, classes) = d.dataset.input(&config.synthetic);
+        let memory_of = |key: &str, value: &dyn ToString, spec: &ModelSpec, batch| {
+            spec.footprint(input, classes, batch)
+                .and_then(|f| {
+                    f.check_training_memory(spec)
+                        .map(|()| f.training_memory_bytes)
+                })
+                .map_err(|e| ConfigError::new(key, value.to_string(), e.to_string()))
         };
+        let batch = config.training.batch_size;
         let memory = (
-            memory_of("models.target", &target)?,
-            memory_of("models.auxiliary", &auxiliary)?,
+            memory_of("models.target", &target, &target, batch)?,
+            memory_of("models.auxiliary", &auxiliary, &auxiliary, batch)?,
         );
+        if config.methods.contains(&Method::ServerLogitEnsemble) {
+            let se_batch = config.server_ensemble.batch_size;
+            memory_of("server_ensemble.batch_size", &se_batch, &target, se_batch)?;
+        }
+        let loaded = d
+            .dataset
+            .load(d.path.as_deref(), d.augment, &config.synthetic)?;
+        let (train, test) = (Arc::new(loaded.train), Arc::new(loaded.test));
         let prepared = Self {
             config,
             train,
@@ -67,9 +79,39 @@ impl Prepared {
             initial: BTreeMap::new(),
         };
         prepared.check_devices()?;
-        // Fail now, not in the middle of the run, if the split is impossible.
+        // Fail now, not in the middle of the run, if the split is impossible or the work
+        // cannot be counted.
         prepared.split(prepared.config.seed)?;
+        let task = prepared.task(prepared.config.seed)?;
+        prepared.check_work(&task)?;
         Ok(prepared)
+    }
+
+    /// Refuses schedules whose declared work overflows the FLOP count (the clients'
+    /// and the server's jobs would fail mid-run): the largest local assignment, on-device
+    /// distillation (`2·H` training steps of the student, `H` batches through the
+    /// teacher), and, for `server_logit_ensemble`, the server's distillation steps (a
+    /// training step counts more than the teachers' forward pass on its batch).
+    fn check_work(&self, task: &LearningTask) -> Result<(), ConfigError> {
+        let (t, se) = (&self.config.training, &self.config.server_ensemble);
+        let h = t.local_steps;
+        let local = |role| -> Result<u64, FlError> {
+            let too_many =
+                || FlError::FlopOverflow(format!("{h} local steps at batch {}", t.batch_size));
+            task.training_flops(role, h.checked_mul(2).ok_or_else(too_many)?)?;
+            task.inference_flops(role, h.checked_mul(t.batch_size).ok_or_else(too_many)?)
+        };
+        let server = self.config.methods.contains(&Method::ServerLogitEnsemble);
+        for role in ModelRole::ALL {
+            local(role).map_err(|e| ConfigError::new("training.local_steps", h, e.to_string()))?;
+            if server {
+                task.step_flops(role, se.steps, se.batch_size)
+                    .map_err(|e| {
+                        ConfigError::new("server_ensemble.steps", se.steps, e.to_string())
+                    })?;
+            }
+        }
+        Ok(())
     }
 
     /// The profile of strong (`strong = true`) or weak devices, with the configured

@@ -40,7 +40,7 @@ fn prepared(clients: usize, strong: usize, dropout: f64, timeout_s: f64) -> Prep
 }
 
 fn at(secs: f64) -> SimTime {
-    SimTime::ZERO + SimDuration::from_secs_f64(secs)
+    SimTime::ZERO + SimDuration::from_secs_f64(secs).unwrap()
 }
 
 /// The models each method trains.

@@ -37,6 +37,9 @@ pub enum FlError {
     /// model).
     #[error("setup: {0}")]
     Setup(String),
+    /// Declared work too large to count: the FLOPs of what is named overflow `u64`.
+    #[error("the FLOP count of {0} overflows u64")]
+    FlopOverflow(String),
 }
 
 /// The clients the server has heard from, in id order, with what each announced.

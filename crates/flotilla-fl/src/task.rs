@@ -2,6 +2,7 @@
 
 use crate::FlError;
 use flotilla_data::{Augmentation, Dataset};
+use flotilla_nn::layer::checked_product;
 use flotilla_nn::{ModelSpec, Network, SgdConfig, Weights};
 use flotilla_sim::{DeviceProfile, NodeId, Purpose, Seed};
 use flotilla_train::{BatchLoader, evaluate, input_shape};
@@ -97,14 +98,15 @@ impl LearningTask {
         local.sgd.validate()?;
         let mut infos = BTreeMap::new();
         for (role, spec) in models {
-            let net = spec.build(input_shape(&train), train.classes())?;
+            let footprint =
+                spec.footprint(input_shape(&train), train.classes(), local.batch_size)?;
             infos.insert(
                 *role,
                 ModelInfo {
                     spec: spec.clone(),
-                    params: net.param_len(),
-                    flops_per_sample: net.flops_per_sample(),
-                    training_memory_bytes: net.training_memory_bytes(local.batch_size),
+                    params: footprint.params,
+                    flops_per_sample: footprint.flops_per_sample,
+                    training_memory_bytes: footprint.training_memory_bytes,
                 },
             );
         }
@@ -181,15 +183,39 @@ impl LearningTask {
         Ok(self.network(role)?.init(&mut rng))
     }
 
-    /// Declared work of `steps` training steps of `role` \[FLOP\]: three forward passes'
-    /// worth per sample (forward, input gradient, weight gradient).
+    /// Declared work of `steps` training steps of `role` at the task's batch size
+    /// \[FLOP\] (see [`LearningTask::step_flops`]).
     pub fn training_flops(&self, role: ModelRole, steps: usize) -> Result<u64, FlError> {
-        Ok(3 * self.model(role)?.flops_per_sample * (steps * self.local.batch_size) as u64)
+        self.step_flops(role, steps, self.local.batch_size)
     }
 
-    /// Declared work of `samples` forward passes of `role` \[FLOP\].
+    /// Declared work of `steps` training steps of `role` on batches of `batch` \[FLOP\]:
+    /// three forward passes' worth per sample (forward, input gradient, weight gradient).
+    /// Errors ([`FlError::FlopOverflow`]) if the count overflows `u64`.
+    pub fn step_flops(&self, role: ModelRole, steps: usize, batch: usize) -> Result<u64, FlError> {
+        let model = self.model(role)?;
+        checked_product(&[3, steps, batch])
+            .and_then(|passes| passes.checked_mul(model.flops_per_sample))
+            .ok_or_else(|| {
+                FlError::FlopOverflow(format!(
+                    "{steps} training steps of the {role} model ({}) at batch {batch}",
+                    model.spec
+                ))
+            })
+    }
+
+    /// Declared work of `samples` forward passes of `role` \[FLOP\]. Errors
+    /// ([`FlError::FlopOverflow`]) if the count overflows `u64`.
     pub fn inference_flops(&self, role: ModelRole, samples: usize) -> Result<u64, FlError> {
-        Ok(self.model(role)?.flops_per_sample * samples as u64)
+        let model = self.model(role)?;
+        (samples as u64)
+            .checked_mul(model.flops_per_sample)
+            .ok_or_else(|| {
+                FlError::FlopOverflow(format!(
+                    "{samples} forward passes of the {role} model ({})",
+                    model.spec
+                ))
+            })
     }
 
     /// Declared work of evaluating `role` on the test set \[FLOP\].
@@ -217,4 +243,62 @@ pub struct ClientData {
     /// Unlabeled samples (their labels are never read for training; only instrumentation
     /// compares predictions with them).
     pub unlabeled: Arc<[usize]>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flotilla_data::SyntheticConfig;
+
+    fn task(steps: usize, batch_size: usize) -> LearningTask {
+        let (train, test) = SyntheticConfig {
+            train_samples: 20,
+            test_samples: 10,
+            ..SyntheticConfig::default()
+        }
+        .generate()
+        .unwrap();
+        let local = LocalTraining {
+            steps,
+            batch_size,
+            sgd: SgdConfig::default(),
+        };
+        let models = [(ModelRole::Target, "mlp:32-8-10".parse().unwrap())];
+        LearningTask::new(
+            Arc::new(train),
+            Arc::new(test),
+            None,
+            &models,
+            local,
+            Seed(1),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn flop_counts_are_checked_and_name_what_overflowed() {
+        let task = task(30, 32);
+        let per_sample = task.model(ModelRole::Target).unwrap().flops_per_sample;
+        assert_eq!(per_sample, 2 * 32 * 8 + 8 + 8 + 2 * 8 * 10 + 10);
+        assert_eq!(
+            task.training_flops(ModelRole::Target, 30).unwrap(),
+            3 * 30 * 32 * per_sample
+        );
+        // 10¹⁸ local steps: formerly a wrapped product, now an error naming the work.
+        let e = task
+            .training_flops(ModelRole::Target, 1_000_000_000_000_000_000)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("1000000000000000000 training steps of the target model (mlp:32-8-10)")
+                && e.contains("at batch 32")
+                && e.contains("overflows u64"),
+            "{e}"
+        );
+        let e = task
+            .inference_flops(ModelRole::Target, usize::MAX)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("forward passes of the target model"), "{e}");
+    }
 }

@@ -30,5 +30,5 @@ pub use network::{LayerSummary, Network, Weights};
 pub use optim::{LrSchedule, Sgd, SgdConfig, kd_weight};
 pub use param::{Init, Layout, ParamSpec, total_len};
 pub use safetensors_io::{load_safetensors, parse_safetensors, save_safetensors};
-pub use spec::ModelSpec;
+pub use spec::{Footprint, MAX_TRAINING_MEMORY_BYTES, ModelSpec};
 pub use tensor::{Shape, Tensor, as_rows, as_rows_mut, batch_from_flat, from_rows, sample_shape};

@@ -1,6 +1,6 @@
 //! A network: an ordered list of named layers over flat weight vectors.
 
-use crate::layer::{Layer, Mode};
+use crate::layer::{Layer, Mode, checked_product};
 use crate::param::ParamSpec;
 use crate::tensor::{Shape, Tensor, as_rows, from_rows};
 use crate::{NnError, Result};
@@ -53,6 +53,8 @@ struct Slot {
     layer: Box<dyn Layer>,
     params: Range<usize>,
     state: Range<usize>,
+    /// The layer's forward FLOPs per sample, counted once at construction.
+    flops: u64,
 }
 
 /// An architecture plus the scratch space its forward and backward passes use.
@@ -68,19 +70,30 @@ pub struct Network {
     slots: Vec<Slot>,
     param_len: usize,
     state_len: usize,
+    flops_per_sample: u64,
+    activations_per_sample: usize,
 }
 
 impl Network {
     /// Chains `layers` (name, layer) after checking that each input shape matches the
     /// previous output, starting from `input`. The last layer must output flat logits.
+    ///
+    /// Counts parameters, state, FLOPs and activations with checked arithmetic: a count
+    /// that does not fit (`usize` scalars, `u64` FLOPs) is an [`NnError::Spec`] naming
+    /// `spec` and the layer. Nothing of the model's size is allocated here: layers hold
+    /// hyper-parameters, and weights and scratch come later.
     pub fn from_layers(
         spec: impl Into<String>,
         input: Shape,
         layers: Vec<(String, Box<dyn Layer>)>,
     ) -> Result<Self> {
         let spec = spec.into();
+        let overflow = |what: &str, name: &str| NnError::Spec {
+            spec: spec.clone(),
+            reason: format!("the {what} count overflows at layer `{name}`"),
+        };
         let mut shape = input;
-        let (mut p, mut s) = (0, 0);
+        let (mut p, mut s, mut flops, mut activations) = (0usize, 0usize, 0u64, 0usize);
         let mut slots = Vec::with_capacity(layers.len());
         for (name, layer) in layers {
             if layer.input_shape() != shape {
@@ -91,16 +104,30 @@ impl Network {
                 });
             }
             shape = layer.output_shape();
-            let np = crate::total_len(&layer.param_specs());
-            let ns = crate::total_len(&layer.state_specs());
+            let p_end = crate::total_len(&layer.param_specs())
+                .and_then(|n| p.checked_add(n))
+                .ok_or_else(|| overflow("parameter", &name))?;
+            let s_end = crate::total_len(&layer.state_specs())
+                .and_then(|n| s.checked_add(n))
+                .ok_or_else(|| overflow("state", &name))?;
+            let f = layer
+                .flops_per_sample()
+                .ok_or_else(|| overflow("FLOP", &name))?;
+            flops = flops
+                .checked_add(f)
+                .ok_or_else(|| overflow("FLOP", &name))?;
+            activations = layer
+                .activations_per_sample()
+                .and_then(|a| activations.checked_add(a))
+                .ok_or_else(|| overflow("activation", &name))?;
             slots.push(Slot {
                 name,
                 layer,
-                params: p..p + np,
-                state: s..s + ns,
+                params: p..p_end,
+                state: s..s_end,
+                flops: f,
             });
-            p += np;
-            s += ns;
+            (p, s) = (p_end, s_end);
         }
         if !shape.is_flat() {
             return Err(NnError::Shape {
@@ -116,6 +143,8 @@ impl Network {
             slots,
             param_len: p,
             state_len: s,
+            flops_per_sample: flops,
+            activations_per_sample: activations,
         })
     }
 
@@ -146,21 +175,26 @@ impl Network {
 
     /// Forward FLOPs per sample; a training step costs about three times this.
     pub fn flops_per_sample(&self) -> u64 {
-        self.slots.iter().map(|s| s.layer.flops_per_sample()).sum()
+        self.flops_per_sample
     }
 
     /// Memory to train at `batch` samples per step \[bytes\], as `f32`: parameters three
     /// times (weights, gradients, momentum), the state, and every layer's output twice per
     /// sample (the activation kept for backward and its gradient). Device profiles compare
     /// it with their memory to decide which models a device can train.
-    pub fn training_memory_bytes(&self, batch: usize) -> u64 {
-        let activations: usize = self
-            .slots
-            .iter()
-            .map(|s| s.layer.activations_per_sample())
-            .sum();
-        let scalars = 3 * self.param_len + self.state_len + 2 * activations * batch;
-        4 * scalars as u64
+    ///
+    /// Errors ([`NnError::Spec`], naming the spec and the batch) if the count overflows
+    /// `u64`.
+    pub fn training_memory_bytes(&self, batch: usize) -> Result<u64> {
+        let weights = checked_product(&[3, self.param_len]);
+        let activations = checked_product(&[2, self.activations_per_sample, batch]);
+        weights
+            .zip(u64::try_from(self.state_len).ok())
+            .and_then(|(w, s)| w.checked_add(s)?.checked_add(activations?)?.checked_mul(4))
+            .ok_or_else(|| NnError::Spec {
+                spec: self.spec.clone(),
+                reason: format!("the training memory at batch {batch} overflows u64 bytes"),
+            })
     }
 
     /// One row per layer: name, description, output shape, parameters, FLOPs.
@@ -172,7 +206,7 @@ impl Network {
                 description: s.layer.describe(),
                 output: s.layer.output_shape(),
                 params: s.params.len(),
-                flops: s.layer.flops_per_sample(),
+                flops: s.flops,
             })
             .collect()
     }

@@ -98,9 +98,19 @@ impl ParamSpec {
         self
     }
 
-    /// Number of scalars.
+    /// Number of scalars, or `None` if it does not fit in `usize`.
+    pub fn checked_len(&self) -> Option<usize> {
+        self.shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d))
+    }
+
+    /// Number of scalars. The tensors of a built [`Network`](crate::Network) are known to
+    /// fit ([`Network::from_layers`](crate::Network::from_layers) counts them with
+    /// [`ParamSpec::checked_len`]).
+    ///
+    /// # Panics
+    /// If the count does not fit in `usize`.
     pub fn len(&self) -> usize {
-        self.shape.iter().product()
+        self.checked_len().expect("tensor size fits in usize")
     }
 
     /// Whether the tensor holds no scalars.
@@ -109,7 +119,9 @@ impl ParamSpec {
     }
 }
 
-/// Total scalar count of a list of specs.
-pub fn total_len(specs: &[ParamSpec]) -> usize {
-    specs.iter().map(ParamSpec::len).sum()
+/// Total scalar count of a list of specs, or `None` if it does not fit in `usize`.
+pub fn total_len(specs: &[ParamSpec]) -> Option<usize> {
+    specs
+        .iter()
+        .try_fold(0usize, |n, s| n.checked_add(s.checked_len()?))
 }

@@ -30,11 +30,71 @@ pub enum ModelSpec {
     Cnn(f32),
 }
 
+/// The most memory one training run of a model may need \[bytes\]: 16 GiB, as counted by
+/// [`Network::training_memory_bytes`] (weights, gradients, momentum, state, activations at
+/// the batch size). More than the machines this simulator runs on give one model and far
+/// beyond any device profile; a model over it is refused before anything is allocated
+/// ([`Footprint::check_training_memory`]).
+pub const MAX_TRAINING_MEMORY_BYTES: u64 = 16 << 30;
+
+/// What a model costs, known from its spec before any weights exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Footprint {
+    /// Trainable scalars.
+    pub params: usize,
+    /// State scalars (batch-norm running statistics).
+    pub state: usize,
+    /// Forward FLOPs per sample.
+    pub flops_per_sample: u64,
+    /// The batch size the training memory is counted at.
+    pub batch: usize,
+    /// Memory to train at `batch` \[bytes\] (see [`Network::training_memory_bytes`]).
+    pub training_memory_bytes: u64,
+}
+
+impl Footprint {
+    /// Refuses a model (an [`NnError::Spec`] naming `spec`) whose training needs more than
+    /// [`MAX_TRAINING_MEMORY_BYTES`].
+    pub fn check_training_memory(&self, spec: &ModelSpec) -> Result<()> {
+        if self.training_memory_bytes <= MAX_TRAINING_MEMORY_BYTES {
+            return Ok(());
+        }
+        let gib = |b: u64| b as f64 / f64::from(1u32 << 30);
+        Err(NnError::Spec {
+            spec: spec.to_string(),
+            reason: format!(
+                "needs {:.1} GiB to train at batch {} ({} parameters), over the {:.0} GiB \
+                 limit on one model's training memory",
+                gib(self.training_memory_bytes),
+                self.batch,
+                self.params,
+                gib(MAX_TRAINING_MEMORY_BYTES)
+            ),
+        })
+    }
+}
+
 fn scaled(base: usize, ratio: f32) -> usize {
     ((base as f32 * ratio).round() as usize).max(1)
 }
 
 impl ModelSpec {
+    /// The model's [`Footprint`] for samples of `input` shape and `classes` outputs,
+    /// training at `batch`: counted with checked arithmetic from the layers'
+    /// hyper-parameters alone (no weights, no scratch), so a spec of any size is safe to
+    /// ask about. Errors as [`ModelSpec::build`] does, and with an [`NnError::Spec`] naming
+    /// the spec when a count overflows.
+    pub fn footprint(&self, input: Shape, classes: usize, batch: usize) -> Result<Footprint> {
+        let net = self.build(input, classes)?;
+        Ok(Footprint {
+            params: net.param_len(),
+            state: net.state_len(),
+            flops_per_sample: net.flops_per_sample(),
+            batch,
+            training_memory_bytes: net.training_memory_bytes(batch)?,
+        })
+    }
+
     /// Builds the network for samples of `input` shape and `classes` outputs.
     pub fn build(&self, input: Shape, classes: usize) -> Result<Network> {
         let err = |reason: String| NnError::Spec {
@@ -245,14 +305,19 @@ mod tests {
             .build(Shape::flat(4), 2)
             .unwrap();
         // 58 params ×3, no state, outputs 8 + 8 + 2 per sample, ×2, batch 10.
-        assert_eq!(net.training_memory_bytes(10), 4 * (3 * 58 + 2 * 18 * 10));
+        assert_eq!(
+            net.training_memory_bytes(10).unwrap(),
+            4 * (3 * 58 + 2 * 18 * 10)
+        );
         let large = ModelSpec::ResNet20(1.0)
             .build(Shape::image(32, 32, 3), 10)
             .unwrap();
         let small = ModelSpec::ResNet20(0.25)
             .build(Shape::image(32, 32, 3), 10)
             .unwrap();
-        assert!(large.training_memory_bytes(32) > 3 * small.training_memory_bytes(32));
+        assert!(
+            large.training_memory_bytes(32).unwrap() > 3 * small.training_memory_bytes(32).unwrap()
+        );
     }
 
     #[test]
@@ -262,5 +327,72 @@ mod tests {
         assert!(spec.build(Shape::image(28, 28, 1), 62).is_err());
         let net = spec.build(Shape::image(28, 28, 1), 10).unwrap();
         assert_eq!(net.param_len(), 784 * 256 + 256 + 256 * 10 + 10);
+    }
+
+    #[test]
+    fn footprints_of_any_size_are_counted_not_allocated() {
+        let input = Shape::flat(32);
+        // 32·10⁸ + 10⁸ + 10⁹ + 10 ≈ 4.3·10⁹ parameters: 52 GB to train, counted in no time.
+        let wide: ModelSpec = "mlp:32-100000000-10".parse().unwrap();
+        let f = wide.footprint(input, 10, 32).unwrap();
+        assert_eq!(
+            f.params,
+            32 * 100_000_000 + 100_000_000 + 100_000_000 * 10 + 10
+        );
+        // fc1, relu1, fc2.
+        let flops = (2 * 32 + 1) * 100_000_000 + 100_000_000 + 2 * 100_000_000 * 10 + 10;
+        assert_eq!(f.flops_per_sample, flops);
+        let e = f.check_training_memory(&wide).unwrap_err().to_string();
+        assert!(
+            e.contains("mlp:32-100000000-10") && e.contains("16 GiB"),
+            "{e}"
+        );
+        // The default models are well inside the limit, and the footprint is the network's.
+        let small: ModelSpec = "mlp:32-256-256-10".parse().unwrap();
+        let f = small.footprint(input, 10, 32).unwrap();
+        f.check_training_memory(&small).unwrap();
+        let net = small.build(input, 10).unwrap();
+        assert_eq!(f.params, net.param_len());
+        assert_eq!(
+            f.training_memory_bytes,
+            net.training_memory_bytes(32).unwrap()
+        );
+    }
+
+    #[test]
+    fn counts_that_overflow_are_errors_naming_the_spec() {
+        let input = Shape::flat(4);
+        // Parameters: 4·2⁶² overflows usize.
+        let huge = format!("mlp:4-{}-2", 1u64 << 62);
+        let e = huge
+            .parse::<ModelSpec>()
+            .unwrap()
+            .build(input, 2)
+            .unwrap_err();
+        assert!(
+            e.to_string().contains(&huge) && e.to_string().contains("parameter"),
+            "{e}"
+        );
+        // FLOPs only: 2³¹·2³² = 2⁶³ weights fit in usize, 2·2³¹·2³² FLOPs overflow u64.
+        let wide = format!("mlp:{}-{}-2", 1u64 << 31, 1u64 << 32);
+        let e = wide
+            .parse::<ModelSpec>()
+            .unwrap()
+            .build(Shape::flat(1 << 31), 2)
+            .unwrap_err();
+        assert!(
+            e.to_string().contains(&wide) && e.to_string().contains("FLOP"),
+            "{e}"
+        );
+        // Training memory: fine counts, a batch that overflows the byte count.
+        let spec: ModelSpec = "mlp:4-8-2".parse().unwrap();
+        let e = spec
+            .footprint(input, 2, usize::MAX)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("mlp:4-8-2") && e.contains("training memory"),
+            "{e}"
+        );
     }
 }

@@ -389,20 +389,33 @@ impl<M> World<M> {
                 Some(_) => self.drop_message(env, DropReason::Malformed),
             }
         }
+        let mut failure = handled.failure;
         for command in handled.commands {
             match command {
                 Outgoing::Send { to, msg } => self.send(node, to, msg),
-                Outgoing::Timer { after, tag } => {
-                    self.queue
-                        .push(self.now + after, Pending::Timer { node, tag });
+                Outgoing::Timer { after, tag } => match self.now.checked_add(after) {
+                    Some(at) => self.queue.push(at, Pending::Timer { node, tag }),
+                    None => {
+                        // The node's later commands are dropped with it.
+                        failure = Some(format!(
+                            "timer {tag} set {after} after {}: beyond the virtual clock's range",
+                            self.now
+                        ));
+                        break;
+                    }
+                },
+                Outgoing::Job { id, flops, run } => {
+                    if let Err(reason) = self.start_job(id, flops, run, runner) {
+                        failure = Some(reason);
+                        break;
+                    }
                 }
-                Outgoing::Job { id, flops, run } => self.start_job(id, flops, run, runner),
                 Outgoing::Record { label, value } => {
                     self.trace(TraceEvent::Record { node, label, value });
                 }
             }
         }
-        if let Some(reason) = handled.failure {
+        if let Some(reason) = failure {
             self.fail(node, reason);
         }
     }
@@ -449,43 +462,67 @@ impl<M> World<M> {
         let sends = std::mem::take(&mut self.sends);
         assert_eq!(sends.len(), verdicts.len(), "one verdict per pending send");
         for ((env, bytes), verdict) in sends.into_iter().zip(verdicts) {
-            match verdict {
-                Ok(delay) => self
-                    .queue
-                    .push(env.sent_at + delay, Pending::Deliver { env, bytes }),
+            match verdict.map(|delay| (delay, env.sent_at.checked_add(delay))) {
+                Ok((_, Some(at))) => self.queue.push(at, Pending::Deliver { env, bytes }),
+                Ok((delay, None)) => {
+                    // A delay the clock cannot count is the sender's link's doing: the
+                    // message is lost with its sender rather than delivered at "never".
+                    self.drop_message(&env, DropReason::NodeFailed);
+                    self.fail(
+                        env.src,
+                        format!(
+                            "message {} to node {} sent at {} with delay {delay}: delivery \
+                             beyond the virtual clock's range",
+                            env.id.seq, env.dst.0, env.sent_at
+                        ),
+                    );
+                }
                 Err(reason) => self.drop_message(&env, reason),
             }
         }
     }
 
+    /// Starts a job, or says why it cannot run: its virtual duration is beyond the clock.
     fn start_job(
         &mut self,
         job: JobId,
         flops: u64,
         run: crate::Job<M>,
         runner: &mut dyn JobRunner<M>,
-    ) {
+    ) -> Result<(), String> {
         let now = self.now;
         let clock = &mut self.nodes[job.node.index()];
-        let (duration, lost) = match clock.device {
-            None => (SimDuration::ZERO, None),
+        let beyond = |what: String| format!("job {} of {flops} FLOP {what}", job.seq);
+        let (duration, done, lost) = match clock.device {
+            None => (SimDuration::ZERO, now, None),
             Some(k) => {
                 let profile = &self.profiles[k as usize];
                 // Fixed draw order: compute time, then dropout, then availability.
-                let duration = clock.compute.with(|rng| profile.job_duration(flops, rng));
+                let duration = clock
+                    .compute
+                    .with(|rng| profile.job_duration(flops, rng))
+                    .ok_or_else(|| {
+                        beyond("takes longer than the virtual clock can count".into())
+                    })?;
+                let done = now.checked_add(duration).ok_or_else(|| {
+                    beyond(format!(
+                        "started at {now} for {duration} ends beyond the virtual clock's range"
+                    ))
+                })?;
                 let dropout = clock
                     .dropout
                     .with(|rng| profile.draw_dropout(duration, rng));
+                // The offset lies within the job, so `now + offset` is at most `done`.
                 let mut lost = dropout.map(|offset| (now + offset, DropReason::Dropout));
                 let state = &mut clock.availability_state;
                 let availability = &profile.availability;
                 let off = clock
                     .availability
                     .with(|rng| state.next_off_after(availability, now, rng));
-                if off < now + duration && lost.as_ref().is_none_or(|(at, _)| off < *at) {
+                if off < done && lost.as_ref().is_none_or(|(at, _)| off < *at) {
                     lost = Some((off, DropReason::Offline));
                 }
-                (duration, lost)
+                (duration, done, lost)
             }
         };
         self.trace(TraceEvent::JobStart {
@@ -497,9 +534,10 @@ impl<M> World<M> {
             Some((at, reason)) => self.queue.push(at, Pending::JobLost { job, reason }),
             None => {
                 runner.submit(job, run);
-                self.queue.push(now + duration, Pending::JobDone(job));
+                self.queue.push(done, Pending::JobDone(job));
             }
         }
+        Ok(())
     }
 
     fn fail(&mut self, node: NodeId, reason: String) {

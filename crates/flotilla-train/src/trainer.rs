@@ -2,7 +2,7 @@
 
 use crate::TrainError;
 use crate::{BatchLoader, Result, Teacher};
-use flotilla_data::sample_steps;
+use flotilla_data::StepSampler;
 use flotilla_nn::{Mode, Network, Sgd, SgdConfig, Tensor, Weights, cross_entropy, distill_kl};
 use ndarray::{Array2, ArrayView2, Axis};
 use rand::Rng;
@@ -10,7 +10,8 @@ use rand::Rng;
 /// Where and how long a local training phase runs: `steps` SGD steps at learning rate
 /// `lr` on batches of `batch_size` drawn from `indices` through `loader`, an epoch
 /// reshuffled whenever the previous one is used up (the reference's
-/// shuffle → batch → repeat pipeline).
+/// shuffle → batch → repeat pipeline). Batches are drawn step by step ([`StepSampler`]), so
+/// a phase's memory does not grow with `steps`.
 #[derive(Debug, Clone, Copy)]
 pub struct LocalPhase<'a> {
     /// Reads (and augments) the batches.
@@ -29,16 +30,17 @@ impl LocalPhase<'_> {
     /// Runs `step` on every batch of the phase; returns the mean of its losses.
     fn mean_over_batches(
         &self,
-        rng: &mut impl Rng,
+        rng: &mut (impl Rng + Clone),
         mut step: impl FnMut(Tensor, Vec<u32>) -> Result<f32>,
     ) -> Result<f32> {
-        let batches = sample_steps(self.indices, self.steps, self.batch_size, rng)?;
-        let mut total = 0.0f64;
-        for batch in &batches {
+        let mut batches = StepSampler::new(self.indices, self.steps, self.batch_size, rng)?;
+        let (mut total, mut taken) = (0.0f64, 0usize);
+        while let Some(batch) = batches.next_batch() {
             let (x, y) = self.loader.load(batch, rng)?;
             total += f64::from(step(x, y)?);
+            taken += 1;
         }
-        Ok((total / batches.len().max(1) as f64) as f32)
+        Ok((total / taken.max(1) as f64) as f32)
     }
 }
 
@@ -166,20 +168,22 @@ impl Trainer {
         kd: Distillation,
         labeled: &LocalPhase<'_>,
         unlabeled: &LocalPhase<'_>,
-        rng: &mut impl Rng,
+        rng: &mut (impl Rng + Clone),
     ) -> Result<(f32, f32)> {
-        let l_batches = sample_steps(labeled.indices, labeled.steps, labeled.batch_size, rng)?;
-        let u_batches = sample_steps(unlabeled.indices, labeled.steps, unlabeled.batch_size, rng)?;
-        let (mut ce_sum, mut kl_sum) = (0.0f64, 0.0f64);
-        for (lb, ub) in l_batches.iter().zip(&u_batches) {
+        let steps = labeled.steps;
+        let mut l_batches = StepSampler::new(labeled.indices, steps, labeled.batch_size, rng)?;
+        let mut u_batches = StepSampler::new(unlabeled.indices, steps, unlabeled.batch_size, rng)?;
+        let (mut ce_sum, mut kl_sum, mut taken) = (0.0f64, 0.0f64, 0usize);
+        while let (Some(lb), Some(ub)) = (l_batches.next_batch(), u_batches.next_batch()) {
             let (xl, yl) = labeled.loader.load(lb, rng)?;
             let (xu, _) = unlabeled.loader.load(ub, rng)?;
             let soft = teacher.logits(xu.clone());
             let (ce, kl) = self.joint_step(weights, (xl, &yl), xu, &soft.view(), kd, labeled.lr)?;
             ce_sum += f64::from(ce);
             kl_sum += f64::from(kl);
+            taken += 1;
         }
-        let n = l_batches.len().min(u_batches.len()).max(1) as f64;
+        let n = taken.max(1) as f64;
         Ok(((ce_sum / n) as f32, (kl_sum / n) as f32))
     }
 
@@ -188,7 +192,7 @@ impl Trainer {
         &mut self,
         weights: &mut Weights,
         phase: &LocalPhase<'_>,
-        rng: &mut impl Rng,
+        rng: &mut (impl Rng + Clone),
     ) -> Result<f32> {
         phase.mean_over_batches(rng, |x, y| {
             self.cross_entropy_step(weights, x, &y, phase.lr)
@@ -205,7 +209,7 @@ impl Trainer {
         teacher: &mut Teacher,
         kd: Distillation,
         phase: &LocalPhase<'_>,
-        rng: &mut impl Rng,
+        rng: &mut (impl Rng + Clone),
     ) -> Result<f32> {
         phase.mean_over_batches(rng, |x, _| {
             let soft = teacher.logits(x.clone());

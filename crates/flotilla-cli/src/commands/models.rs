@@ -1,8 +1,9 @@
 //! `flotilla models`: what a model spec builds.
 
 use clap::Args;
+use flotilla_data::SyntheticConfig;
 use flotilla_experiment::Named;
-use flotilla_nn::ModelSpec;
+use flotilla_nn::{MAX_TRAINING_MEMORY_BYTES, ModelSpec};
 
 /// Arguments of `flotilla models`.
 #[derive(Debug, Args)]
@@ -17,7 +18,7 @@ pub(crate) struct ModelsArgs {
 
 pub(crate) fn run(args: ModelsArgs) -> anyhow::Result<()> {
     let named: Named = args.data.parse()?;
-    let (input, classes) = named.input();
+    let (input, classes) = named.input(&SyntheticConfig::default());
     let specs: Vec<String> = if args.specs.is_empty() {
         named
             .default_models()
@@ -29,6 +30,7 @@ pub(crate) fn run(args: ModelsArgs) -> anyhow::Result<()> {
     };
     for text in specs {
         let spec: ModelSpec = text.parse()?;
+        // Counts that overflow are an error naming the spec; nothing is allocated.
         let net = spec.build(input, classes)?;
         println!("{spec} on {} ({input} → {classes} classes)", args.data);
         println!(
@@ -53,9 +55,16 @@ pub(crate) fn run(args: ModelsArgs) -> anyhow::Result<()> {
             net.param_len(),
             net.flops_per_sample()
         );
+        let memory = net.training_memory_bytes(32)?;
+        let over = if memory > MAX_TRAINING_MEMORY_BYTES {
+            " — over the 16 GiB limit: `run` and `train` refuse it"
+        } else {
+            ""
+        };
         println!(
-            "training memory at batch 32: {:.1} MB (weights, gradients, momentum, activations)\n",
-            net.training_memory_bytes(32) as f64 / 1e6
+            "training memory at batch 32: {:.1} MB (weights, gradients, momentum, \
+             activations){over}\n",
+            memory as f64 / 1e6
         );
     }
     Ok(())

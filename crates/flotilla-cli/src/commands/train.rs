@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use clap::Args;
-use flotilla_data::shuffled_batches;
+use flotilla_data::{SyntheticConfig, shuffled_batches};
 use flotilla_experiment::{Loaded, Named};
 use flotilla_nn::{LrSchedule, ModelSpec, SgdConfig, save_safetensors};
 use flotilla_train::{BatchLoader, Trainer, evaluate, input_shape};
@@ -102,13 +102,17 @@ pub(crate) fn run(args: TrainArgs) -> anyhow::Result<()> {
     if args.batch == 0 || args.epochs == 0 {
         anyhow::bail!("--batch and --epochs must be at least 1");
     }
+    // Refuse, before the data or any weights are allocated, a model whose count overflows
+    // or whose training memory at `--batch` is over the cap (an NnError: exit code 2).
+    let synthetic = SyntheticConfig::default();
+    let (input, classes) = named.input(&synthetic);
+    for spec in &specs {
+        spec.footprint(input, classes, args.batch)?
+            .check_training_memory(spec)?;
+    }
 
     let started = Instant::now();
-    let data = named.load(
-        args.data_path.as_deref(),
-        args.augment,
-        &flotilla_data::SyntheticConfig::default(),
-    )?;
+    let data = named.load(args.data_path.as_deref(), args.augment, &synthetic)?;
     println!(
         "{}: {} train / {} test samples of {}, {} classes (loaded in {:.1}s)",
         args.data,

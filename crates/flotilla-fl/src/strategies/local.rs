@@ -293,23 +293,37 @@ impl ClientStrategy for LocalWorker {
                 plan,
             } => {
                 let unlabeled = !env.data.unlabeled.is_empty();
-                let batch = task.local.batch_size;
+                let overflow = || {
+                    FlError::FlopOverflow(format!(
+                        "round {} stage {}'s distillation ({h} steps)",
+                        a.round, a.stage
+                    ))
+                };
+                let kd_samples = h.checked_mul(task.local.batch_size).ok_or_else(overflow)?;
                 let (ce_steps, kd_steps, teacher_samples) = match plan.mode {
                     _ if !unlabeled => (if labeled { h } else { 0 }, 0, 0),
-                    KdMode::TwoPhase => (if labeled { h } else { 0 }, h, h * batch),
-                    KdMode::KdOnly => (0, h, h * batch),
+                    KdMode::TwoPhase => (if labeled { h } else { 0 }, h, kd_samples),
+                    KdMode::KdOnly => (0, h, kd_samples),
                     // A joint step is a forward and backward pass over two batches.
-                    KdMode::Joint if labeled => (h, h, h * batch),
-                    KdMode::Joint => (0, h, h * batch),
+                    KdMode::Joint if labeled => (h, h, kd_samples),
+                    KdMode::Joint => (0, h, kd_samples),
                 };
+                // The probe holds at most a u32's worth of samples: doubling it fits.
                 let probe = if unlabeled {
-                    probe_size(env.data.unlabeled.len(), plan.probe_samples)
+                    2 * probe_size(env.data.unlabeled.len(), plan.probe_samples)
                 } else {
                     0
                 };
-                Ok(task.training_flops(*student, ce_steps + kd_steps)?
-                    + task.inference_flops(*teacher, teacher_samples + 2 * probe)?
-                    + task.inference_flops(*student, 2 * probe)?)
+                let steps = ce_steps.checked_add(kd_steps).ok_or_else(overflow)?;
+                let teacher_passes = teacher_samples.checked_add(probe).ok_or_else(overflow)?;
+                [
+                    task.training_flops(*student, steps)?,
+                    task.inference_flops(*teacher, teacher_passes)?,
+                    task.inference_flops(*student, probe)?,
+                ]
+                .into_iter()
+                .try_fold(0u64, u64::checked_add)
+                .ok_or_else(overflow)
             }
         }
     }

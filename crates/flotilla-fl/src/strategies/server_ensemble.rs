@@ -77,10 +77,15 @@ impl ServerLogitEnsemble {
         }
         let task = self.task.clone();
         let c = &self.config;
-        let samples = c.server_steps * c.server_batch;
-        let mut flops = 3 * task.model(ModelRole::Target)?.flops_per_sample * samples as u64;
+        let overflow = || FlError::FlopOverflow(format!("round {round}'s server distillation"));
+        let samples = c
+            .server_steps
+            .checked_mul(c.server_batch)
+            .ok_or_else(overflow)?;
+        let mut flops = task.step_flops(ModelRole::Target, c.server_steps, c.server_batch)?;
         for m in &self.members {
-            flops += task.inference_flops(m.role, samples)?;
+            let passes = task.inference_flops(m.role, samples)?;
+            flops = flops.checked_add(passes).ok_or_else(overflow)?;
         }
         let members = std::mem::take(&mut self.members);
         let student = self.target.clone();
@@ -104,22 +109,20 @@ impl ServerLogitEnsemble {
             let mut weights = student;
             let mut trainer = Trainer::new(task.network(ModelRole::Target)?, task.local.sgd)?;
             let loader = task.loader();
-            let batches = flotilla_data::sample_steps(&indices, steps, batch, &mut rng)
+            let mut batches = flotilla_data::StepSampler::new(&indices, steps, batch, &mut rng)
                 .map_err(flotilla_train::TrainError::from)?;
-            let (mut kd_sum, mut ensemble) = (0.0f64, LossStats::default());
-            for b in &batches {
+            let (mut kd_sum, mut taken, mut ensemble) = (0.0f64, 0usize, LossStats::default());
+            while let Some(b) = batches.next_batch() {
                 let (x, y) = loader.load(b, &mut rng)?;
                 let soft = ensemble_logits(&mut teachers, &x, temperature);
                 ensemble.add_batch(&soft.view(), &y)?;
                 let loss =
                     trainer.distill_step(&mut weights, x, &soft.view(), temperature, 1.0, lr)?;
                 kd_sum += f64::from(loss);
+                taken += 1;
             }
             let mut stats = BTreeMap::new();
-            stats.insert(
-                "server_kd_loss".to_string(),
-                kd_sum / batches.len().max(1) as f64,
-            );
+            stats.insert("server_kd_loss".to_string(), kd_sum / taken.max(1) as f64);
             stats.insert(
                 "server_kd_grad_norm".to_string(),
                 f64::from(trainer.take_mean_gradient_norm()),

@@ -1,6 +1,6 @@
 //! Batch normalisation over the channels of NHWC activations (or the features of flat ones).
 
-use super::{Layer, Mode};
+use super::{Layer, Mode, checked_product};
 use crate::param::{Init, ParamSpec};
 use crate::tensor::{Shape, Tensor, sample_shape};
 
@@ -145,8 +145,8 @@ impl Layer for BatchNorm {
 
     /// 2 per value: the normalisation and affine transform folded into one multiply-add per
     /// value (the batch statistics of training mode are not counted).
-    fn flops_per_sample(&self) -> u64 {
-        2 * self.shape.len() as u64
+    fn flops_per_sample(&self) -> Option<u64> {
+        checked_product(&[2, self.shape.len()])
     }
 
     fn forward(&mut self, mut x: Tensor, params: &[f32], state: &mut [f32], mode: Mode) -> Tensor {
@@ -418,6 +418,6 @@ mod tests {
         assert_eq!((s[1].name.as_str(), s[1].init), ("running_var", Init::Ones));
         assert!(p.iter().chain(&s).all(|spec| spec.shape == vec![16]));
         assert_eq!(layer.describe(), "batchnorm 16");
-        assert_eq!(layer.flops_per_sample(), 2 * 8 * 8 * 16);
+        assert_eq!(layer.flops_per_sample(), Some(2 * 8 * 8 * 16));
     }
 }

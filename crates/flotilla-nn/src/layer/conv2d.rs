@@ -1,7 +1,7 @@
 //! Two-dimensional convolution: im2col + matrix multiply, streamed in cache-sized chunks.
 
 use super::im2col::{ConvGeometry, col2im, im2col};
-use super::{Layer, Mode};
+use super::{Layer, Mode, checked_product};
 use crate::linalg::gemm;
 use crate::param::{Init, Layout, ParamSpec};
 use crate::tensor::{Shape, Tensor, as_rows, from_rows, sample_shape};
@@ -137,10 +137,13 @@ impl Layer for Conv2d {
 
     /// `2·oh·ow·k·k·c_in·c_out` (every tap of the matrix product, padding taps included, a
     /// multiply-add counted as 2), plus `oh·ow·c_out` bias additions when there is a bias.
-    fn flops_per_sample(&self) -> u64 {
-        let out = self.geom.rows_per_sample() * self.out_channels;
+    fn flops_per_sample(&self) -> Option<u64> {
+        let g = &self.geom;
+        let out = checked_product(&[g.oh, g.ow, self.out_channels])?;
         let bias = if self.bias { out } else { 0 };
-        (2 * out * self.geom.col_len() + bias) as u64
+        checked_product(&[2, g.k, g.k, g.c])?
+            .checked_mul(out)?
+            .checked_add(bias)
     }
 
     fn forward(&mut self, x: Tensor, params: &[f32], _state: &mut [f32], mode: Mode) -> Tensor {
@@ -250,7 +253,7 @@ mod tests {
     }
 
     fn random_params(layer: &dyn Layer, rng: &mut ChaCha8Rng) -> Vec<f32> {
-        random(crate::param::total_len(&layer.param_specs()), rng)
+        random(crate::param::total_len(&layer.param_specs()).unwrap(), rng)
     }
 
     /// Direct convolution with explicit zero padding, in `f64`.
@@ -395,14 +398,14 @@ mod tests {
                 fan_out: 288
             }
         );
-        assert_eq!(layer.flops_per_sample(), 2 * 16 * 16 * 144 * 32);
+        assert_eq!(layer.flops_per_sample(), Some(2 * 16 * 16 * 144 * 32));
         let biased = Conv2d::new(Shape::image(28, 28, 1), 32, 5, 1, true);
         assert_eq!(biased.output_shape(), Shape::image(28, 28, 32));
         assert_eq!(biased.param_specs()[1].shape, vec![32]);
         assert!(!biased.param_specs()[1].decay);
         assert_eq!(
             biased.flops_per_sample(),
-            (2 * 28 * 28 * 25 * 32 + 28 * 28 * 32) as u64
+            Some((2 * 28 * 28 * 25 * 32 + 28 * 28 * 32) as u64)
         );
     }
 
@@ -436,7 +439,7 @@ mod tests {
                 start.elapsed().as_secs_f64()
             })
             .fold(f64::INFINITY, f64::min);
-        let flops = (layer.flops_per_sample() * batch as u64 * 3) as f64;
+        let flops = (layer.flops_per_sample().unwrap() * batch as u64 * 3) as f64;
         (secs, flops / secs / 1e9)
     }
 

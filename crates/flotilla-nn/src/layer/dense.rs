@@ -1,6 +1,6 @@
 //! Fully connected layer.
 
-use super::{Layer, Mode};
+use super::{Layer, Mode, checked_product};
 use crate::linalg::gemm;
 use crate::param::{Init, Layout, ParamSpec};
 use crate::tensor::{Shape, Tensor, as_rows, from_rows};
@@ -59,8 +59,8 @@ impl Layer for Dense {
         ]
     }
 
-    fn flops_per_sample(&self) -> u64 {
-        (2 * self.inputs * self.outputs + self.outputs) as u64
+    fn flops_per_sample(&self) -> Option<u64> {
+        checked_product(&[2, self.inputs, self.outputs])?.checked_add(self.outputs as u64)
     }
 
     fn forward(&mut self, x: Tensor, params: &[f32], _state: &mut [f32], mode: Mode) -> Tensor {

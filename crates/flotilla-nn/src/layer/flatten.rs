@@ -44,8 +44,8 @@ impl Layer for Flatten {
     }
 
     /// No arithmetic: 0.
-    fn flops_per_sample(&self) -> u64 {
-        0
+    fn flops_per_sample(&self) -> Option<u64> {
+        Some(0)
     }
 
     fn forward(&mut self, x: Tensor, _params: &[f32], _state: &mut [f32], _mode: Mode) -> Tensor {
@@ -144,6 +144,6 @@ mod tests {
     fn description() {
         let layer = Flatten::new(Shape::image(7, 7, 64));
         assert_eq!(layer.describe(), "flatten 7x7x64→3136 (CHW order)");
-        assert_eq!(layer.flops_per_sample(), 0);
+        assert_eq!(layer.flops_per_sample(), Some(0));
     }
 }

@@ -24,6 +24,14 @@ pub use residual::ResidualBlock;
 use crate::{ParamSpec, Shape, Tensor};
 use std::fmt::Debug;
 
+/// The product of `factors` as a `u64` count, or `None` if it overflows: how layers count
+/// their FLOPs without wrapping.
+pub fn checked_product(factors: &[usize]) -> Option<u64> {
+    factors
+        .iter()
+        .try_fold(1u64, |n, &f| n.checked_mul(u64::try_from(f).ok()?))
+}
+
 /// Whether a forward pass trains or evaluates; only batch normalisation cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -59,12 +67,14 @@ pub trait Layer: Debug + Send {
     fn state_specs(&self) -> Vec<ParamSpec> {
         Vec::new()
     }
-    /// Forward floating-point operations per sample (a multiply-add counts 2).
-    fn flops_per_sample(&self) -> u64;
+    /// Forward floating-point operations per sample (a multiply-add counts 2), or `None`
+    /// if the count does not fit in `u64` (see [`checked_product`]).
+    fn flops_per_sample(&self) -> Option<u64>;
     /// Values per sample this layer produces during a forward pass, including those of
-    /// its inner layers (composites override this); sizes the training memory.
-    fn activations_per_sample(&self) -> usize {
-        self.output_shape().len()
+    /// its inner layers (composites override this), or `None` if the count does not fit
+    /// in `usize`; sizes the training memory.
+    fn activations_per_sample(&self) -> Option<usize> {
+        Some(self.output_shape().len())
     }
     /// The forward pass.
     fn forward(&mut self, x: Tensor, params: &[f32], state: &mut [f32], mode: Mode) -> Tensor;

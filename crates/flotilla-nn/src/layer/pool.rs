@@ -1,6 +1,6 @@
 //! Pooling: non-overlapping max pooling and global average pooling.
 
-use super::{Layer, Mode};
+use super::{Layer, Mode, checked_product};
 use crate::param::ParamSpec;
 use crate::tensor::{Shape, Tensor, sample_shape};
 
@@ -59,8 +59,8 @@ impl Layer for MaxPool2d {
     }
 
     /// One comparison per window element per output value: `size²` per output value.
-    fn flops_per_sample(&self) -> u64 {
-        (self.output_shape().len() * self.size * self.size) as u64
+    fn flops_per_sample(&self) -> Option<u64> {
+        checked_product(&[self.output_shape().len(), self.size, self.size])
     }
 
     fn forward(&mut self, x: Tensor, _params: &[f32], _state: &mut [f32], mode: Mode) -> Tensor {
@@ -152,8 +152,8 @@ impl Layer for GlobalAvgPool {
     }
 
     /// One addition per input value (the final scaling is not counted).
-    fn flops_per_sample(&self) -> u64 {
-        self.input.len() as u64
+    fn flops_per_sample(&self) -> Option<u64> {
+        u64::try_from(self.input.len()).ok()
     }
 
     fn forward(&mut self, x: Tensor, _params: &[f32], _state: &mut [f32], _mode: Mode) -> Tensor {
@@ -313,10 +313,10 @@ mod tests {
         let pool = MaxPool2d::new(Shape::image(28, 28, 32), 2);
         assert_eq!(pool.describe(), "maxpool 2x2");
         assert_eq!(pool.output_shape(), Shape::image(14, 14, 32));
-        assert_eq!(pool.flops_per_sample(), 14 * 14 * 32 * 4);
+        assert_eq!(pool.flops_per_sample(), Some(14 * 14 * 32 * 4));
         let gap = GlobalAvgPool::new(Shape::image(8, 8, 64));
         assert_eq!(gap.describe(), "global avg pool");
-        assert_eq!(gap.flops_per_sample(), 8 * 8 * 64);
+        assert_eq!(gap.flops_per_sample(), Some(8 * 8 * 64));
         assert!(gap.param_specs().is_empty() && pool.param_specs().is_empty());
     }
 }

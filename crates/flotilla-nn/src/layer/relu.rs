@@ -39,8 +39,8 @@ impl Layer for Relu {
         Vec::new()
     }
 
-    fn flops_per_sample(&self) -> u64 {
-        self.shape.len() as u64
+    fn flops_per_sample(&self) -> Option<u64> {
+        u64::try_from(self.shape.len()).ok()
     }
 
     fn forward(

@@ -18,8 +18,8 @@ impl<L: Layer> Part<L> {
     /// Places `layer` after the parameters and state already allocated (`*p`, `*s`).
     fn new(name: &'static str, layer: L, p: &mut usize, s: &mut usize) -> Self {
         let (pl, sl) = (
-            total_len(&layer.param_specs()),
-            total_len(&layer.state_specs()),
+            total_len(&layer.param_specs()).expect("a block's tensors fit in usize"),
+            total_len(&layer.state_specs()).expect("a block's tensors fit in usize"),
         );
         let part = Self {
             name,
@@ -120,7 +120,8 @@ impl ResidualBlock {
     /// projection even when `projection` is false (see [`ResidualBlock::has_projection`]).
     ///
     /// # Panics
-    /// If `stride` or `out_channels` is zero, or on an invalid batch-norm configuration.
+    /// If `stride` or `out_channels` is zero, on an invalid batch-norm configuration, or if
+    /// a convolution's weight count does not fit in `usize`.
     pub fn new(
         input: Shape,
         out_channels: usize,
@@ -226,20 +227,17 @@ impl Layer for ResidualBlock {
 
     /// The sub-layers' counts (convolutions, batch norms, ReLUs, projection) plus one
     /// addition per output value for the residual sum.
-    fn flops_per_sample(&self) -> u64 {
-        let out = self.output_shape().len() as u64;
+    fn flops_per_sample(&self) -> Option<u64> {
+        let out = u64::try_from(self.output_shape().len()).ok()?;
         self.sub_layers()
             .iter()
-            .map(|l| l.flops_per_sample())
-            .sum::<u64>()
-            + out
+            .try_fold(out, |n, l| n.checked_add(l.flops_per_sample()?))
     }
 
-    fn activations_per_sample(&self) -> usize {
+    fn activations_per_sample(&self) -> Option<usize> {
         self.sub_layers()
             .iter()
-            .map(|l| l.activations_per_sample())
-            .sum()
+            .try_fold(0usize, |n, l| n.checked_add(l.activations_per_sample()?))
     }
 
     fn forward(&mut self, x: Tensor, params: &[f32], state: &mut [f32], mode: Mode) -> Tensor {
@@ -361,7 +359,7 @@ mod tests {
             .map(ParamSpec::len)
             .sum();
         assert_eq!(conv_weights, 4608 + 9216 + 512);
-        assert_eq!(total_len(&specs), 4608 + 9216 + 512 + 3 * 2 * 32);
+        assert_eq!(total_len(&specs), Some(4608 + 9216 + 512 + 3 * 2 * 32));
         assert_eq!(specs[0].shape, vec![3, 3, 16, 32]);
         assert_eq!(specs[6].shape, vec![1, 1, 16, 32]);
         assert_eq!(specs[1].init, Init::Ones);
@@ -385,12 +383,15 @@ mod tests {
         );
         let convs = 2 * 16 * 16 * (9 * 16 * 32 + 9 * 32 * 32 + 16 * 32);
         let elementwise = 16 * 16 * 32 * (3 * 2 + 2 + 1);
-        assert_eq!(block.flops_per_sample(), (convs + elementwise) as u64);
+        assert_eq!(block.flops_per_sample(), Some((convs + elementwise) as u64));
 
         let identity = ResidualBlock::new(Shape::image(8, 8, 16), 16, 1, false, bn);
         assert!(!identity.has_projection());
         assert_eq!(identity.output_shape(), Shape::image(8, 8, 16));
-        assert_eq!(total_len(&identity.param_specs()), 2 * 2304 + 2 * 2 * 16);
+        assert_eq!(
+            total_len(&identity.param_specs()),
+            Some(2 * 2304 + 2 * 2 * 16)
+        );
         assert_eq!(identity.state_specs().len(), 4);
         assert_eq!(
             identity.describe(),
@@ -463,8 +464,8 @@ mod tests {
         let mut rng = ChaCha8Rng::seed_from_u64(41);
         let shape = Shape::image(4, 4, 3);
         let mut block = ResidualBlock::new(shape, 3, 1, false, BatchNormConfig::default());
-        let mut params = vec![0.0; total_len(&block.param_specs())];
-        let mut state = vec![0.0; total_len(&block.state_specs())];
+        let mut params = vec![0.0; total_len(&block.param_specs()).unwrap()];
+        let mut state = vec![0.0; total_len(&block.state_specs()).unwrap()];
         let mut offset = 0;
         for spec in block.param_specs() {
             spec.init
@@ -550,7 +551,7 @@ mod tests {
         fn state_specs(&self) -> Vec<ParamSpec> {
             self.inner.state_specs()
         }
-        fn flops_per_sample(&self) -> u64 {
+        fn flops_per_sample(&self) -> Option<u64> {
             self.inner.flops_per_sample()
         }
         fn forward(&mut self, x: Tensor, params: &[f32], state: &mut [f32], mode: Mode) -> Tensor {
@@ -573,7 +574,7 @@ mod tests {
         let shape = Shape::image(4, 4, 2);
         let x = random_tensor(2, shape, &mut rng);
         let conv = Conv2d::new(shape, 3, 3, 1, true);
-        let params: Vec<f32> = (0..total_len(&conv.param_specs()))
+        let params: Vec<f32> = (0..total_len(&conv.param_specs()).unwrap())
             .map(|_| rng.random_range(-1.0..1.0))
             .collect();
 

@@ -116,8 +116,9 @@ pub(super) fn check_intervals(field: &str, on: &[(f64, f64)]) -> Result<(), Devi
     Ok(())
 }
 
+/// The time `secs` after the start; a trace time beyond the clock's range never comes.
 fn at(secs: f64) -> SimTime {
-    SimTime::ZERO + SimDuration::from_secs_f64(secs)
+    SimTime::ZERO.saturating_add(SimDuration::from_secs_f64(secs).unwrap_or(SimDuration::MAX))
 }
 
 /// Seconds to signed microseconds (phases may be negative).
@@ -151,19 +152,22 @@ impl AvailabilityState {
         start_on: f64,
         rng: &mut ChaCha8Rng,
     ) {
-        // `means_s` is [mean off, mean on], indexed by the state.
+        // `means_s` is [mean off, mean on], indexed by the state. A sojourn too long for
+        // the clock to count lasts for ever: it ends at `SimTime::MAX`, "never".
         let sojourn = |on: bool, rng: &mut ChaCha8Rng| {
             let e: f64 = Exp1.sample(rng);
-            SimDuration::from_secs_f64(means_s[usize::from(on)] * e).max(SimDuration(1))
+            SimDuration::from_secs_f64(means_s[usize::from(on)] * e)
+                .unwrap_or(SimDuration::MAX)
+                .max(SimDuration(1))
         };
         if !self.started {
             self.started = true;
             self.on = rng.random::<f64>() < start_on;
-            self.until = SimTime::ZERO + sojourn(self.on, rng);
+            self.until = SimTime::ZERO.saturating_add(sojourn(self.on, rng));
         }
         while self.until <= t {
             self.on = !self.on;
-            self.until += sojourn(self.on, rng);
+            self.until = self.until.saturating_add(sojourn(self.on, rng));
         }
     }
 

@@ -160,17 +160,18 @@ impl DeviceProfile {
     }
 
     /// Virtual duration of a job of `flops` \[FLOP\]: `flops / flops_per_sec · exp(σ·z)`,
-    /// at least 1 µs for any work. Draws one normal from `rng` when jitter is on, none
-    /// otherwise.
-    pub fn job_duration(&self, flops: u64, rng: &mut ChaCha8Rng) -> SimDuration {
+    /// at least 1 µs for any work, or `None` if that is too long for the clock to count
+    /// (see [`SimDuration::from_secs_f64`]). Draws one normal from `rng` when jitter is on,
+    /// none otherwise.
+    pub fn job_duration(&self, flops: u64, rng: &mut ChaCha8Rng) -> Option<SimDuration> {
         let factor = if self.compute_jitter > 0.0 {
             let z: f64 = StandardNormal.sample(rng);
             (self.compute_jitter * z).exp()
         } else {
             1.0
         };
-        let d = SimDuration::from_secs_f64(flops as f64 / self.flops_per_sec * factor);
-        if flops > 0 { d.max(SimDuration(1)) } else { d }
+        let d = SimDuration::from_secs_f64(flops as f64 / self.flops_per_sec * factor)?;
+        Some(if flops > 0 { d.max(SimDuration(1)) } else { d })
     }
 
     /// Whether a job of `duration` is abandoned, and if so after how long (uniform within
@@ -199,7 +200,7 @@ mod tests {
 
     #[test]
     fn durations_scale_with_work_and_speed() {
-        let d = |p: &DeviceProfile, f| p.job_duration(f, &mut rng(0));
+        let d = |p: &DeviceProfile, f| p.job_duration(f, &mut rng(0)).unwrap();
         let weak = steady("phone-low");
         assert_eq!(d(&weak, 2_000_000_000), secs(1));
         assert_eq!(d(&weak, 4_000_000_000), secs(2));
@@ -218,20 +219,22 @@ mod tests {
     fn jitter_is_seeded_and_zero_jitter_draws_nothing() {
         let p = DeviceProfile::preset("phone-low").unwrap();
         let a: Vec<_> = (0..4)
-            .map(|_| p.job_duration(1 << 30, &mut rng(5)))
+            .map(|_| p.job_duration(1 << 30, &mut rng(5)).unwrap())
             .collect();
         assert!(a.windows(2).all(|w| w[0] == w[1]), "same seed, same draw");
         let mut r = rng(5);
-        let b: Vec<_> = (0..50).map(|_| p.job_duration(1 << 30, &mut r)).collect();
+        let b: Vec<_> = (0..50)
+            .map(|_| p.job_duration(1 << 30, &mut r).unwrap())
+            .collect();
         assert!(
             b.iter().any(|d| *d != b[0]),
             "jitter varies along the stream"
         );
         let (mut r, before) = (rng(6), rng(6).get_word_pos());
         let steady = steady("phone-low");
-        let d = steady.job_duration(1 << 30, &mut r);
+        let d = steady.job_duration(1 << 30, &mut r).unwrap();
         assert_eq!(r.get_word_pos(), before);
-        assert_eq!(d, steady.job_duration(1 << 30, &mut rng(7)));
+        assert_eq!(d, steady.job_duration(1 << 30, &mut rng(7)).unwrap());
     }
 
     #[test]
@@ -239,7 +242,7 @@ mod tests {
         let p = DeviceProfile::preset("phone-low").unwrap();
         let mut r = rng(8);
         let mut d: Vec<u64> = (0..4_001)
-            .map(|_| p.job_duration(2_000_000_000, &mut r).as_micros())
+            .map(|_| p.job_duration(2_000_000_000, &mut r).unwrap().as_micros())
             .collect();
         d.sort_unstable();
         let median = d[2_000] as f64 / 1e6;

@@ -243,7 +243,10 @@ fn window(field: &str, from_s: f64, until_s: f64) -> Result<(SimTime, SimTime), 
             "must be ≥ from_s",
         ));
     }
-    let t = |s: f64| SimTime::ZERO + SimDuration::from_secs_f64(s);
+    // A bound beyond the clock's range (`until_s = inf`) never comes.
+    let t = |s: f64| {
+        SimTime::ZERO.saturating_add(SimDuration::from_secs_f64(s).unwrap_or(SimDuration::MAX))
+    };
     Ok((t(from_s), t(until_s)))
 }
 

@@ -216,5 +216,7 @@ pub(super) fn cross(path: &[&LinkSpec], bytes: u64, rng: &mut ChaCha8Rng) -> Opt
     let transmit_ms = bytes as f64 / up.min(down) * 1e3;
     let loss = 1.0 - path.iter().map(|l| 1.0 - l.loss).product::<f64>();
     let delay_ms = latency + jitter + transmit_ms;
-    (u >= loss).then(|| SimDuration::from_secs_f64(delay_ms / 1e3))
+    // A delay too long for the clock to count is not clamped: `World::deliver` refuses to
+    // schedule it and fails the sender.
+    (u >= loss).then(|| SimDuration::from_secs_f64(delay_ms / 1e3).unwrap_or(SimDuration::MAX))
 }
