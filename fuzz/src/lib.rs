@@ -8,7 +8,12 @@
 //! Adding a target: a module with `check` and `seeds`, a line in [`TARGETS`], a three-line
 //! `fuzz_targets/<name>.rs`, and its `[[bin]]` entry in `Cargo.toml`.
 
+pub mod cifar;
 pub mod config;
+pub mod idx;
+pub mod image;
+pub mod leaf;
+pub mod loaders;
 pub mod safetensors;
 pub mod wire;
 
@@ -34,6 +39,22 @@ pub const TARGETS: &[Target] = &[
     Target {
         name: "safetensors",
         seeds: safetensors::seeds,
+    },
+    Target {
+        name: "idx",
+        seeds: idx::seeds,
+    },
+    Target {
+        name: "cifar",
+        seeds: cifar::seeds,
+    },
+    Target {
+        name: "leaf",
+        seeds: leaf::seeds,
+    },
+    Target {
+        name: "image",
+        seeds: image::seeds,
     },
 ];
 

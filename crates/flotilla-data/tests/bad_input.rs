@@ -875,3 +875,18 @@ mod never_panic {
         }
     }
 }
+
+/// Found by the `image` fuzz target: a PNG header of 2^32 - 1 × 2^32 - 1 pixels overflowed the
+/// byte count of the size check (a panic with overflow checks, a passed check without).
+#[test]
+fn png_header_whose_byte_count_overflows_is_too_large() {
+    let mut png = vec![0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A, 0, 0, 0, 13];
+    png.extend_from_slice(b"IHDR");
+    png.extend_from_slice(&[0xFF; 8]);
+    png.extend_from_slice(&[8, 2, 0, 0, 0, 0, 0, 0, 0]);
+    png.extend_from_slice(&[0, 0, 0, 0, b'I', b'E', b'N', b'D', 0xAE, 0x42, 0x60, 0x82]);
+    let err = flotilla_data::decode_image(&png, std::path::Path::new("huge.png"), None)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("huge.png") && err.contains("512 MiB"), "{err}");
+}

@@ -299,7 +299,8 @@ fn inspect(bytes: &[u8], path: &Path) -> Result<(ImageFormat, ImageSize)> {
             format!("image is {size} (height x width): it has no pixels"),
         ));
     }
-    if u64::from(height) * u64::from(width) * 3 > MAX_IMAGE_BYTES {
+    // Compared by pixels: height · width · 3 can overflow a u64.
+    if u64::from(height) * u64::from(width) > MAX_IMAGE_BYTES / 3 {
         return Err(image_error(
             path,
             format!(
