@@ -23,6 +23,9 @@ enum Command {
     Run(commands::run::RunArgs),
     /// List a model spec's layers, parameter count and forward FLOPs per sample.
     Models(commands::models::ModelsArgs),
+    /// Print the fleet a config describes (groups, strong clients, speeds, availability,
+    /// links, expected job times) without running anything.
+    Fleet(commands::fleet::FleetArgs),
 }
 
 fn main() -> ExitCode {
@@ -30,6 +33,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Train(args) => commands::train::run(args).map(|()| true),
         Command::Models(args) => commands::models::run(args).map(|()| true),
+        Command::Fleet(args) => commands::fleet::run(args).map(|()| true),
         Command::Run(args) => commands::run::run(args),
     };
     match result {

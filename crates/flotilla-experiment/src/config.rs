@@ -3,12 +3,12 @@
 //! value where the method spec has one); every present key is checked, and a mistake is a
 //! [`ConfigError`] naming the key and the value.
 
-use crate::{ConfigError, ExperimentError, Method, Named};
+use crate::{ConfigError, ExperimentError, FleetConfig, Method, Named};
 use flotilla_data::SyntheticConfig;
 use flotilla_fl::{KdMode, ModelRole};
 use flotilla_train::TeacherMode;
 use serde::{Deserialize, Serialize};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Upper bounds on the keys that size what a run allocates or schedules, checked by
 /// [`ExperimentConfig::validate`] before anything is loaded. Model and dataset sizes are
@@ -179,47 +179,6 @@ pub struct ModelsConfig {
     pub target: String,
     /// The small model `ws`.
     pub auxiliary: String,
-}
-
-/// Clients, their devices and links.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FleetConfig {
-    /// Number of clients.
-    pub clients: usize,
-    /// Clients `0..strong` get the strong device; the rest the weak one.
-    pub strong: usize,
-    /// Device preset of strong clients.
-    #[serde(default = "default_strong_device")]
-    pub strong_device: String,
-    /// Device preset of weak clients.
-    #[serde(default = "default_weak_device")]
-    pub weak_device: String,
-    /// Memory weak devices can give to training \[MB\], overriding the preset's: the
-    /// knob that makes the target model not fit them.
-    #[serde(default)]
-    pub weak_memory_mb: Option<f64>,
-    /// Memory strong devices can give to training \[MB\], overriding the preset's.
-    #[serde(default)]
-    pub strong_memory_mb: Option<f64>,
-    /// Probability that a device drops out of a job, overriding the presets' (0 for the
-    /// reference's always-answering clients).
-    #[serde(default)]
-    pub dropout: Option<f64>,
-    /// Link preset of every client (`datacenter`, `ethernet`, `wifi`, `cellular-4g`,
-    /// `cellular-3g`).
-    #[serde(default = "default_link")]
-    pub link: String,
-}
-
-fn default_strong_device() -> String {
-    "phone-high".into()
-}
-fn default_weak_device() -> String {
-    "phone-low".into()
-}
-fn default_link() -> String {
-    "wifi".into()
 }
 
 /// Local training and the learning-rate schedule.
@@ -405,7 +364,7 @@ impl ExperimentConfig {
             apply_override(&mut table, item)?;
         }
         let root = toml::Value::Table(table);
-        let config: ExperimentConfig =
+        let mut config: ExperimentConfig =
             serde_path_to_error::deserialize(root.clone()).map_err(|e| {
                 let key = e.path().to_string();
                 let value = lookup(&root, &key).map_or("(missing)".to_string(), |v| v.to_string());
@@ -419,6 +378,17 @@ impl ExperimentConfig {
                     .to_string();
                 ConfigError::new(key, value, reason)
             })?;
+        // Trace files are named relative to the config file's folder.
+        if let ConfigSource::File(path) = source {
+            let folder = path.parent().unwrap_or(Path::new(""));
+            for group in &mut config.fleet.groups {
+                if let Some(trace) = &mut group.trace
+                    && trace.is_relative()
+                {
+                    *trace = folder.join(&*trace);
+                }
+            }
+        }
         config.validate()?;
         Ok(config)
     }
@@ -546,39 +516,8 @@ impl ExperimentConfig {
             });
         }
         let f = &self.fleet;
-        if !(1..=limits::CLIENTS).contains(&f.clients) {
-            return err(
-                "fleet.clients",
-                &f.clients,
-                &format!("must be in 1..={}", limits::CLIENTS),
-            );
-        }
-        if f.strong > f.clients {
-            return err(
-                "fleet.strong",
-                &f.strong,
-                &format!("more strong clients than clients ({})", f.clients),
-            );
-        }
-        for (key, mb) in [
-            ("fleet.weak_memory_mb", f.weak_memory_mb),
-            ("fleet.strong_memory_mb", f.strong_memory_mb),
-        ] {
-            if let Some(mb) = mb
-                && !(mb > 0.0 && mb <= limits::DEVICE_MEMORY_MB)
-            {
-                return err(
-                    key,
-                    &mb,
-                    &format!("must be > 0 and at most {:e}", limits::DEVICE_MEMORY_MB),
-                );
-            }
-        }
-        if let Some(p) = f.dropout
-            && !(0.0..=1.0).contains(&p)
-        {
-            return err("fleet.dropout", &p, "must be in [0, 1]");
-        }
+        f.groups()?;
+        f.server()?;
         let t = &self.training;
         if t.local_steps == 0 {
             return err("training.local_steps", &0, "must be at least 1");
@@ -613,14 +552,8 @@ impl ExperimentConfig {
                 &format!("must be in 1..={}", f.clients),
             );
         }
-        if let Some(k) = t.strong_per_round
-            && (k == 0 || k > f.strong)
-        {
-            return err(
-                "training.strong_per_round",
-                &k,
-                &format!("must be in 1..={} (fleet.strong)", f.strong),
-            );
+        if t.strong_per_round == Some(0) {
+            return err("training.strong_per_round", &0, "must be at least 1");
         }
         if !(t.stage_timeout_s > 0.0 && t.stage_timeout_s <= limits::DURATION_S) {
             return err(
@@ -656,14 +589,6 @@ impl ExperimentConfig {
             && !(t > 0.0 && t.is_finite())
         {
             return err("server_ensemble.temperature", &t, "must be > 0");
-        }
-        let needs_strong = self.methods.iter().any(|m| m.needs_strong_clients());
-        if needs_strong && f.strong == 0 {
-            return err(
-                "fleet.strong",
-                &0,
-                "ondevice_kd, strong_only and server_logit_ensemble need strong clients",
-            );
         }
         Ok(())
     }

@@ -198,6 +198,7 @@ mod tests {
                 })
                 .collect(),
             counters: Counters::default(),
+            groups: Vec::new(),
             clients: (2, 1),
             samples_centralised: 0,
             chance_accuracy: 0.1,

@@ -16,6 +16,8 @@
 mod config;
 mod datasets;
 mod error;
+pub mod fleet;
+mod fleet_report;
 pub mod health;
 mod method;
 pub mod output;
@@ -24,13 +26,14 @@ mod run;
 mod setup;
 
 pub use config::{
-    BUILT_IN, ConfigSource, DataConfig, ExperimentConfig, FedAvgSection, FleetConfig, KdSection,
-    ModelsConfig, ServerEnsembleSection, SplitKind, TrainingConfig, limits,
+    BUILT_IN, ConfigSource, DataConfig, ExperimentConfig, FedAvgSection, KdSection, ModelsConfig,
+    ServerEnsembleSection, SplitKind, TrainingConfig, limits,
 };
 pub use datasets::{Loaded, Named, UnknownDataset};
 pub use error::{ConfigError, ExperimentError};
+pub use fleet::FleetConfig;
 pub use health::Verdict;
 pub use method::Method;
 pub use output::{OutputDir, OutputError};
-pub use run::{Faults, RunOptions, RunOutcome, SERVER};
+pub use run::{Faults, GroupParticipation, RunOptions, RunOutcome, SERVER};
 pub use setup::Prepared;

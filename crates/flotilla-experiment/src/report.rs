@@ -2,7 +2,7 @@
 //! results table. Nothing here depends on wall time or thread count except the fields
 //! named `wall_time_s` in the summary.
 
-use crate::{ExperimentConfig, Method, RunOutcome, Verdict};
+use crate::{ExperimentConfig, GroupParticipation, Method, RunOutcome, Verdict};
 use flotilla_fl::ModelRole;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -114,6 +114,8 @@ pub struct RunSummary {
     pub samples_centralised: u64,
     /// Clients registered, and how many could train the target.
     pub clients: (usize, usize),
+    /// How each group of clients took part.
+    pub groups: Vec<GroupParticipation>,
     /// Virtual time of the run \[s\].
     pub virtual_time_s: f64,
     /// Wall time of the run \[s\].
@@ -156,6 +158,7 @@ impl RunSummary {
             bytes_down: o.counters.bytes_down,
             samples_centralised: o.samples_centralised,
             clients: o.clients,
+            groups: o.groups.clone(),
             virtual_time_s: o.virtual_time_s,
             wall_time_s: o.wall_time_s,
             trace_hash: o.trace_hash.clone(),

@@ -1,5 +1,6 @@
 //! One run: a method with a seed, simulated on actors.
 
+use crate::fleet::Client;
 use crate::{ExperimentError, Method, Prepared};
 use flotilla_actors::ActixRuntime;
 use flotilla_fl::{
@@ -10,10 +11,11 @@ use flotilla_fl::{
 };
 use flotilla_nn::LrSchedule;
 use flotilla_sim::{
-    Context, Counters, DeviceProfile, Event, LinkSpec, NetworkModel, Node, NodeError, NodeId,
-    Outage, Seed, SimDuration, SimTime, Simulation, StopAt, secs,
+    Context, Counters, Event, NetworkModel, Node, NodeError, NodeId, Outage, Seed, SimDuration,
+    SimTime, Simulation, StopAt, secs,
 };
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::Arc;
 use std::time::Instant;
@@ -106,12 +108,94 @@ pub struct RunOutcome {
     /// [`Prepared::save_models`]).
     #[serde(skip)]
     pub final_models: Vec<Payload>,
+    /// How each group of clients took part, in group order.
+    pub groups: Vec<GroupParticipation>,
     /// Virtual time at the end of the run \[s\].
     pub virtual_time_s: f64,
     /// Wall-clock time of the simulation \[s\] (reported only; never in metrics).
     pub wall_time_s: f64,
     /// Hash of the whole trace: equal hashes mean identical runs.
     pub trace_hash: String,
+}
+
+/// How one group of clients took part in a run (in `summary.json`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GroupParticipation {
+    /// The group's name.
+    pub group: String,
+    /// Its clients.
+    pub clients: usize,
+    /// How many of them can train the target (strong).
+    pub strong: usize,
+    /// Jobs assigned to them, over all rounds and stages.
+    pub assigned: usize,
+    /// Replies that reached the server before their stage closed.
+    pub replied: usize,
+    /// Replies rejected for a non-finite model.
+    pub rejected: usize,
+    /// `(replied − rejected) / assigned`: the share of their work that counted (0 when
+    /// nothing was assigned).
+    pub participation: f64,
+    /// Clients that had at least one reply accepted.
+    pub active_clients: usize,
+}
+
+impl GroupParticipation {
+    /// Per group, from the rounds' records; `client_of` maps a node to its client index,
+    /// `groups` names each group and its clients, `strong` lists the strong clients.
+    fn tally(
+        rounds: &[RoundRecord],
+        client_of: &BTreeMap<NodeId, usize>,
+        groups: &[crate::fleet::Group],
+        strong: &[usize],
+    ) -> Vec<Self> {
+        let group_of = |node: &NodeId| {
+            let c = client_of.get(node)?;
+            groups.iter().position(|g| g.clients.contains(c))
+        };
+        let mut tally: Vec<Self> = groups
+            .iter()
+            .map(|g| Self {
+                group: g.name.clone(),
+                clients: g.clients.len(),
+                strong: strong.iter().filter(|c| g.clients.contains(c)).count(),
+                assigned: 0,
+                replied: 0,
+                rejected: 0,
+                participation: 0.0,
+                active_clients: 0,
+            })
+            .collect();
+        let mut active = std::collections::BTreeSet::new();
+        for stage in rounds.iter().flat_map(|r| &r.stages) {
+            for (nodes, count) in [
+                (&stage.assigned, 0),
+                (&stage.replied, 1),
+                (&stage.rejected, 2),
+            ] {
+                for node in nodes {
+                    if let Some(g) = group_of(node) {
+                        let t = &mut tally[g];
+                        *[&mut t.assigned, &mut t.replied, &mut t.rejected][count] += 1;
+                    }
+                }
+            }
+            active.extend(
+                stage
+                    .replied
+                    .iter()
+                    .filter(|n| !stage.rejected.contains(n))
+                    .filter_map(|n| client_of.get(n)),
+            );
+        }
+        for (t, g) in tally.iter_mut().zip(groups) {
+            t.active_clients = active.iter().filter(|c| g.clients.contains(c)).count();
+            if t.assigned > 0 {
+                t.participation = (t.replied - t.rejected) as f64 / t.assigned as f64;
+            }
+        }
+        tally
+    }
 }
 
 impl RunOutcome {
@@ -250,13 +334,8 @@ impl Prepared {
         options: RunOptions,
     ) -> Result<RunOutcome, ExperimentError> {
         let c = &self.config;
-        let link = |name: &str, key: &str| {
-            LinkSpec::preset(name).map_err(|e| crate::ConfigError::new(key, name, e.to_string()))
-        };
-        let mut builder = Simulation::builder(
-            Seed(seed),
-            NetworkModel::new(link("datacenter", "(the server's link preset)")?),
-        );
+        let (server_device, server_link) = self.server().clone();
+        let mut builder = Simulation::builder(Seed(seed), NetworkModel::new(server_link));
         if let Some(out) = options.trace {
             builder = builder.trace_jsonl(out);
         }
@@ -282,19 +361,19 @@ impl Prepared {
         if let Some(observer) = options.observer {
             coordinator = coordinator.with_observer(observer);
         }
-        let server_device = DeviceProfile::preset("server")
-            .map_err(|e| crate::ConfigError::new("server", "server", e.to_string()))?;
         let server = builder.add_infrastructure_node("server", coordinator, server_device);
         debug_assert_eq!(server, SERVER);
-        let mut client_link = link(&c.fleet.link, "fleet.link")?;
         let faults = &options.faults;
-        if let Some(loss) = faults.loss {
-            client_link.loss = loss;
-        }
         let worker = Arc::new(LocalWorker);
-        let devices = self.devices(method)?;
-        let mut ids = Vec::with_capacity(devices.len());
-        for (i, (data, device)) in split.into_iter().zip(devices).enumerate() {
+        let clients = self.fleet(method, seed);
+        let mut ids = Vec::with_capacity(clients.len());
+        for (i, (data, client)) in split.into_iter().zip(clients).enumerate() {
+            let Client {
+                device, mut link, ..
+            } = client;
+            if let Some(loss) = faults.loss {
+                link.loss = loss;
+            }
             let participant = Participant::new(worker.clone(), task.clone(), data, server);
             let name = format!("client-{i}");
             let id = match faults.panic {
@@ -307,7 +386,7 @@ impl Prepared {
                 }
                 _ => builder.add_node(name, participant, Some(device)),
             };
-            builder.network().set_node_link(id, client_link.clone());
+            builder.network().set_node_link(id, link);
             ids.push(id);
         }
         for &(client, from, until) in &faults.outages {
@@ -366,6 +445,11 @@ impl Prepared {
             .collect();
         evaluations.sort_by_key(|e| (e.round, e.role));
         let fleet = coordinator.fleet();
+        let client_of: BTreeMap<NodeId, usize> =
+            ids.iter().enumerate().map(|(c, &id)| (id, c)).collect();
+        let strong = self.strong_clients(&self.clients(seed));
+        let groups =
+            GroupParticipation::tally(coordinator.history(), &client_of, self.groups(), &strong);
         let outcome = RunOutcome {
             method,
             seed,
@@ -376,6 +460,7 @@ impl Prepared {
             samples_centralised: coordinator.strategy().centralised_samples(),
             chance_accuracy: self.chance_accuracy(),
             final_models: coordinator.strategy().global_models(),
+            groups,
             virtual_time_s: report.end_time.as_secs_f64(),
             wall_time_s,
             trace_hash: report.trace_hash.to_string(),

@@ -1,10 +1,11 @@
 //! From a configuration to what a run needs: data, its split, the task, the devices.
 
+use crate::fleet::{self, Client, Group};
 use crate::{ConfigError, ExperimentConfig, ExperimentError, Method, RunOutcome, SplitKind};
 use flotilla_data::{Augmentation, Dataset, dirichlet_labeled_unlabeled, fraction_split, iid};
 use flotilla_fl::{ClientData, FlError, LearningTask, LocalTraining, ModelRole};
 use flotilla_nn::{ModelSpec, Network, SgdConfig, Weights, load_safetensors, save_safetensors};
-use flotilla_sim::{DeviceProfile, LinkSpec, NodeId, Purpose, Seed};
+use flotilla_sim::{DeviceProfile, DeviceTrace, LinkSpec, NodeId, Purpose, Seed};
 use flotilla_train::input_shape;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -26,6 +27,9 @@ pub struct Prepared {
     pub memory: (u64, u64),
     /// Starting weights loaded with [`Prepared::init_from`], per model.
     initial: BTreeMap<ModelRole, Weights>,
+    groups: Vec<Group>,
+    traces: Vec<Option<DeviceTrace>>,
+    server: (DeviceProfile, LinkSpec),
 }
 
 fn mb(bytes: u64) -> String {
@@ -63,6 +67,9 @@ impl Prepared {
             let se_batch = config.server_ensemble.batch_size;
             memory_of("server_ensemble.batch_size", &se_batch, &target, se_batch)?;
         }
+        let groups = config.fleet.groups()?;
+        let server = config.fleet.server()?;
+        let traces = Self::load_traces(&groups)?;
         let loaded = d
             .dataset
             .load(d.path.as_deref(), d.augment, &config.synthetic)?;
@@ -77,6 +84,9 @@ impl Prepared {
             auxiliary,
             memory,
             initial: BTreeMap::new(),
+            groups,
+            traces,
+            server,
         };
         prepared.check_devices()?;
         // Fail now, not in the middle of the run, if the split is impossible or the work
@@ -114,101 +124,161 @@ impl Prepared {
         Ok(())
     }
 
-    /// The profile of strong (`strong = true`) or weak devices, with the configured
-    /// overrides.
-    fn device(&self, strong: bool) -> Result<DeviceProfile, ConfigError> {
-        let f = &self.config.fleet;
-        let (key, name, memory) = if strong {
-            ("fleet.strong_device", &f.strong_device, f.strong_memory_mb)
-        } else {
-            ("fleet.weak_device", &f.weak_device, f.weak_memory_mb)
-        };
-        let mut profile =
-            DeviceProfile::preset(name).map_err(|e| ConfigError::new(key, name, e.to_string()))?;
-        if let Some(mb) = memory {
-            profile.memory_bytes = (mb * 1e6) as u64;
-        }
-        if let Some(p) = f.dropout {
-            profile.dropout = p;
-        }
-        Ok(profile)
+    /// Loads each group's trace file and checks it covers the group.
+    fn load_traces(groups: &[Group]) -> Result<Vec<Option<DeviceTrace>>, ConfigError> {
+        groups
+            .iter()
+            .map(|g| {
+                let Some(path) = &g.trace else {
+                    return Ok(None);
+                };
+                let key = format!("{}.trace", g.key);
+                let trace = DeviceTrace::from_path(path)
+                    .map_err(|e| ConfigError::new(&key, path.display(), e.to_string()))?;
+                if trace.devices.len() < g.clients.len() {
+                    return Err(ConfigError::new(
+                        &key,
+                        path.display(),
+                        format!(
+                            "has {} devices for the group's {} clients (one each, in file order)",
+                            trace.devices.len(),
+                            g.clients.len()
+                        ),
+                    ));
+                }
+                Ok(Some(trace))
+            })
+            .collect()
     }
 
+    /// The groups of the fleet.
+    pub fn groups(&self) -> &[Group] {
+        &self.groups
+    }
+
+    /// The server's device and link.
+    pub fn server(&self) -> &(DeviceProfile, LinkSpec) {
+        &self.server
+    }
+
+    /// Every client's device and link for `seed` (see [`fleet`](crate::fleet)).
+    pub fn clients(&self, seed: u64) -> Vec<Client> {
+        fleet::clients(&self.groups, &self.traces, seed)
+    }
+
+    /// The strong clients, which hold the unlabeled data: those whose device holds the
+    /// target model's training memory (in a two-tier fleet, the `fleet.strong` declared
+    /// ones, which the checks hold to the same rule whenever a method needs them).
+    pub fn strong_clients(&self, clients: &[Client]) -> Vec<usize> {
+        if self.config.fleet.is_two_tier() {
+            return self.groups[0].clients.clone().collect();
+        }
+        (0..clients.len())
+            .filter(|&c| clients[c].device.fits(self.memory.0))
+            .collect()
+    }
+
+    /// Checks every client's device against the models: each can train the auxiliary
+    /// model, some can train the target when a method needs strong clients, and
+    /// `training.strong_per_round` does not exceed them.
     fn check_devices(&self) -> Result<(), ConfigError> {
-        let f = &self.config.fleet;
-        LinkSpec::preset(&f.link)
-            .map_err(|e| ConfigError::new("fleet.link", &f.link, e.to_string()))?;
-        let (strong, weak) = (self.device(true)?, self.device(false)?);
+        let c = &self.config;
         let (target, auxiliary) = self.memory;
-        if !strong.fits(auxiliary) && !weak.fits(auxiliary) {
+        let clients = self.clients(c.seed);
+        if let Some(client) = clients.iter().find(|cl| !cl.device.fits(auxiliary)) {
+            let group = &self.groups[client.group];
+            let key = if c.fleet.is_two_tier() {
+                "fleet.weak_memory_mb".to_string()
+            } else {
+                format!("{}.device", group.key)
+            };
             return Err(ConfigError::new(
-                "models.auxiliary",
-                &self.config.models.auxiliary,
-                format!("fits no device: needs {} to train", mb(auxiliary)),
-            ));
-        }
-        let needs_strong = self.config.methods.iter().any(|m| m.needs_strong_clients());
-        if f.strong > 0 && !strong.fits(target) {
-            return Err(ConfigError::new(
-                "models.target",
-                &self.config.models.target,
+                key,
+                mb(client.device.memory_bytes),
                 format!(
-                    "fits no device: needs {} to train, strong devices have {}",
-                    mb(target),
-                    mb(strong.memory_bytes)
-                ),
-            ));
-        }
-        if needs_strong && f.strong < f.clients && weak.fits(target) {
-            return Err(ConfigError::new(
-                "fleet.weak_memory_mb",
-                mb(weak.memory_bytes),
-                format!(
-                    "weak devices could train the target (needs {}), so every client would be \
-                     strong; give them less memory",
-                    mb(target)
-                ),
-            ));
-        }
-        if f.strong < f.clients && !weak.fits(auxiliary) {
-            return Err(ConfigError::new(
-                "fleet.weak_memory_mb",
-                mb(weak.memory_bytes),
-                format!(
-                    "weak devices cannot train the auxiliary model (needs {})",
+                    "the {} clients' devices cannot train the auxiliary model (needs {})",
+                    group.name,
                     mb(auxiliary)
                 ),
+            ));
+        }
+        let strong = self.strong_clients(&clients).len();
+        let needs_strong = c.methods.iter().any(|m| m.needs_strong_clients());
+        if c.fleet.is_two_tier() {
+            let tier = |g: usize| &self.groups[g];
+            if !tier(0).clients.is_empty() && !tier(0).device.fits(target) {
+                return Err(ConfigError::new(
+                    "models.target",
+                    &c.models.target,
+                    format!(
+                        "fits no device: needs {} to train, strong devices have {}",
+                        mb(target),
+                        mb(tier(0).device.memory_bytes)
+                    ),
+                ));
+            }
+            if needs_strong && !tier(1).clients.is_empty() && tier(1).device.fits(target) {
+                return Err(ConfigError::new(
+                    "fleet.weak_memory_mb",
+                    mb(tier(1).device.memory_bytes),
+                    format!(
+                        "weak devices could train the target (needs {}), so every client would \
+                         be strong; give them less memory",
+                        mb(target)
+                    ),
+                ));
+            }
+            if needs_strong && strong == 0 {
+                return Err(ConfigError::new(
+                    "fleet.strong",
+                    0,
+                    "ondevice_kd, strong_only and server_logit_ensemble need strong clients",
+                ));
+            }
+        } else if needs_strong && strong == 0 {
+            let largest = clients.iter().map(|cl| cl.device.memory_bytes).max();
+            return Err(ConfigError::new(
+                "models.target",
+                &c.models.target,
+                format!(
+                    "fits no client's device (needs {} to train, the largest has {}); \
+                     ondevice_kd, strong_only and server_logit_ensemble need strong clients",
+                    mb(target),
+                    mb(largest.unwrap_or(0))
+                ),
+            ));
+        }
+        if let Some(k) = c.training.strong_per_round
+            && k > strong
+        {
+            return Err(ConfigError::new(
+                "training.strong_per_round",
+                k,
+                format!("must be at most the {strong} strong clients"),
             ));
         }
         Ok(())
     }
 
-    /// Device profiles of clients `0..clients` for `method`: clients `0..strong` strong,
-    /// the rest weak; for `fedavg_all_large`, every device gets the memory the target
-    /// needs (the upper bound ignores device limits, nothing else about the devices).
-    pub fn devices(&self, method: Method) -> Result<Vec<DeviceProfile>, ExperimentError> {
-        let f = &self.config.fleet;
-        let (strong, mut weak) = (self.device(true)?, self.device(false)?);
+    /// Every client's device and link for `method` and `seed`; for `fedavg_all_large`,
+    /// every device gets the memory the target needs (the upper bound ignores device
+    /// limits, nothing else about the devices).
+    pub fn fleet(&self, method: Method, seed: u64) -> Vec<Client> {
+        let mut clients = self.clients(seed);
         if method == Method::FedavgAllLarge {
-            weak.memory_bytes = weak.memory_bytes.max(self.memory.0);
+            for c in &mut clients {
+                c.device.memory_bytes = c.device.memory_bytes.max(self.memory.0);
+            }
         }
-        Ok((0..f.clients)
-            .map(|c| {
-                if c < f.strong {
-                    strong.clone()
-                } else {
-                    weak.clone()
-                }
-            })
-            .collect())
+        clients
     }
 
-    /// Each client's labeled and unlabeled samples for `seed` (clients `0..strong` hold
+    /// Each client's labeled and unlabeled samples for `seed` (the strong clients hold
     /// the unlabeled data).
     pub fn split(&self, seed: u64) -> Result<Vec<ClientData>, ExperimentError> {
         let d = &self.config.data;
         let f = &self.config.fleet;
-        let holders: Vec<usize> = (0..f.strong).collect();
+        let holders = self.strong_clients(&self.clients(seed));
         let mut rng = Seed(seed).stream(NodeId(0), Purpose::SETUP);
         let wrap = |source| ExperimentError::Data {
             dataset: d.dataset.name().to_string(),

@@ -4,8 +4,10 @@
 //! second one), laid out in layer order and, within a layer, in the order of its
 //! [`ParamSpec`]s. Aggregation is therefore plain vector arithmetic.
 
+use ndarray::Array1;
+use ndarray_rand::RandomExt;
 use rand::Rng;
-use rand_distr::{Distribution, Uniform};
+use rand_distr::Uniform;
 
 /// How a tensor is initialised.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -33,9 +35,9 @@ impl Init {
             Init::GlorotUniform { fan_in, fan_out } => {
                 let limit = (6.0 / (fan_in + fan_out).max(1) as f64).sqrt() as f32;
                 let dist = Uniform::new_inclusive(-limit, limit).expect("finite, ordered bounds");
-                for v in out {
-                    *v = dist.sample(rng);
-                }
+                // ndarray-rand draws the tensor element by element in order from `rng`.
+                let drawn = Array1::<f32>::random_using(out.len(), dist, rng);
+                out.copy_from_slice(drawn.as_slice().expect("a fresh array is contiguous"));
             }
         }
     }

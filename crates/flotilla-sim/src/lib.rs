@@ -68,8 +68,9 @@ pub use host::{Handled, Inbound, NodeHost, Outgoing};
 pub use id::{JobId, MessageId, NodeId};
 pub use jobs::{InlineRunner, JobRunner, run_job};
 pub use network::{
-    Latency, LinkConfig, LinkSpec, NetworkConfig, NetworkError, NetworkModel, NetworkPartition,
-    NodeLinks, Outage, OutageConfig, PartitionConfig, Rule, Verdict,
+    Latency, LinkConfig, LinkSpec, NameOr, NetworkConfig, NetworkError, NetworkModel,
+    NetworkPartition, NodeLinks, Outage, OutageConfig, PartitionConfig, Rule, Verdict,
+    name_or_table,
 };
 pub use node::{Command, Context, Event, Job, Node, NodeError};
 pub use queue::EventQueue;

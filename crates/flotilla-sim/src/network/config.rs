@@ -49,16 +49,19 @@ impl<'de> Deserialize<'de> for LinkConfig {
     }
 }
 
-/// A preset name or a full value.
-pub(crate) enum NameOr<T> {
+/// A preset name or a full value, as [`name_or_table`] reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NameOr<T> {
+    /// A string: a preset's name.
     Name(String),
+    /// A table (or object): the full value.
     Table(T),
 }
 
 /// Deserializes a string as a name and a map as a `T`. Unlike `#[serde(untagged)]`, which
 /// only says that nothing matched, this keeps `T`'s own error (the unknown or mistyped key,
 /// with its position).
-pub(crate) fn name_or_table<'de, D, T>(d: D, expecting: &'static str) -> Result<NameOr<T>, D::Error>
+pub fn name_or_table<'de, D, T>(d: D, expecting: &'static str) -> Result<NameOr<T>, D::Error>
 where
     D: Deserializer<'de>,
     T: Deserialize<'de>,

@@ -5,8 +5,9 @@ mod config;
 mod link;
 mod rules;
 
-pub use config::{LinkConfig, NetworkConfig, NodeLinks, OutageConfig, PartitionConfig};
-pub(crate) use config::{NameOr, name_or_table};
+pub use config::{
+    LinkConfig, NameOr, NetworkConfig, NodeLinks, OutageConfig, PartitionConfig, name_or_table,
+};
 pub use link::{Latency, LinkSpec};
 pub use rules::{NetworkPartition, Outage};
 

@@ -1,0 +1,272 @@
+//! Fleets from config: groups with counts or fractions, devices and links by preset or in
+//! full, speed distributions, the server's device and link, and every mistake named by
+//! its key and value.
+
+#![allow(clippy::unwrap_used)]
+
+use flotilla_experiment::{ConfigError, ConfigSource, ExperimentConfig, ExperimentError, Prepared};
+use std::path::{Path, PathBuf};
+
+/// A tiny synthetic experiment around `fleet` (the `[fleet]` section and its groups).
+fn config_text(fleet: &str) -> String {
+    format!(
+        r#"name = "fleet-test"
+methods = ["ondevice_kd", "weak_only"]
+rounds = 2
+[data]
+dataset = "synthetic"
+alpha = 1.0
+[synthetic]
+train_samples = 2400
+test_samples = 300
+[models]
+target = "mlp:32-256-256-10"
+auxiliary = "mlp:32-64-10"
+[training]
+clients_per_round = 4
+local_steps = 4
+stage_timeout_s = 30.0
+[kd]
+probe_samples = 8
+{fleet}
+"#
+    )
+}
+
+/// Three groups, as in a straggler study: edge boxes on Wi-Fi, mid phones with log-normal
+/// speeds on 4G, low phones with little memory on 3G.
+const THREE_GROUPS: &str = r#"[fleet]
+clients = 10
+[fleet.server]
+device = "server"
+link = { latency = { kind = "fixed", ms = 1.0 }, up_bytes_per_sec = 1.25e8, down_bytes_per_sec = 1.25e8 }
+[[fleet.groups]]
+name = "edge"
+fraction = 0.2
+device = "edge-gpu"
+link = "wifi"
+[[fleet.groups]]
+name = "mid"
+fraction = 0.5
+device = { preset = "phone-high", speed = { kind = "log_normal", median = 2e10, sigma = 0.5 }, memory_mb = 0.5 }
+link = "cellular-4g"
+[[fleet.groups]]
+name = "low"
+fraction = 0.3
+device = { speed = 2e9, memory_mb = 0.5, dropout = 0.0, availability = { kind = "periodic", period_s = 120.0, on_s = 60.0 } }
+link = "cellular-3g"
+"#;
+
+/// A fresh folder for one test.
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("flotilla-fleet-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn load_in(dir: &Path, text: &str) -> Result<ExperimentConfig, ExperimentError> {
+    let path = dir.join("config.toml");
+    std::fs::write(&path, text).unwrap();
+    ExperimentConfig::load(&ConfigSource::File(path), &[])
+}
+
+/// The config error of `fleet`, loaded and prepared.
+fn error_of(dir: &Path, fleet: &str) -> ConfigError {
+    let result = load_in(dir, &config_text(fleet)).and_then(Prepared::new);
+    match result {
+        Err(ExperimentError::Config(e)) => e,
+        other => panic!("expected a config error for\n{fleet}\ngot {other:?}"),
+    }
+}
+
+#[test]
+fn three_groups_resolve_to_counts_devices_and_links() {
+    let dir = scratch("three");
+    let prepared = Prepared::new(load_in(&dir, &config_text(THREE_GROUPS)).unwrap()).unwrap();
+    let groups = prepared.groups();
+    let sizes: Vec<(&str, usize)> = groups
+        .iter()
+        .map(|g| (g.name.as_str(), g.clients.len()))
+        .collect();
+    assert_eq!(sizes, vec![("edge", 2), ("mid", 5), ("low", 3)]);
+    let clients = prepared.clients(1);
+    // Strong emerges from memory: only the edge boxes hold the target.
+    assert_eq!(prepared.strong_clients(&clients), vec![0, 1]);
+    let mid: Vec<f64> = clients[2..7]
+        .iter()
+        .map(|c| c.device.flops_per_sec)
+        .collect();
+    assert!(
+        mid.iter().any(|s| *s != mid[0]),
+        "drawn speeds differ: {mid:?}"
+    );
+    assert_eq!(clients[9].device.flops_per_sec, 2e9);
+    assert_eq!(
+        clients[9].link,
+        flotilla_sim::LinkSpec::preset("cellular-3g").unwrap()
+    );
+    let (_, server_link) = prepared.server();
+    assert_eq!(server_link.up_bytes_per_sec, 1.25e8);
+    let report = prepared.fleet_report().unwrap();
+    for needle in ["edge", "mid", "low", "(server)", "50%"] {
+        assert!(report.contains(needle), "{needle} missing:\n{report}");
+    }
+}
+
+#[test]
+fn every_fleet_key_is_checked_and_named() {
+    let dir = scratch("bad");
+    let group = |body: &str| {
+        format!(
+            "[fleet]\nclients = 10\n[[fleet.groups]]\nname = \"edge\"\ncount = 2\ndevice = \"edge-gpu\"\n\
+             [[fleet.groups]]\nname = \"rest\"\n{body}\n"
+        )
+    };
+    let cases: Vec<(String, &str, &str)> = vec![
+        (
+            group("count = 8\ndevice = \"abacus\""),
+            "fleet.groups[1].device",
+            "abacus",
+        ),
+        (
+            group("count = 8\ndevice = { preset = \"abacus\" }"),
+            "fleet.groups[1].device.preset",
+            "abacus",
+        ),
+        (
+            group("count = 8\ndevice = { preset = \"phone-low\", speed = -1.0 }"),
+            "fleet.groups[1].device.speed",
+            "-1",
+        ),
+        (
+            group(
+                "count = 8\ndevice = { preset = \"phone-low\", speed = { kind = \"log_normal\", median = 1e9, sigma = 9.0 } }",
+            ),
+            "fleet.groups[1].device.speed.sigma",
+            "9",
+        ),
+        (
+            group(
+                "count = 8\ndevice = { preset = \"phone-low\", speed = { kind = \"uniform\", min = 3e9, max = 1e9 } }",
+            ),
+            "fleet.groups[1].device.speed.min",
+            "3000000000",
+        ),
+        (
+            group("count = 8\ndevice = { memory_mb = 1.0 }"),
+            "fleet.groups[1].device.speed",
+            "(missing)",
+        ),
+        (
+            group("count = 8\ndevice = { preset = \"phone-low\", memory_mb = 0.0 }"),
+            "fleet.groups[1].device.memory_mb",
+            "0",
+        ),
+        (
+            group("count = 8\ndevice = { preset = \"phone-low\", dropout = 1.5 }"),
+            "fleet.groups[1].device.dropout",
+            "1.5",
+        ),
+        (
+            group("count = 8\ndevice = { preset = \"phone-low\", compute_jitter = -0.1 }"),
+            "fleet.groups[1].device.compute_jitter",
+            "-0.1",
+        ),
+        (
+            group(
+                "count = 8\ndevice = { preset = \"phone-low\", availability = { kind = \"periodic\", period_s = 10.0, on_s = 20.0 } }",
+            ),
+            "fleet.groups[1].device.availability.on_s",
+            "20",
+        ),
+        (
+            group("count = 8\ndevice = \"phone-low\"\nlink = \"carrier-pigeon\""),
+            "fleet.groups[1].link",
+            "\"carrier-pigeon\"",
+        ),
+        (
+            group(
+                "count = 8\ndevice = \"phone-low\"\nlink = { latency = { kind = \"fixed\", ms = 1.0 }, loss = 2.0 }",
+            ),
+            "fleet.groups[1].link.loss",
+            "2",
+        ),
+        (
+            group("count = 7\ndevice = \"phone-low\""),
+            "fleet.groups",
+            "9 clients by count + fractions 0",
+        ),
+        (
+            group("count = 8\nfraction = 0.8\ndevice = \"phone-low\""),
+            "fleet.groups[1].count",
+            "8",
+        ),
+        (
+            group("device = \"phone-low\""),
+            "fleet.groups[1].count",
+            "(missing)",
+        ),
+        (
+            group("fraction = 1.5\ndevice = \"phone-low\""),
+            "fleet.groups[1].fraction",
+            "1.5",
+        ),
+        (
+            group("count = 8\ndevice = \"phone-low\"\n[fleet.server]\ndevice = \"mainframe\""),
+            "fleet.server.device",
+            "mainframe",
+        ),
+        (
+            group("count = 8\ndevice = \"phone-low\"\n[fleet.server]\nlink = \"dialup\""),
+            "fleet.server.link",
+            "\"dialup\"",
+        ),
+        (
+            format!("strong = 2\n{}", group("count = 8\ndevice = \"phone-low\"")).replacen(
+                "strong = 2\n[fleet]\n",
+                "[fleet]\nstrong = 2\n",
+                1,
+            ),
+            "fleet.strong",
+            "(set)",
+        ),
+        (
+            group("count = 8\ndevice = \"phone-low\"")
+                .replace("name = \"rest\"", "name = \"edge\""),
+            "fleet.groups[1].name",
+            "edge",
+        ),
+        (
+            group("count = 8\ndevice = \"phone-low\"\ntrace = \"no-such-trace.jsonl\""),
+            "fleet.groups[1].trace",
+            &*Box::leak(
+                dir.join("no-such-trace.jsonl")
+                    .display()
+                    .to_string()
+                    .into_boxed_str(),
+            ),
+        ),
+    ];
+    for (fleet, key, value) in &cases {
+        let e = error_of(&dir, fleet);
+        assert_eq!(
+            (e.key.as_str(), e.value.as_str()),
+            (*key, *value),
+            "{fleet}\n{e}"
+        );
+    }
+}
+
+#[test]
+fn unknown_keys_in_a_device_table_are_named() {
+    let dir = scratch("unknown");
+    let fleet = "[fleet]\nclients = 4\n[[fleet.groups]]\nname = \"a\"\ncount = 4\n\
+                 device = { preset = \"edge-gpu\", sped = 1e9 }";
+    let e = match load_in(&dir, &config_text(fleet)) {
+        Err(ExperimentError::Config(e)) => e,
+        other => panic!("{other:?}"),
+    };
+    assert!(e.key.starts_with("fleet.groups[0].device"), "{e}");
+    assert!(e.reason.contains("sped"), "{e}");
+}
