@@ -5,8 +5,7 @@
 
 use crate::{ConfigError, ExperimentError, FleetConfig, Method, Named};
 use flotilla_data::SyntheticConfig;
-use flotilla_fl::{KdMode, ModelRole};
-use flotilla_train::TeacherMode;
+use flotilla_fl::{KdConfig, ModelRole};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -87,7 +86,7 @@ pub struct ExperimentConfig {
     pub training: TrainingConfig,
     /// On-device distillation (`ondevice_kd`).
     #[serde(default)]
-    pub kd: KdSection,
+    pub kd: KdConfig,
     /// Server-side ensemble distillation (`server_logit_ensemble`).
     #[serde(default)]
     pub server_ensemble: ServerEnsembleSection,
@@ -221,41 +220,6 @@ impl Default for TrainingConfig {
             strong_per_round: None,
             weighted: false,
             stage_timeout_s: 600.0,
-        }
-    }
-}
-
-/// On-device distillation settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct KdSection {
-    /// `two_phase` (reference), `joint` or `kd_only`.
-    pub mode: KdMode,
-    /// Temperature `T` (> 0).
-    pub temperature: f32,
-    /// Final KD weight `λ` (≥ 0; 0 turns distillation off).
-    pub lambda: f32,
-    /// Fraction of the rounds over which the weight ramps up (`t_a`; reference 0.75).
-    pub ramp: f64,
-    /// Teacher batch norm: `batch_statistics` (reference) or `running_statistics`.
-    pub teacher_bn: TeacherMode,
-    /// Fresh optimiser state for the KD phase.
-    pub fresh_optimizer: bool,
-    /// Unlabeled samples per strong client used to measure teacher and student accuracy
-    /// (0: off).
-    pub probe_samples: u32,
-}
-
-impl Default for KdSection {
-    fn default() -> Self {
-        Self {
-            mode: KdMode::TwoPhase,
-            temperature: 3.0,
-            lambda: 0.5,
-            ramp: 0.75,
-            teacher_bn: TeacherMode::BatchStatistics,
-            fresh_optimizer: false,
-            probe_samples: 128,
         }
     }
 }

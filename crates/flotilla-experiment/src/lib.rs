@@ -26,7 +26,7 @@ mod run;
 mod setup;
 
 pub use config::{
-    BUILT_IN, ConfigSource, DataConfig, ExperimentConfig, FedAvgSection, KdSection, ModelsConfig,
+    BUILT_IN, ConfigSource, DataConfig, ExperimentConfig, FedAvgSection, ModelsConfig,
     ServerEnsembleSection, SplitKind, TrainingConfig, limits,
 };
 pub use datasets::{Loaded, Named, UnknownDataset};

@@ -5,9 +5,8 @@ use crate::{ExperimentError, Method, Prepared};
 use flotilla_actors::ActixRuntime;
 use flotilla_fl::{
     ClientData, Coordinator, CoordinatorConfig, Evaluation, FedAvg, FedAvgConfig, FlMessage,
-    KdConfig, LearningTask, LocalWorker, ModelRole, Observer, OnDeviceKd, OnDeviceKdConfig,
-    Participant, Payload, RoundRecord, ServerEnsembleConfig, ServerLogitEnsemble, ServerStrategy,
-    Work,
+    LearningTask, LocalWorker, ModelRole, Observer, OnDeviceKd, OnDeviceKdConfig, Participant,
+    Payload, RoundRecord, ServerEnsembleConfig, ServerLogitEnsemble, ServerStrategy, Work,
 };
 use flotilla_nn::LrSchedule;
 use flotilla_sim::{
@@ -261,7 +260,6 @@ impl Prepared {
         let k = Some(t.clients_per_round);
         match method {
             Method::OndeviceKd => {
-                let kd = &c.kd;
                 let strategy = OnDeviceKd::new(
                     &task,
                     OnDeviceKdConfig {
@@ -269,15 +267,8 @@ impl Prepared {
                         strong_per_round: t.strong_per_round,
                         weighted: t.weighted,
                         schedule,
-                        kd: KdConfig {
-                            mode: kd.mode,
-                            temperature: kd.temperature,
-                            lambda: kd.lambda,
-                            ramp_rounds: (kd.ramp * f64::from(c.rounds)).round() as u32,
-                            teacher_bn: kd.teacher_bn,
-                            fresh_optimizer: kd.fresh_optimizer,
-                            probe_samples: kd.probe_samples,
-                        },
+                        kd: c.kd.clone(),
+                        rounds: c.rounds,
                     },
                 )?;
                 self.simulate(method, seed, task, split, strategy, options)

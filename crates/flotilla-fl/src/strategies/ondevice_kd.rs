@@ -10,25 +10,45 @@ use flotilla_nn::{LrSchedule, Weights, kd_weight};
 use flotilla_sim::NodeId;
 use flotilla_train::TeacherMode;
 use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// The distillation settings of [`OnDeviceKd`], fixed for the run.
-#[derive(Debug, Clone, PartialEq)]
+/// The distillation settings of [`OnDeviceKd`], fixed for the run. An experiment's `[kd]`
+/// TOML section deserializes into it; absent keys take the reference's values.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct KdConfig {
-    /// Phase structure on strong clients.
+    /// Phase structure on strong clients: `two_phase` (reference), `joint` or `kd_only`.
     pub mode: KdMode,
-    /// Softmax temperature `T`.
+    /// Softmax temperature `T` (> 0).
     pub temperature: f32,
-    /// Final KD weight `λ`.
+    /// Final KD weight `λ` (≥ 0; 0 turns distillation off).
     pub lambda: f32,
-    /// Rounds over which the weight ramps up to `λ` (`t_a`).
-    pub ramp_rounds: u32,
-    /// Batch-norm mode of the teacher's forward pass.
+    /// Fraction of the rounds over which the weight ramps up to `λ` (`t_a`; reference
+    /// 0.75).
+    pub ramp: f64,
+    /// Batch-norm mode of the teacher's forward pass: `batch_statistics` (reference) or
+    /// `running_statistics`.
     pub teacher_bn: TeacherMode,
     /// Reset the optimiser between the CE and the KD phase.
     pub fresh_optimizer: bool,
-    /// Unlabeled samples per strong client used to measure teacher and student accuracy.
+    /// Unlabeled samples per strong client used to measure teacher and student accuracy
+    /// (0: off).
     pub probe_samples: u32,
+}
+
+impl Default for KdConfig {
+    fn default() -> Self {
+        Self {
+            mode: KdMode::TwoPhase,
+            temperature: 3.0,
+            lambda: 0.5,
+            ramp: 0.75,
+            teacher_bn: TeacherMode::BatchStatistics,
+            fresh_optimizer: false,
+            probe_samples: 128,
+        }
+    }
 }
 
 /// Settings of [`OnDeviceKd`].
@@ -44,6 +64,8 @@ pub struct OnDeviceKdConfig {
     pub schedule: LrSchedule,
     /// Distillation.
     pub kd: KdConfig,
+    /// Rounds of the run (the weight's ramp is a fraction of them).
+    pub rounds: u32,
 }
 
 /// The method: stage 0 is FedAvg of `ws` over sampled clients; stage 1 sends `wl` and the
@@ -69,7 +91,8 @@ impl OnDeviceKd {
     /// The KD weight `w(t)` of `round`.
     pub fn kd_weight(&self, round: u32) -> f32 {
         let kd = &self.config.kd;
-        kd_weight(round as usize, kd.lambda, kd.ramp_rounds as usize)
+        let ramp_rounds = (kd.ramp * f64::from(self.config.rounds)).round() as usize;
+        kd_weight(round as usize, kd.lambda, ramp_rounds)
     }
 }
 
