@@ -3,9 +3,11 @@
 //! ([`SyntheticTrace`]).
 
 mod availability;
+mod synthetic;
 mod trace;
 
 pub use availability::{Availability, AvailabilityState};
+pub use synthetic::SyntheticTrace;
 pub use trace::{DeviceTrace, ProfileConfig, TraceDevice};
 
 use crate::{NetworkError, SimDuration};
