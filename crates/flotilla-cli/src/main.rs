@@ -23,6 +23,9 @@ enum Command {
     Run(commands::run::RunArgs),
     /// List a model spec's layers, parameter count and forward FLOPs per sample.
     Models(commands::models::ModelsArgs),
+    /// Write a synthetic device trace: log-normal speeds and diurnal online sessions, one
+    /// device per line (JSON Lines), for a fleet group's `trace`.
+    Trace(commands::trace::TraceArgs),
 }
 
 fn main() -> ExitCode {
@@ -30,6 +33,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Train(args) => commands::train::run(args).map(|()| true),
         Command::Models(args) => commands::models::run(args).map(|()| true),
+        Command::Trace(args) => commands::trace::run(args).map(|()| true),
         Command::Run(args) => commands::run::run(args),
     };
     match result {
