@@ -101,7 +101,7 @@ impl SyntheticTrace {
     /// The most devices generated.
     pub const MAX_DEVICES: u32 = 1_000_000;
     /// The most online intervals generated, all devices together.
-    pub const MAX_INTERVALS: f64 = 16e6;
+    pub const MAX_INTERVALS: usize = 16_000_000;
 
     /// Checks the settings; errors name the key and the value.
     pub fn validate(&self) -> Result<(), DeviceError> {
@@ -144,11 +144,11 @@ impl SyntheticTrace {
         let intervals = f64::from(self.devices)
             * f64::from(self.sessions_per_period)
             * ((self.horizon_s / self.period_s).ceil() + 1.0);
-        if intervals > Self::MAX_INTERVALS {
+        if intervals > Self::MAX_INTERVALS as f64 {
             let value = format!("{intervals} intervals");
             let reason = format!(
                 "devices · sessions_per_period · (⌈horizon_s / period_s⌉ + 1) must be at most \
-                 {:e}; fewer devices, a shorter horizon or a longer period",
+                 {}; fewer devices, a shorter horizon or a longer period",
                 Self::MAX_INTERVALS
             );
             return Err(invalid("horizon_s", value, reason));
