@@ -26,6 +26,9 @@ enum Command {
     /// Print the fleet a config describes (groups, strong clients, speeds, availability,
     /// links, expected job times) without running anything.
     Fleet(commands::fleet::FleetArgs),
+    /// Write a synthetic device trace: log-normal speeds and diurnal online sessions, one
+    /// device per line (JSON Lines), for a fleet group's `trace`.
+    Trace(commands::trace::TraceArgs),
 }
 
 fn main() -> ExitCode {
@@ -34,6 +37,7 @@ fn main() -> ExitCode {
         Command::Train(args) => commands::train::run(args).map(|()| true),
         Command::Models(args) => commands::models::run(args).map(|()| true),
         Command::Fleet(args) => commands::fleet::run(args).map(|()| true),
+        Command::Trace(args) => commands::trace::run(args).map(|()| true),
         Command::Run(args) => commands::run::run(args),
     };
     match result {

@@ -675,7 +675,7 @@ pub(crate) fn clients(groups: &[Group], traces: &[Option<DeviceTrace>], seed: u6
             }
             let mut link = group.link.clone();
             if let Some(entry) = trace.as_ref().and_then(|t| t.devices.get(k)) {
-                device = entry.profile.clone();
+                device = entry.profile_over(&device);
                 if let Some(l) = &entry.link {
                     link = l.clone();
                 }

@@ -61,7 +61,7 @@ mod world;
 
 pub use device::{
     Availability, AvailabilityState, DeviceError, DeviceProfile, DeviceTrace, PRESET_NAMES,
-    ProfileConfig, TraceDevice,
+    ProfileConfig, SyntheticTrace, TraceDevice,
 };
 pub use envelope::{DropReason, Envelope};
 pub use host::{Handled, Inbound, NodeHost, Outgoing};

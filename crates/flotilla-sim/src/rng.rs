@@ -36,6 +36,9 @@ impl Purpose {
     pub const TRAINING: Purpose = Purpose(6);
     /// Initial model weights.
     pub const INIT: Purpose = Purpose(7);
+    /// Generating a synthetic fleet ([`SyntheticTrace`](crate::SyntheticTrace)): one
+    /// device's speed, evening and online sessions.
+    pub const FLEET: Purpose = Purpose(8);
     /// First purpose free for user code.
     pub const USER: Purpose = Purpose(64);
 }

@@ -3,10 +3,11 @@
 pub(crate) mod fleet;
 pub(crate) mod models;
 pub(crate) mod run;
+pub(crate) mod trace;
 pub(crate) mod train;
 
 /// Exit code for an error: 2 for bad input the user can fix (arguments, files, data, an
-/// output folder that may not be replaced), 1 for anything else (a node failure, an I/O
+/// output folder or file that may not be replaced), 1 for anything else (a node failure, an I/O
 /// error). A run that finished with a model that is not a result exits with 3
 /// ([`run::EXIT_NOT_ALL_RESULTS`]).
 pub(crate) fn exit_code(err: &anyhow::Error) -> u8 {
@@ -16,6 +17,8 @@ pub(crate) fn exit_code(err: &anyhow::Error) -> u8 {
             || e.is::<flotilla_experiment::UnknownDataset>()
             || e.is::<flotilla_experiment::ConfigError>()
             || e.is::<flotilla_experiment::OutputError>()
+            || e.is::<flotilla_sim::DeviceError>()
+            || e.is::<trace::OutRefused>()
             || e.downcast_ref::<flotilla_experiment::ExperimentError>()
                 .is_some_and(flotilla_experiment::ExperimentError::is_user_error)
     });

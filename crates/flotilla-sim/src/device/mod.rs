@@ -1,10 +1,13 @@
 //! Device profiles ([`DeviceProfile`]): compute speed, memory, availability and dropout of
-//! a client's hardware; presets; device trace files ([`DeviceTrace`]).
+//! a client's hardware; presets; device trace files ([`DeviceTrace`]) and synthetic fleets
+//! ([`SyntheticTrace`]).
 
 mod availability;
+mod synthetic;
 mod trace;
 
 pub use availability::{Availability, AvailabilityState};
+pub use synthetic::SyntheticTrace;
 pub use trace::{DeviceTrace, ProfileConfig, TraceDevice};
 
 use crate::{NetworkError, SimDuration};
@@ -33,12 +36,16 @@ pub enum DeviceError {
     /// A device's access link is invalid.
     #[error(transparent)]
     Link(#[from] NetworkError),
-    /// A trace file could not be read, parsed or validated.
-    #[error("{file}: {reason}")]
+    /// A trace file could not be read, parsed or validated:
+    /// ``fleet.jsonl:17: device setting `on[2]` = [50, 40]: start 50 ≥ end 40``.
+    #[error("{file}{}: {reason}", line.map(|l| format!(":{l}")).unwrap_or_default())]
     File {
         /// The file.
         file: String,
-        /// What went wrong: the JSON line and column, or the field path and value.
+        /// The line at fault (1-based), if one is: `None` for a file that cannot be read,
+        /// is too large or holds no device.
+        line: Option<usize>,
+        /// What went wrong: the JSON error and its column, or the field and value.
         reason: String,
     },
 }
