@@ -270,3 +270,130 @@ fn unknown_keys_in_a_device_table_are_named() {
     assert!(e.key.starts_with("fleet.groups[0].device"), "{e}");
     assert!(e.reason.contains("sped"), "{e}");
 }
+
+/// A trace writer the test can read back after the run.
+#[derive(Clone, Default)]
+struct SharedBuffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for SharedBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The online intervals of the low phones' trace, device by device [s].
+fn low_phone_intervals(k: usize) -> Vec<(f64, f64)> {
+    let k = k as f64;
+    vec![
+        (0.0, 20.0 + 7.0 * k),
+        (45.0 + 5.0 * k, 95.0),
+        (130.0 - 9.0 * k, 180.0 + 3.0 * k),
+        (230.0, 1e6),
+    ]
+}
+
+#[test]
+fn no_client_works_while_its_trace_says_it_is_away() {
+    use flotilla_experiment::{Method, RunOptions};
+    use flotilla_sim::{DropReason, NodeId, SimTime, TraceEvent, read_jsonl};
+    use std::collections::BTreeMap;
+
+    let dir = scratch("away");
+    let trace: String = (0..3)
+        .map(|k| {
+            let on: Vec<String> = low_phone_intervals(k)
+                .iter()
+                .map(|(a, b)| format!("[{a}, {b}]"))
+                .collect();
+            format!("{{\"id\": {k}, \"on\": [{}]}}\n", on.join(", "))
+        })
+        .collect();
+    std::fs::write(dir.join("low.jsonl"), trace).unwrap();
+    // Slow low phones (a job takes about 10 s) so that going away interrupts work.
+    let fleet = THREE_GROUPS.replace(
+        "device = { speed = 2e9, memory_mb = 0.5, dropout = 0.0, availability = { kind = \"periodic\", period_s = 120.0, on_s = 60.0 } }",
+        "device = { speed = 2e5, memory_mb = 0.5, dropout = 0.0 }\ntrace = \"low.jsonl\"",
+    );
+    let text = config_text(&fleet).replace("rounds = 2", "rounds = 12");
+    let prepared = Prepared::new(load_in(&dir, &text).unwrap()).unwrap();
+    let low = prepared.groups()[2].clients.clone();
+    assert_eq!(low, 7..10);
+    let buffer = SharedBuffer::default();
+    let outcome = prepared
+        .run(
+            Method::OndeviceKd,
+            1,
+            RunOptions {
+                threads: 2,
+                trace: Some(Box::new(buffer.clone())),
+                ..RunOptions::default()
+            },
+        )
+        .unwrap();
+    let bytes = buffer.0.lock().unwrap().clone();
+    let records = read_jsonl(&bytes[..]).unwrap();
+    // Client c is node c + 1; the low phones take the trace's devices in order.
+    let away = |node: NodeId, from: SimTime, until: SimTime| {
+        let k = node.index() - 1 - low.start;
+        !low_phone_intervals(k)
+            .iter()
+            .any(|&(a, b)| from.as_secs_f64() >= a && until.as_secs_f64() <= b)
+    };
+    let is_low = |node: NodeId| low.contains(&(node.index().wrapping_sub(1)));
+    let mut started = BTreeMap::new();
+    let (mut worked, mut interrupted, mut refused) = (0, 0, 0);
+    for r in &records {
+        match &r.event {
+            TraceEvent::JobStart { job, .. } if is_low(job.node) => {
+                started.insert(*job, r.time);
+            }
+            TraceEvent::JobDone { job } | TraceEvent::JobLost { job, .. } if is_low(job.node) => {
+                let start = started.remove(job).expect("a job ends after it starts");
+                assert!(
+                    !away(job.node, start, r.time),
+                    "{job:?} worked from {start} to {} while away",
+                    r.time
+                );
+                worked += 1;
+                if matches!(
+                    r.event,
+                    TraceEvent::JobLost {
+                        reason: DropReason::Offline,
+                        ..
+                    }
+                ) {
+                    interrupted += 1;
+                }
+            }
+            TraceEvent::Deliver { dst, .. } if is_low(*dst) => {
+                assert!(
+                    !away(*dst, r.time, r.time),
+                    "{dst:?} received at {}",
+                    r.time
+                );
+            }
+            TraceEvent::Drop {
+                dst,
+                reason: DropReason::Offline,
+                ..
+            } if is_low(*dst) => refused += 1,
+            _ => {}
+        }
+    }
+    // The check saw real work, and the trace had an effect: work cut short or messages
+    // refused while away.
+    assert!(worked >= 3, "{worked} low-phone jobs");
+    assert!(interrupted + refused > 0, "the trace never mattered");
+    let groups = &outcome.groups;
+    let names: Vec<&str> = groups.iter().map(|g| g.group.as_str()).collect();
+    assert_eq!(names, ["edge", "mid", "low"]);
+    assert_eq!(groups[0].strong, 2);
+    assert!(
+        groups[2].participation < groups[0].participation,
+        "{groups:?}"
+    );
+}
