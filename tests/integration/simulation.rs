@@ -120,6 +120,7 @@ pub(crate) fn build(s: &Scenario) -> Simulation<Msg> {
         up_bytes_per_sec: 1e6,
         down_bytes_per_sec: 5e6,
         loss: s.loss,
+        shared: true,
     };
     let mut b = Simulation::builder(Seed(s.seed), NetworkModel::new(link));
     for i in 0..s.nodes {

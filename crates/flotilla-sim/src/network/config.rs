@@ -277,6 +277,10 @@ mod tests {
         assert_eq!(config.links[1].node_range, Some([1, 101]));
         let mut model = config.build().unwrap();
         assert_eq!(model.rule_count(), 2);
+        assert!(model.node_link(NodeId(200)).shared);
+        let text = EXAMPLE.replace("shared = true", "shared = false");
+        let unshared = NetworkConfig::from_toml_str(&text, "example.toml").unwrap();
+        assert!(!unshared.build().unwrap().node_link(NodeId(200)).shared);
         let env = |src, dst, sent_at| Envelope {
             id: MessageId {
                 src: NodeId(src),
@@ -333,6 +337,14 @@ mod tests {
         assert!(e.contains("`outage`"), "{e}");
         let e = err(&EXAMPLE.replace("loss = 0.01", "loss = \"high\""));
         assert!(e.contains("loss") || e.contains("line 7"), "{e}");
+        let e = err(&EXAMPLE.replace("shared = true", "shared = \"yes\""));
+        assert!(
+            e.contains("net.toml")
+                && e.contains("line 8")
+                && e.contains("shared = \"yes\"")
+                && e.contains("expected a boolean"),
+            "{e}"
+        );
     }
 
     #[test]

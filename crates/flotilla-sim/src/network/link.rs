@@ -99,6 +99,10 @@ fn unlimited() -> f64 {
     f64::INFINITY
 }
 
+fn yes() -> bool {
+    true
+}
+
 /// A link's behaviour. In serde forms durations are in milliseconds and an absent bandwidth
 /// is unlimited (TOML can also write `inf`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -118,6 +122,13 @@ pub struct LinkSpec {
     /// Probability that a message is lost, in `[0, 1]`.
     #[serde(default)]
     pub loss: f64,
+    /// Whether concurrent transfers share this link's bandwidth (the default, and every
+    /// preset's): each direction's capacity is reserved by the messages sent through it
+    /// (see [`NetworkModel`](super::NetworkModel)). `false` is the ideal link on which every
+    /// transfer may use the full rate, whatever else is in flight. Unlimited directions are
+    /// never tracked.
+    #[serde(default = "yes")]
+    pub shared: bool,
 }
 
 impl LinkSpec {
@@ -130,7 +141,8 @@ impl LinkSpec {
         "cellular-3g",
     ];
 
-    /// A link with only a fixed latency: no jitter, unlimited bandwidth, no loss.
+    /// A link with only a fixed latency: no jitter, unlimited bandwidth, no loss (shared,
+    /// which matters once a bandwidth is set).
     pub fn latency(d: SimDuration) -> Self {
         Self {
             latency: Latency::fixed(d),
@@ -138,12 +150,13 @@ impl LinkSpec {
             up_bytes_per_sec: f64::INFINITY,
             down_bytes_per_sec: f64::INFINITY,
             loss: 0.0,
+            shared: true,
         }
     }
 
     /// A named preset (one access link; a message crosses two, so end-to-end latency is
     /// about twice these). Medians of typical consumer measurements (Ookla/OpenSignal-style
-    /// reports, rounded), not of any one network:
+    /// reports, rounded), not of any one network; all are shared:
     ///
     /// | name          | latency              | jitter | up \[bytes/s\] | down \[bytes/s\] | loss  |
     /// |---------------|----------------------|--------|----------------|------------------|-------|
@@ -168,6 +181,7 @@ impl LinkSpec {
             up_bytes_per_sec: up,
             down_bytes_per_sec: down,
             loss,
+            shared: true,
         })
     }
 
@@ -204,19 +218,25 @@ impl LinkSpec {
     }
 }
 
-/// A message's crossing of `path` (one pair link, or the sender's and the receiver's access
-/// links): its delay, or `None` if it is lost. Fixed draw order, whatever the outcome: the
-/// loss draw, then each link's latency, then each link's jitter.
-pub(super) fn cross(path: &[&LinkSpec], bytes: u64, rng: &mut ChaCha8Rng) -> Option<SimDuration> {
+/// The random part of a message's crossing of `path` (one pair link, or the sender's and the
+/// receiver's access links).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) struct Draws {
+    /// Whether the message survives the links' loss.
+    pub(super) delivered: bool,
+    /// Latency plus jitter of every link \[ms\].
+    pub(super) latency_ms: f64,
+}
+
+/// The draws of a crossing of `path`, in a fixed order whatever the outcome: the loss draw,
+/// then each link's latency, then each link's jitter. Transmission draws nothing.
+pub(super) fn draw(path: &[&LinkSpec], rng: &mut ChaCha8Rng) -> Draws {
     let u: f64 = rng.random();
     let latency: f64 = path.iter().map(|l| l.latency.sample(rng)).sum();
     let jitter: f64 = path.iter().map(|l| rng.random::<f64>() * l.jitter_ms).sum();
-    let up = path.first().map_or(f64::INFINITY, |l| l.up_bytes_per_sec);
-    let down = path.last().map_or(f64::INFINITY, |l| l.down_bytes_per_sec);
-    let transmit_ms = bytes as f64 / up.min(down) * 1e3;
     let loss = 1.0 - path.iter().map(|l| 1.0 - l.loss).product::<f64>();
-    let delay_ms = latency + jitter + transmit_ms;
-    // A delay too long for the clock to count is not clamped: `World::deliver` refuses to
-    // schedule it and fails the sender.
-    (u >= loss).then(|| SimDuration::from_secs_f64(delay_ms / 1e3).unwrap_or(SimDuration::MAX))
+    Draws {
+        delivered: u >= loss,
+        latency_ms: latency + jitter,
+    }
 }

@@ -1,9 +1,11 @@
-//! The network model: composable rules, then per-link latency, jitter, bandwidth and loss
-//! ([`NetworkModel`]), configurable from TOML ([`NetworkConfig`]).
+//! The network model: composable rules, then per-link latency, jitter, bandwidth (shared by
+//! concurrent transfers) and loss ([`NetworkModel`]), configurable from TOML
+//! ([`NetworkConfig`]).
 
 mod config;
 mod link;
 mod rules;
+mod shared;
 
 pub use config::{
     LinkConfig, NameOr, NetworkConfig, NodeLinks, OutageConfig, PartitionConfig, name_or_table,
@@ -13,6 +15,7 @@ pub use rules::{NetworkPartition, Outage};
 
 use crate::{DropReason, Envelope, NodeId, SimDuration, SimTime};
 use rand_chacha::ChaCha8Rng;
+use shared::{Congestion, Piece, Resource};
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -79,11 +82,43 @@ const LINK_LOOKBACK: usize = 8;
 /// install order and the first that does not [`Verdict::Pass`] decides (stock rules:
 /// [`Outage`], [`NetworkPartition`]; any `FnMut(&Envelope, SimTime) -> Verdict` closure is a
 /// rule too). If all pass, the link model does: the pair link set for `(src, dst)` if any,
-/// else the sender's and the receiver's access links combined — latency of both, jitter of
-/// both, transmission `bytes / min(sender up, receiver down)`, loss
-/// `1 − (1 − p_src)(1 − p_dst)`. Every draw comes from the generator passed in — the
-/// sender's `NETWORK` stream — in a fixed order, so no message's fate depends on other
-/// senders' traffic.
+/// else the sender's and the receiver's access links combined — the sender's uplink and the
+/// receiver's downlink carry the bytes, the delay is the transmission time, then latency of
+/// both plus jitter of both, and loss is `1 − (1 − p_src)(1 − p_dst)`. Every draw comes from
+/// the generator passed in — the sender's `NETWORK` stream — in a fixed order (the loss
+/// draw, the latencies, the jitters), so no message's draws depend on other senders'
+/// traffic; its transmission time does, through shared links.
+///
+/// # Shared links: send-time reservation, first come first reserved
+///
+/// Each direction of a [`LinkSpec::shared`] link with a finite bandwidth (a node's uplink,
+/// its downlink, a pair link) is a resource whose capacity concurrent transfers share. A
+/// message's delay must be known when it is sent — `route` returns it and the event queue
+/// never reschedules a delivery — so the sharing is decided then, not renegotiated as later
+/// messages arrive (as processor sharing would): each shared resource keeps a timeline of
+/// the rate already reserved, a step function over virtual time. A message sent at `now`
+/// is transmitted greedily: at each moment at the largest rate available, the minimum of
+/// its path's unshared bandwidths and of each shared resource's capacity minus what earlier
+/// messages reserved at that moment; it reserves that rate on every shared resource of its
+/// path until its bytes are sent. Then latency and jitter are added, as on an unshared path.
+///
+/// So no resource ever carries more than its capacity, a resource is work-conserving for
+/// the messages that came first, and the last of `N` equal transfers sent together ends at
+/// `N · size / capacity`, as under fair sharing; but earlier-sent messages end earlier than
+/// under processor sharing (the k-th of them at `k · size / capacity` rather than all at the
+/// end), so the mean completion time is lower. A message with no contention takes exactly
+/// the unshared time, bit for bit. Calls within an instant come in a deterministic order
+/// (node-id order, see [`World`](crate::World)), so results stay deterministic.
+///
+/// Details: reservations break at whole microseconds (a transmission's end on the timeline
+/// is rounded up, its last microsecond at the rate that sends exactly its remaining bytes);
+/// the delay itself is `latency + jitter + transmission` rounded once, as unshared. A lost
+/// message consumes capacity — it was transmitted and lost on the way — while a message a
+/// rule drops never reaches the links. An empty message takes no time and reserves nothing.
+/// Reservations that ended before the latest send time are forgotten, so memory follows the
+/// transfers in flight; `route` must therefore be called with non-decreasing `now` (as the
+/// runtimes do), and a message sent earlier than the latest `now` seen starts its
+/// transmission at that time (its delay counts the wait).
 ///
 /// ```
 /// use flotilla_sim::{DropReason, Envelope, LinkSpec, NetworkModel, NodeId, SimTime, Verdict};
@@ -119,6 +154,8 @@ pub struct NetworkModel {
     /// Index into `links` of each node's access link; nodes past the end use the default.
     node_links: Vec<u32>,
     pair_links: BTreeMap<(NodeId, NodeId), u32>,
+    /// Reservations on shared links.
+    congestion: Congestion,
 }
 
 impl fmt::Debug for NetworkModel {
@@ -128,6 +165,7 @@ impl fmt::Debug for NetworkModel {
             .field("default_link", &self.links[0])
             .field("distinct_links", &self.links.len())
             .field("pair_links", &self.pair_links.len())
+            .field("reserved_links", &self.congestion.tracked())
             .finish()
     }
 }
@@ -140,6 +178,7 @@ impl NetworkModel {
             links: vec![default_link],
             node_links: Vec::new(),
             pair_links: BTreeMap::new(),
+            congestion: Congestion::default(),
         }
     }
 
@@ -194,28 +233,73 @@ impl NetworkModel {
     /// The delay of `env` sent at `now`, or why it is lost. `rng` is the sender's network
     /// stream: rules draw first (if they draw), then the link model, always in this order
     /// whatever the outcome: one uniform for loss, each link's latency (none if fixed), each
-    /// link's jitter.
+    /// link's jitter. On shared links the message reserves its transmission (see the type's
+    /// docs), so calls must come in send order: `now` never decreasing.
     pub fn route(
         &mut self,
         env: &Envelope,
         now: SimTime,
         rng: &mut ChaCha8Rng,
     ) -> Result<SimDuration, DropReason> {
+        self.route_reserving(env, now, rng).0
+    }
+
+    /// [`NetworkModel::route`], with what the message reserved on each of its shared links.
+    fn route_reserving(
+        &mut self,
+        env: &Envelope,
+        now: SimTime,
+        rng: &mut ChaCha8Rng,
+    ) -> (Result<SimDuration, DropReason>, Vec<Piece>) {
         for rule in &mut self.rules {
             match rule.verdict(env, now, rng) {
                 Verdict::Pass => {}
-                Verdict::Deliver(d) => return Ok(d),
-                Verdict::Drop(reason) => return Err(reason),
+                Verdict::Deliver(d) => return (Ok(d), Vec::new()),
+                Verdict::Drop(reason) => return (Err(reason), Vec::new()),
             }
         }
-        let delay = match self.pair_links.get(&(env.src, env.dst)) {
-            Some(&k) => link::cross(&[&self.links[k as usize]], env.bytes, rng),
+        self.congestion.advance(now);
+        let (src, dst) = (env.src, env.dst);
+        // The path's directions: (resource, bandwidth, shared).
+        let (draws, directions) = match self.pair_links.get(&(src, dst)) {
+            Some(&k) => {
+                let link = &self.links[k as usize];
+                let rate = link.up_bytes_per_sec.min(link.down_bytes_per_sec);
+                let pair = (Resource::Pair(src, dst), rate, link.shared);
+                (link::draw(&[link], rng), [Some(pair), None])
+            }
             None => {
-                let path = [self.node_link(env.src), self.node_link(env.dst)];
-                link::cross(&path, env.bytes, rng)
+                let (up, down) = (self.node_link(src), self.node_link(dst));
+                let directions = [
+                    Some((Resource::Up(src), up.up_bytes_per_sec, up.shared)),
+                    Some((Resource::Down(dst), down.down_bytes_per_sec, down.shared)),
+                ];
+                (link::draw(&[up, down], rng), directions)
             }
         };
-        delay.ok_or(DropReason::Loss)
+        let (mut rate, mut limit) = (f64::INFINITY, f64::INFINITY);
+        let mut tracked = Vec::with_capacity(2);
+        for (resource, bandwidth, shared) in directions.into_iter().flatten() {
+            rate = rate.min(bandwidth);
+            if shared && bandwidth.is_finite() {
+                tracked.push((resource, bandwidth));
+            } else {
+                limit = limit.min(bandwidth);
+            }
+        }
+        let (transmit_ms, pieces) = if tracked.is_empty() || env.bytes == 0 {
+            (env.bytes as f64 / rate * 1e3, Vec::new())
+        } else {
+            let t = self.congestion.transmit(now, env.bytes, limit, &tracked);
+            (t.ms, t.pieces)
+        };
+        let delay_ms = draws.latency_ms + transmit_ms;
+        // A delay too long for the clock to count is not clamped: `World::deliver` refuses to
+        // schedule it and fails the sender.
+        let delay = draws
+            .delivered
+            .then(|| SimDuration::from_secs_f64(delay_ms / 1e3).unwrap_or(SimDuration::MAX));
+        (delay.ok_or(DropReason::Loss), pieces)
     }
 }
 
