@@ -264,7 +264,8 @@ struct DeviceLine<'a> {
     on: Option<&'a [(f64, f64)]>,
 }
 
-/// A [`LinkSpec`] as written: an unlimited bandwidth is left out (JSON has no infinity).
+/// A [`LinkSpec`] as written: an unlimited bandwidth is left out (JSON has no infinity), and
+/// so is `shared` when it has its default, `true`.
 #[derive(Serialize)]
 struct LinkLine<'a> {
     latency: &'a crate::Latency,
@@ -274,10 +275,16 @@ struct LinkLine<'a> {
     #[serde(skip_serializing_if = "is_unlimited")]
     down_bytes_per_sec: f64,
     loss: f64,
+    #[serde(skip_serializing_if = "is_shared")]
+    shared: bool,
 }
 
 fn is_unlimited(bandwidth: &f64) -> bool {
     *bandwidth == f64::INFINITY
+}
+
+fn is_shared(shared: &bool) -> bool {
+    *shared
 }
 
 impl<'a> From<&'a TraceDevice> for DeviceLine<'a> {
@@ -294,6 +301,7 @@ impl<'a> From<&'a TraceDevice> for DeviceLine<'a> {
                 up_bytes_per_sec: l.up_bytes_per_sec,
                 down_bytes_per_sec: l.down_bytes_per_sec,
                 loss: l.loss,
+                shared: l.shared,
             }),
             on: d.on.as_deref(),
         }
@@ -813,8 +821,13 @@ mod tests {
             Just(None),
             prop::sample::select(LinkSpec::PRESET_NAMES.to_vec())
                 .prop_map(|n| Some(LinkSpec::preset(n).unwrap())),
-            (0.0f64..100.0, 0.0f64..1.0, prop::option::of(1e-3f64..1e12)).prop_map(
-                |(ms, loss, up)| Some(LinkSpec {
+            (
+                0.0f64..100.0,
+                0.0f64..1.0,
+                prop::option::of(1e-3f64..1e12),
+                any::<bool>()
+            )
+                .prop_map(|(ms, loss, up, shared)| Some(LinkSpec {
                     latency: Latency::LogNormal {
                         median_ms: ms,
                         sigma: loss,
@@ -823,8 +836,8 @@ mod tests {
                     up_bytes_per_sec: up.unwrap_or(f64::INFINITY),
                     down_bytes_per_sec: up.map_or(f64::INFINITY, |u| u * 3.0),
                     loss,
-                })
-            ),
+                    shared,
+                })),
         ];
         let on = prop::option::of(prop::collection::vec((0.0f64..1e4, 1e-6f64..1e4), 0..8))
             .prop_map(|gaps| {
@@ -897,7 +910,7 @@ mod tests {
         };
         let text = one.to_jsonl();
         assert!(
-            !text.contains("bytes_per_sec") && !text.contains("null"),
+            !text.contains("bytes_per_sec") && !text.contains("null") && !text.contains("shared"),
             "{text}"
         );
         assert_eq!(DeviceTrace::from_str(&text, "t").unwrap(), one);
