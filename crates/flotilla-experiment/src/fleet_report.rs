@@ -149,7 +149,7 @@ impl Prepared {
     }
 }
 
-/// A link in one line: latency, bandwidths, loss.
+/// A link in one line: latency, bandwidths, loss, whether transfers share it.
 fn describe_link(l: &LinkSpec) -> String {
     let latency = match l.latency {
         Latency::Fixed { ms } => format!("{ms} ms"),
@@ -165,9 +165,10 @@ fn describe_link(l: &LinkSpec) -> String {
         }
     };
     format!(
-        "{latency}, up {}, down {}, loss {}%",
+        "{latency}, up {}, down {}, loss {}%, {}",
         rate(l.up_bytes_per_sec),
         rate(l.down_bytes_per_sec),
-        100.0 * l.loss
+        100.0 * l.loss,
+        if l.shared { "shared" } else { "not shared" }
     )
 }
