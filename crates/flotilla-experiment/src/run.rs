@@ -128,12 +128,12 @@ pub struct GroupParticipation {
     pub strong: usize,
     /// Jobs assigned to them, over all rounds and stages.
     pub assigned: usize,
-    /// Replies that reached the server before their stage closed.
+    /// Replies that reached the server before their stage closed and were aggregated.
     pub replied: usize,
-    /// Replies rejected for a non-finite model.
+    /// Replies that arrived in time but were rejected for a non-finite model.
     pub rejected: usize,
-    /// `(replied − rejected) / assigned`: the share of their work that counted (0 when
-    /// nothing was assigned).
+    /// `replied / assigned`: the share of their work that counted (0 when nothing was
+    /// assigned).
     pub participation: f64,
     /// Clients that had at least one reply accepted.
     pub active_clients: usize,
@@ -179,18 +179,12 @@ impl GroupParticipation {
                     }
                 }
             }
-            active.extend(
-                stage
-                    .replied
-                    .iter()
-                    .filter(|n| !stage.rejected.contains(n))
-                    .filter_map(|n| client_of.get(n)),
-            );
+            active.extend(stage.replied.iter().filter_map(|n| client_of.get(n)));
         }
         for (t, g) in tally.iter_mut().zip(groups) {
             t.active_clients = active.iter().filter(|c| g.clients.contains(c)).count();
             if t.assigned > 0 {
-                t.participation = (t.replied - t.rejected) as f64 / t.assigned as f64;
+                t.participation = t.replied as f64 / t.assigned as f64;
             }
         }
         tally
@@ -466,3 +460,62 @@ impl Prepared {
 
 /// The coordinator's node id (it is added first).
 pub const SERVER: NodeId = NodeId(0);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fleet::Group;
+    use flotilla_fl::StageRecord;
+    use flotilla_sim::{DeviceProfile, LinkSpec};
+
+    #[test]
+    fn participation_counts_assigned_aggregated_and_rejected_work_per_group() {
+        let group = |name: &str, clients| Group {
+            name: name.into(),
+            key: String::new(),
+            clients,
+            device: DeviceProfile::preset("phone-low").unwrap(),
+            speed: None,
+            link: LinkSpec::preset("wifi").unwrap(),
+            trace: None,
+        };
+        let groups = [group("a", 0..2), group("b", 2..4)];
+        // Client c is node c + 1.
+        let client_of: BTreeMap<NodeId, usize> =
+            (0..4).map(|c| (NodeId(c as u32 + 1), c)).collect();
+        let stage = |assigned: &[u32], replied: &[u32], rejected: &[u32]| StageRecord {
+            stage: 0,
+            assigned: assigned.iter().map(|&n| NodeId(n)).collect(),
+            replied: replied.iter().map(|&n| NodeId(n)).collect(),
+            rejected: rejected.iter().map(|&n| NodeId(n)).collect(),
+            models: Vec::new(),
+            client_stats: BTreeMap::new(),
+            server_stats: BTreeMap::new(),
+        };
+        let rounds = [RoundRecord {
+            round: 0,
+            closed_at_s: 1.0,
+            // A rejected reply is not among the aggregated ones.
+            stages: vec![
+                stage(&[1, 2, 3, 4], &[1, 3], &[2]),
+                stage(&[1, 3], &[1], &[]),
+            ],
+            evaluations: Vec::new(),
+        }];
+        let t = GroupParticipation::tally(&rounds, &client_of, &groups, &[0]);
+        let row = |t: &GroupParticipation| {
+            (
+                t.clients,
+                t.strong,
+                t.assigned,
+                t.replied,
+                t.rejected,
+                t.active_clients,
+            )
+        };
+        assert_eq!(row(&t[0]), (2, 1, 3, 2, 1, 1));
+        assert_eq!(row(&t[1]), (2, 0, 3, 1, 0, 1));
+        assert_eq!(t[0].participation, 2.0 / 3.0);
+        assert_eq!(t[1].participation, 1.0 / 3.0);
+    }
+}
