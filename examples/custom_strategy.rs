@@ -212,7 +212,6 @@ fn main() -> anyhow::Result<()> {
         steps: 20,
         batch_size: 32,
         sgd: SgdConfig {
-            lr: 0.05,
             momentum: 0.0,
             weight_decay: 0.0,
             nesterov: false,

@@ -34,7 +34,6 @@ fn main() -> anyhow::Result<()> {
         steps: 20,
         batch_size: 32,
         sgd: SgdConfig {
-            lr: 0.05,
             momentum: 0.9,
             weight_decay: 5e-4,
             nesterov: false,

@@ -14,7 +14,6 @@ fn train(spec: &str, train: &Dataset, test: &Dataset, epochs: usize, lr: f32) ->
     let mut rng = ChaCha8Rng::seed_from_u64(3);
     let mut weights = net.init(&mut rng);
     let sgd = SgdConfig {
-        lr,
         momentum: 0.9,
         weight_decay: 5e-4,
         nesterov: false,

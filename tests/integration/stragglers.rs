@@ -46,7 +46,6 @@ fn fleet(
         steps: local_steps,
         batch_size: 32,
         sgd: SgdConfig {
-            lr: 0.05,
             momentum: 0.9,
             weight_decay: 0.0,
             nesterov: false,

@@ -1,7 +1,8 @@
 //! Configured federated experiments: a TOML configuration names methods, data, split,
 //! models, fleet and schedule; [`Prepared`] loads and checks it; [`Prepared::run`] runs one
 //! method with one seed as an actor simulation; [`report`] turns runs into `metrics.csv`,
-//! `stages.csv`, `summary.json` and a results table.
+//! `stages.csv`, `summary.json` and a results table; [`experiment`] runs every method for
+//! every seed and writes those files (what `flotilla run` does, apart from the plot).
 //!
 //! ```no_run
 //! use flotilla_experiment::{ConfigSource, ExperimentConfig, Prepared, RunOptions};
@@ -16,6 +17,7 @@
 mod config;
 mod datasets;
 mod error;
+pub mod experiment;
 pub mod fleet;
 mod fleet_report;
 pub mod health;

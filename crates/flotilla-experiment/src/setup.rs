@@ -399,7 +399,6 @@ impl Prepared {
             steps: t.local_steps,
             batch_size: t.batch_size,
             sgd: SgdConfig {
-                lr: t.lr,
                 momentum: t.momentum,
                 weight_decay: t.weight_decay,
                 nesterov: false,

@@ -293,7 +293,6 @@ mod tests {
             .unwrap();
         let weights = net.init(&mut ChaCha8Rng::seed_from_u64(1));
         let sgd = SgdConfig {
-            lr: 0.1,
             momentum: 0.9,
             weight_decay: 0.0,
             nesterov: false,

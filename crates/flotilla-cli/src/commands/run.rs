@@ -2,16 +2,16 @@
 
 use crate::plot::{AccuracyPoint, AccuracySeries, draw_accuracy};
 use anyhow::Context;
-use flotilla_experiment::report::{Summary, metrics_csv, stages_csv};
+use flotilla_experiment::experiment::{
+    ExperimentOptions, Progress, parse_init, run_all, write_outputs,
+};
+use flotilla_experiment::report::Summary;
 use flotilla_experiment::{
-    ConfigError, ConfigSource, ExperimentConfig, Method, OutputDir, Prepared, RunOptions,
-    RunOutcome, Verdict,
+    ConfigSource, ExperimentConfig, Method, OutputDir, Prepared, RunOutcome, Verdict,
 };
 use flotilla_fl::ModelRole;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use std::fs;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Arguments of `flotilla run`.
 #[derive(Debug, clap::Args)]
@@ -44,23 +44,6 @@ pub(crate) struct RunArgs {
     /// (repeatable; models: target, auxiliary).
     #[arg(long, value_name = "MODEL=PATH")]
     init: Vec<String>,
-}
-
-/// Parses `--init MODEL=PATH`.
-fn parse_init(item: &str) -> Result<(ModelRole, PathBuf), ConfigError> {
-    let (model, path) = item
-        .split_once('=')
-        .ok_or_else(|| ConfigError::new("--init", item, "expected MODEL=PATH"))?;
-    let role = ModelRole::ALL
-        .into_iter()
-        .find(|r| r.name() == model)
-        .ok_or_else(|| ConfigError::new("--init", item, "the model is `target` or `auxiliary`"))?;
-    Ok((role, PathBuf::from(path)))
-}
-
-fn write(dir: &Path, name: &str, text: &str) -> anyhow::Result<()> {
-    let path = dir.join(name);
-    fs::write(&path, text).with_context(|| format!("writing {}", path.display()))
 }
 
 /// One curve per method of its result model, over the runs where that model is a result;
@@ -100,6 +83,47 @@ fn series(config: &ExperimentConfig, outcomes: &[RunOutcome]) -> Vec<AccuracySer
         .collect()
 }
 
+/// Shows one step of the experiment on the progress bar (or, with `--quiet`, each run's
+/// result as a line).
+fn show(bar: &ProgressBar, quiet: bool, rounds: u64, fedavg_model: ModelRole, event: Progress<'_>) {
+    let (id, base) = match event {
+        Progress::Started(id) | Progress::Evaluated(id, _) | Progress::Finished(id, _) => {
+            (id, id.index as u64 * rounds)
+        }
+    };
+    let (method, seed) = (id.method, id.seed);
+    let role = method.reported_model(fedavg_model);
+    match event {
+        Progress::Started(_) => bar.set_message(format!("{method} seed {seed}: starting")),
+        Progress::Evaluated(_, e) => {
+            bar.set_position(base + u64::from(e.round) + 1);
+            if e.role == role {
+                bar.set_message(format!(
+                    "{method} seed {seed}: round {} at {:.0} s virtual, {role} {:.2} %",
+                    e.round + 1,
+                    e.virtual_time_s,
+                    100.0 * e.accuracy
+                ));
+            }
+        }
+        Progress::Finished(_, outcome) => {
+            bar.set_position(base + rounds);
+            if quiet {
+                let result = match outcome.verdict(role) {
+                    Verdict::Ok => outcome
+                        .final_accuracy(role)
+                        .map_or("not evaluated".into(), |a| format!("{:.2} %", 100.0 * a)),
+                    verdict => verdict.describe(),
+                };
+                eprintln!(
+                    "{method} seed {seed}: {role} {result} after {rounds} rounds ({:.1} s)",
+                    outcome.wall_time_s
+                );
+            }
+        }
+    }
+}
+
 /// The most worker threads `--threads` accepts.
 const MAX_THREADS: usize = 1024;
 
@@ -136,18 +160,21 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<bool> {
         eprintln!("loading {} data…", config.data.dataset.name());
     }
     let mut prepared = Prepared::new(config)?;
-    for item in &args.init {
-        let (role, path) = parse_init(item)?;
-        prepared.init_from(role, &path)?;
-    }
-    let config = &prepared.config;
-
-    let seeds = config.seed_list();
-    let total = (config.methods.len() * seeds.len()) as u64 * u64::from(config.rounds);
+    let options = ExperimentOptions {
+        threads,
+        init: args
+            .init
+            .iter()
+            .map(|item| parse_init(item))
+            .collect::<Result<_, _>>()?,
+        trace: args.trace.then(|| staging.join("trace.jsonl")),
+    };
+    let rounds = u64::from(prepared.config.rounds);
+    let runs = (prepared.config.methods.len() * prepared.config.seed_list().len()) as u64;
     let bar = if args.quiet {
         ProgressBar::hidden()
     } else {
-        let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+        let bar = ProgressBar::with_draw_target(Some(runs * rounds), ProgressDrawTarget::stderr());
         bar.set_style(
             ProgressStyle::with_template(
                 "{bar:30} {pos}/{len} rounds  {msg}  [{elapsed_precise}, ETA {eta}]",
@@ -156,78 +183,16 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<bool> {
         );
         bar
     };
-    let mut trace_file = if args.trace {
-        let path = staging.join("trace.jsonl");
-        Some(fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?)
-    } else {
-        None
-    };
-    let mut outcomes = Vec::new();
-    for (run_index, (&seed, &method)) in seeds
-        .iter()
-        .flat_map(|s| config.methods.iter().map(move |m| (s, m)))
-        .enumerate()
-    {
-        let base = run_index as u64 * u64::from(config.rounds);
-        let role = method.reported_model(config.fedavg.model);
-        let progress = bar.clone();
-        let observer = Box::new(move |e: &flotilla_fl::Evaluation| {
-            progress.set_position(base + u64::from(e.round) + 1);
-            if e.role == role {
-                progress.set_message(format!(
-                    "{method} seed {seed}: round {} at {:.0} s virtual, {role} {:.2} %",
-                    e.round + 1,
-                    e.virtual_time_s,
-                    100.0 * e.accuracy
-                ));
-            }
-        });
-        let trace = match &mut trace_file {
-            Some(file) => {
-                writeln!(
-                    file,
-                    "{{\"run\":{{\"method\":\"{method}\",\"seed\":{seed}}}}}"
-                )
-                .context("writing trace.jsonl")?;
-                let handle = file.try_clone().context("trace.jsonl")?;
-                Some(Box::new(std::io::BufWriter::new(handle)) as Box<dyn Write + Send>)
-            }
-            None => None,
-        };
-        bar.set_message(format!("{method} seed {seed}: starting"));
-        let outcome = prepared.run(
-            method,
-            seed,
-            RunOptions {
-                threads,
-                trace,
-                observer: Some(observer),
-                ..RunOptions::default()
-            },
-        )?;
-        prepared.save_models(&outcome, &staging.join("models"))?;
-        bar.set_position(base + u64::from(config.rounds));
-        if args.quiet {
-            let result = match outcome.verdict(role) {
-                Verdict::Ok => outcome
-                    .final_accuracy(role)
-                    .map_or("not evaluated".into(), |a| format!("{:.2} %", 100.0 * a)),
-                verdict => verdict.describe(),
-            };
-            eprintln!(
-                "{method} seed {seed}: {role} {result} after {} rounds ({:.1} s)",
-                config.rounds, outcome.wall_time_s
-            );
-        }
-        outcomes.push(outcome);
-    }
+    let fedavg_model = prepared.config.fedavg.model;
+    let outcomes = run_all(&mut prepared, &options, &mut |event| {
+        show(&bar, args.quiet, rounds, fedavg_model, event);
+    })?;
     bar.finish_and_clear();
+    let config = &prepared.config;
+    let seeds = config.seed_list();
 
+    write_outputs(&staging, &prepared, &outcomes)?;
     let summary = Summary::new(config, &outcomes);
-    write(&staging, "metrics.csv", &metrics_csv(&outcomes))?;
-    write(&staging, "stages.csv", &stages_csv(&outcomes))?;
-    let json = serde_json::to_string_pretty(&summary).context("encoding summary.json")?;
-    write(&staging, "summary.json", &json)?;
     let title = format!(
         "{}: {} α={} ({} seed{})",
         config.name,

@@ -87,7 +87,6 @@ pub(crate) fn run(args: TrainArgs) -> anyhow::Result<()> {
         None => Vec::new(),
     };
     let sgd = SgdConfig {
-        lr,
         momentum: args.momentum,
         weight_decay: args.weight_decay,
         nesterov: false,

@@ -3,14 +3,13 @@
 use crate::{NnError, Result};
 use serde::{Deserialize, Serialize};
 
-/// SGD hyper-parameters. Defaults are the method's: lr 0.2, momentum 0.9, weight decay
-/// 2e-4 (the reference's L2 penalty 1e-4 on kernels, added to the loss, has gradient
-/// `2·1e-4·w`), no Nesterov.
+/// SGD hyper-parameters apart from the learning rate, which comes with every
+/// [`Sgd::step`] (from a schedule, e.g. [`LrSchedule`](crate::LrSchedule)). Defaults are
+/// the method's: momentum 0.9, weight decay 2e-4 (the reference's L2 penalty 1e-4 on
+/// kernels, added to the loss, has gradient `2·1e-4·w`), no Nesterov.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SgdConfig {
-    /// Base learning rate (a schedule scales it per round); finite and `> 0`.
-    pub lr: f32,
     /// Momentum coefficient `μ` in `[0, 1)`; 0 is plain SGD.
     pub momentum: f32,
     /// Weight decay `λ ≥ 0`, applied only where the decay mask is set (kernels).
@@ -22,7 +21,6 @@ pub struct SgdConfig {
 impl Default for SgdConfig {
     fn default() -> Self {
         Self {
-            lr: 0.2,
             momentum: 0.9,
             weight_decay: 2e-4,
             nesterov: false,
@@ -40,9 +38,6 @@ impl SgdConfig {
                 reason,
             })
         };
-        if !(self.lr.is_finite() && self.lr > 0.0) {
-            return bad("lr", self.lr, "must be a finite number > 0");
-        }
         if !(0.0..1.0).contains(&self.momentum) {
             return bad("momentum", self.momentum, "must be in [0, 1)");
         }
@@ -104,9 +99,9 @@ impl Sgd {
         self.velocity.fill(0.0);
     }
 
-    /// One update of `params` with `grads` at learning rate `lr` (from a schedule; the
-    /// config's `lr` is not used here). Errors if the lengths differ from the decay mask's
-    /// or `lr` is negative or not finite; `params` is then untouched.
+    /// One update of `params` with `grads` at learning rate `lr` (from a schedule). Errors
+    /// if the lengths differ from the decay mask's or `lr` is negative or not finite;
+    /// `params` is then untouched.
     pub fn step(&mut self, params: &mut [f32], grads: &[f32], lr: f32) -> Result<()> {
         let n = self.velocity.len();
         for (what, len) in [
@@ -132,7 +127,6 @@ impl Sgd {
             momentum: mu,
             weight_decay: wd,
             nesterov,
-            ..
         } = self.config;
         let iter = params
             .iter_mut()
@@ -167,27 +161,32 @@ mod tests {
     #[test]
     fn defaults_are_the_methods_and_valid() {
         let c = SgdConfig::default();
-        assert_eq!(
-            (c.lr, c.momentum, c.weight_decay, c.nesterov),
-            (0.2, 0.9, 2e-4, false)
-        );
+        assert_eq!((c.momentum, c.weight_decay, c.nesterov), (0.9, 2e-4, false));
         c.validate().unwrap();
-        let c: SgdConfig = serde_json::from_str(r#"{"lr": 0.05}"#).unwrap();
+        let c: SgdConfig = serde_json::from_str(r#"{"momentum": 0.5}"#).unwrap();
         assert_eq!(
             c,
             SgdConfig {
-                lr: 0.05,
+                momentum: 0.5,
                 ..SgdConfig::default()
             }
         );
+        // The rate is not a config field: it comes with each step.
+        let e = serde_json::from_str::<SgdConfig>(r#"{"lr": 0.05}"#).unwrap_err();
+        assert!(e.to_string().contains("unknown field `lr`"), "{e}");
     }
 
     #[test]
     fn invalid_configs_name_the_parameter() {
         let d = SgdConfig::default();
         for (c, name) in [
-            (SgdConfig { lr: 0.0, ..d }, "lr"),
-            (SgdConfig { lr: f32::NAN, ..d }, "lr"),
+            (
+                SgdConfig {
+                    weight_decay: f32::NAN,
+                    ..d
+                },
+                "weight_decay",
+            ),
             (SgdConfig { momentum: 1.0, ..d }, "momentum"),
             (
                 SgdConfig {
@@ -212,7 +211,6 @@ mod tests {
     #[test]
     fn two_steps_by_hand() {
         let c = SgdConfig {
-            lr: 0.1,
             momentum: 0.9,
             weight_decay: 0.1,
             nesterov: false,
@@ -232,7 +230,6 @@ mod tests {
     #[test]
     fn nesterov_by_hand() {
         let c = SgdConfig {
-            lr: 0.1,
             momentum: 0.5,
             weight_decay: 0.0,
             nesterov: true,
@@ -249,7 +246,6 @@ mod tests {
     #[test]
     fn momentum_accumulates_towards_a_geometric_sum() {
         let c = SgdConfig {
-            lr: 1.0,
             momentum: 0.9,
             weight_decay: 0.0,
             nesterov: false,
@@ -268,7 +264,6 @@ mod tests {
     #[test]
     fn decay_applies_only_where_masked() {
         let c = SgdConfig {
-            lr: 0.5,
             momentum: 0.0,
             weight_decay: 0.1,
             nesterov: false,
