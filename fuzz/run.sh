@@ -3,7 +3,7 @@
 #
 #   fuzz/run.sh TARGET [BUDGET]
 #
-# TARGET is a file name in fuzz/fuzz_targets/ (wire, config, safetensors, idx, cifar, leaf, image). BUDGET is a
+# TARGET is a file name in fuzz/fuzz_targets/ (wire, config, safetensors, idx, cifar, leaf, image, device_trace). BUDGET is a
 # number of inputs (10000000) or seconds with an `s` suffix (600s); default 60s. Installs
 # cargo-fuzz if it is missing, writes the seed corpus if fuzz/corpus/TARGET is empty,
 # builds on the stable toolchain without a sanitizer (with debug assertions and overflow

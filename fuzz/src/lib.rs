@@ -10,6 +10,7 @@
 
 pub mod cifar;
 pub mod config;
+pub mod device_trace;
 pub mod idx;
 pub mod image;
 pub mod leaf;
@@ -55,6 +56,10 @@ pub const TARGETS: &[Target] = &[
     Target {
         name: "image",
         seeds: image::seeds,
+    },
+    Target {
+        name: "device_trace",
+        seeds: device_trace::seeds,
     },
 ];
 
