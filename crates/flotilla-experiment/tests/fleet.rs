@@ -193,6 +193,13 @@ fn every_fleet_key_is_checked_and_named() {
             "2",
         ),
         (
+            group(
+                "count = 8\ndevice = \"phone-low\"\nlink = { latency = { kind = \"fixed\", ms = 1.0 }, shared = \"yes\" }",
+            ),
+            "fleet.groups[1].link.shared",
+            "\"yes\"",
+        ),
+        (
             group("count = 7\ndevice = \"phone-low\""),
             "fleet.groups",
             "9 clients by count + fractions 0",
