@@ -5,7 +5,7 @@
 
 use crate::{ConfigError, ExperimentError, FleetConfig, Method, Named};
 use flotilla_data::SyntheticConfig;
-use flotilla_fl::{KdConfig, ModelRole};
+use flotilla_fl::{KdConfig, ModelRole, ServerDistillation};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -89,7 +89,7 @@ pub struct ExperimentConfig {
     pub kd: KdConfig,
     /// Server-side ensemble distillation (`server_logit_ensemble`).
     #[serde(default)]
-    pub server_ensemble: ServerEnsembleSection,
+    pub server_ensemble: ServerDistillation,
     /// Plain FedAvg (`fedavg`).
     #[serde(default)]
     pub fedavg: FedAvgSection,
@@ -220,31 +220,6 @@ impl Default for TrainingConfig {
             strong_per_round: None,
             weighted: false,
             stage_timeout_s: 600.0,
-        }
-    }
-}
-
-/// Server-side ensemble distillation settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ServerEnsembleSection {
-    /// Server distillation steps per round.
-    pub steps: usize,
-    /// Server batch size.
-    pub batch_size: usize,
-    /// Fixed server learning rate (absent: the round's client rate).
-    pub lr: Option<f32>,
-    /// Temperature (absent: `kd.temperature`).
-    pub temperature: Option<f32>,
-}
-
-impl Default for ServerEnsembleSection {
-    fn default() -> Self {
-        Self {
-            steps: 100,
-            batch_size: 64,
-            lr: None,
-            temperature: None,
         }
     }
 }

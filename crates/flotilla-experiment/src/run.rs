@@ -284,7 +284,6 @@ impl Prepared {
                 self.simulate(method, seed, task, split, strategy, options)
             }
             Method::ServerLogitEnsemble => {
-                let se = &c.server_ensemble;
                 let centralised: Vec<usize> = split
                     .iter()
                     .flat_map(|d| d.unlabeled.iter().copied())
@@ -296,10 +295,8 @@ impl Prepared {
                         strong_per_round: t.strong_per_round,
                         weighted: t.weighted,
                         schedule,
-                        temperature: se.temperature.unwrap_or(c.kd.temperature),
-                        server_steps: se.steps,
-                        server_batch: se.batch_size,
-                        server_lr: se.lr,
+                        distillation: c.server_ensemble.clone(),
+                        kd_temperature: c.kd.temperature,
                     },
                     centralised.into(),
                     SERVER,

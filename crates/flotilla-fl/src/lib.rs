@@ -23,7 +23,7 @@ pub use protocol::{
 };
 pub use strategies::{
     FedAvg, FedAvgConfig, KdConfig, KdMode, KdPlan, LocalWorker, OnDeviceKd, OnDeviceKdConfig,
-    ServerEnsembleConfig, ServerLogitEnsemble, Work,
+    ServerDistillation, ServerEnsembleConfig, ServerLogitEnsemble, Work,
 };
 pub use strategy::{ClientEnv, ClientStrategy, FlError, Fleet, ServerJob, ServerStrategy};
 pub use task::{ClientData, LearningTask, LocalTraining, ModelInfo, ModelRole};

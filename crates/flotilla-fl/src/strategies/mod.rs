@@ -9,4 +9,4 @@ mod server_ensemble;
 pub use fedavg::{FedAvg, FedAvgConfig};
 pub use local::{KdMode, KdPlan, LocalWorker, Work};
 pub use ondevice_kd::{KdConfig, OnDeviceKd, OnDeviceKdConfig};
-pub use server_ensemble::{ServerEnsembleConfig, ServerLogitEnsemble};
+pub use server_ensemble::{ServerDistillation, ServerEnsembleConfig, ServerLogitEnsemble};

@@ -12,8 +12,36 @@ use flotilla_sim::{NodeId, Purpose};
 use flotilla_train::{Teacher, TeacherMode, Trainer};
 use ndarray::{Array2, Axis};
 use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
+
+/// The server's distillation in [`ServerLogitEnsemble`]. An experiment's
+/// `[server_ensemble]` TOML section deserializes into it; absent keys take these defaults.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerDistillation {
+    /// Server distillation steps per round (100).
+    pub steps: usize,
+    /// Server distillation batch size (64).
+    pub batch_size: usize,
+    /// Fixed server learning rate (absent: the round's client rate).
+    pub lr: Option<f32>,
+    /// Softmax temperature of the ensemble and the student (absent:
+    /// [`ServerEnsembleConfig::kd_temperature`]).
+    pub temperature: Option<f32>,
+}
+
+impl Default for ServerDistillation {
+    fn default() -> Self {
+        Self {
+            steps: 100,
+            batch_size: 64,
+            lr: None,
+            temperature: None,
+        }
+    }
+}
 
 /// Settings of [`ServerLogitEnsemble`].
 #[derive(Debug, Clone, PartialEq)]
@@ -24,17 +52,14 @@ pub struct ServerEnsembleConfig {
     pub strong_per_round: Option<usize>,
     /// Sample-count-weighted averaging.
     pub weighted: bool,
-    /// Learning rate per round (clients, and the server's distillation unless
-    /// `server_lr` is set).
+    /// Learning rate per round (clients, and the server's distillation unless its `lr` is
+    /// set).
     pub schedule: LrSchedule,
-    /// Softmax temperature of the ensemble and the student.
-    pub temperature: f32,
-    /// Server distillation steps per round.
-    pub server_steps: usize,
-    /// Server distillation batch size.
-    pub server_batch: usize,
-    /// Fixed server learning rate (`None`: the round's client rate).
-    pub server_lr: Option<f32>,
+    /// The server's distillation.
+    pub distillation: ServerDistillation,
+    /// The temperature when the distillation gives none: the on-device method's
+    /// (`KdConfig::temperature`), so both distil at the same `T` unless told otherwise.
+    pub kd_temperature: f32,
 }
 
 /// The FedDF-style baseline. Stage 0: sampled clients train `ws`; stage 1: strong clients
@@ -72,17 +97,18 @@ impl ServerLogitEnsemble {
     }
 
     fn distillation_job(&mut self, round: u32, stage: u32) -> Result<Option<ServerJob>, FlError> {
-        if self.members.is_empty() || self.centralised.is_empty() || self.config.server_steps == 0 {
+        if self.members.is_empty()
+            || self.centralised.is_empty()
+            || self.config.distillation.steps == 0
+        {
             return Ok(None);
         }
         let task = self.task.clone();
         let c = &self.config;
         let overflow = || FlError::FlopOverflow(format!("round {round}'s server distillation"));
-        let samples = c
-            .server_steps
-            .checked_mul(c.server_batch)
-            .ok_or_else(overflow)?;
-        let mut flops = task.step_flops(ModelRole::Target, c.server_steps, c.server_batch)?;
+        let d = &c.distillation;
+        let samples = d.steps.checked_mul(d.batch_size).ok_or_else(overflow)?;
+        let mut flops = task.step_flops(ModelRole::Target, d.steps, d.batch_size)?;
         for m in &self.members {
             let passes = task.inference_flops(m.role, samples)?;
             flops = flops.checked_add(passes).ok_or_else(overflow)?;
@@ -90,10 +116,9 @@ impl ServerLogitEnsemble {
         let members = std::mem::take(&mut self.members);
         let student = self.target.clone();
         let indices = self.centralised.clone();
-        let (steps, batch, temperature) = (c.server_steps, c.server_batch, c.temperature);
-        let lr = c
-            .server_lr
-            .unwrap_or_else(|| c.schedule.lr_at(round as usize));
+        let (steps, batch) = (d.steps, d.batch_size);
+        let temperature = d.temperature.unwrap_or(c.kd_temperature);
+        let lr = d.lr.unwrap_or_else(|| c.schedule.lr_at(round as usize));
         let mut rng = task
             .seed
             .substream(self.server, Purpose::TRAINING, u64::from(round));
