@@ -6,6 +6,9 @@
 use crate::{ConfigError, ExperimentError, FleetConfig, Method, Named};
 use flotilla_data::SyntheticConfig;
 use flotilla_fl::{KdConfig, ModelRole, ServerDistillation};
+use flotilla_sim::{
+    LinkSpec, NetworkError, NetworkModel, OutageConfig, PartitionConfig, SimDuration, install_rules,
+};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -93,6 +96,70 @@ pub struct ExperimentConfig {
     /// Plain FedAvg (`fedavg`).
     #[serde(default)]
     pub fedavg: FedAvgSection,
+    /// Outages and partitions on top of the fleet's links.
+    #[serde(default)]
+    pub network: NetworkRules,
+}
+
+/// Rules on top of the fleet's links, as `flotilla_sim::NetworkConfig` writes them: outage
+/// windows and partitions over node ids as a run numbers them (the server is node 0, client
+/// `c` is node `c + 1`; `flotilla fleet` prints each group's nodes), times in seconds.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkRules {
+    /// Windows in which some nodes (all, when none are named) are cut off.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outages: Vec<OutageConfig>,
+    /// Windows in which groups of nodes cannot reach each other.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub partitions: Vec<PartitionConfig>,
+}
+
+impl NetworkRules {
+    /// Installs the rules on `model`; errors name the key under `network` and the value.
+    pub fn install(&self, model: &mut NetworkModel) -> Result<(), ConfigError> {
+        install_rules(&self.outages, &self.partitions, model).map_err(|e| match e {
+            NetworkError::Invalid {
+                field,
+                value,
+                reason,
+            } => ConfigError::new(format!("network.{field}"), value, reason),
+            other => ConfigError::new("network", "(section)", other.to_string()),
+        })
+    }
+
+    /// Checks the windows, and that every node named is in a run of `clients` clients.
+    fn validate(&self, clients: usize) -> Result<(), ConfigError> {
+        self.install(&mut NetworkModel::new(LinkSpec::latency(SimDuration::ZERO)))?;
+        let last = clients as u64;
+        // The first node of `nodes` beyond the run, named under `key`.
+        fn beyond(key: String, last: u64, nodes: Vec<u64>) -> Result<(), ConfigError> {
+            nodes.into_iter().find(|&n| n > last).map_or(Ok(()), |n| {
+                Err(ConfigError::new(
+                    key,
+                    n,
+                    format!("is not a node of the run (the server is 0, clients 1..={last})"),
+                ))
+            })
+        }
+        for (i, o) in self.outages.iter().enumerate() {
+            let key = format!("network.outages[{i}]");
+            beyond(
+                format!("{key}.nodes"),
+                last,
+                o.nodes.iter().map(|&n| u64::from(n)).collect(),
+            )?;
+            if let Some([_, end]) = o.node_range {
+                let end = u64::from(end).saturating_sub(1);
+                beyond(format!("{key}.node_range"), last, vec![end])?;
+            }
+        }
+        for (i, p) in self.partitions.iter().enumerate() {
+            let nodes = p.groups.iter().flatten().map(|&n| u64::from(n)).collect();
+            beyond(format!("network.partitions[{i}].groups"), last, nodes)?;
+        }
+        Ok(())
+    }
 }
 
 fn default_name() -> String {
@@ -457,6 +524,7 @@ impl ExperimentConfig {
         let f = &self.fleet;
         f.groups()?;
         f.server()?;
+        self.network.validate(f.clients)?;
         let t = &self.training;
         if t.local_steps == 0 {
             return err("training.local_steps", &0, "must be at least 1");

@@ -31,9 +31,10 @@ impl Prepared {
         );
         let _ = writeln!(
             out,
-            "\n{:<14} {:>7} {:>6} {:>26} {:>11} {:>7} {:>8}  link",
+            "\n{:<14} {:>7} {:>11} {:>6} {:>26} {:>11} {:>7} {:>8}  link",
             "group",
             "clients",
+            "nodes",
             "strong",
             "speed GFLOP/s (min-max)",
             "memory MB",
@@ -76,11 +77,17 @@ impl Prepared {
                 [one] => one.clone(),
                 many => format!("{} distinct links (from the trace)", many.len()),
             };
+            // Client c is node c + 1 (the server is node 0).
+            let nodes = match group.clients.len() {
+                1 => format!("{}", group.clients.start + 1),
+                _ => format!("{}-{}", group.clients.start + 1, group.clients.end),
+            };
             let _ = writeln!(
                 out,
-                "{:<14} {:>7} {:>6} {:>26} {:>11} {:>6.0}% {:>7.1}%  {}",
+                "{:<14} {:>7} {:>11} {:>6} {:>26} {:>11} {:>6.0}% {:>7.1}%  {}",
                 group.name,
                 members.len(),
+                nodes,
                 strong.iter().filter(|s| group.clients.contains(s)).count(),
                 speed,
                 memory,
@@ -92,9 +99,10 @@ impl Prepared {
         let (server_device, server_link) = self.server();
         let _ = writeln!(
             out,
-            "{:<14} {:>7} {:>6} {:>26} {:>11} {:>6.0}% {:>7.1}%  {}",
+            "{:<14} {:>7} {:>11} {:>6} {:>26} {:>11} {:>6.0}% {:>7.1}%  {}",
             "(server)",
             1,
+            0,
             "-",
             format!("{:.2}", server_device.flops_per_sec / 1e9),
             format!("{:.1}", server_device.memory_bytes as f64 / 1e6),

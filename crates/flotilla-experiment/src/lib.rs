@@ -28,8 +28,8 @@ mod run;
 mod setup;
 
 pub use config::{
-    BUILT_IN, ConfigSource, DataConfig, ExperimentConfig, FedAvgSection, ModelsConfig, SplitKind,
-    TrainingConfig, limits,
+    BUILT_IN, ConfigSource, DataConfig, ExperimentConfig, FedAvgSection, ModelsConfig,
+    NetworkRules, SplitKind, TrainingConfig, limits,
 };
 pub use datasets::{Loaded, Named, UnknownDataset};
 pub use error::{ConfigError, ExperimentError};

@@ -371,6 +371,7 @@ impl Prepared {
             builder.network().set_node_link(id, link);
             ids.push(id);
         }
+        c.network.install(builder.network())?;
         for &(client, from, until) in &faults.outages {
             let node = *ids.get(client).ok_or_else(|| {
                 crate::ConfigError::new("faults.outages", client, "no such client")

@@ -404,3 +404,50 @@ fn no_client_works_while_its_trace_says_it_is_away() {
         "{groups:?}"
     );
 }
+
+#[test]
+fn network_rules_are_checked_and_cut_nodes_off() {
+    use flotilla_experiment::{Method, RunOptions, Verdict};
+    use flotilla_fl::ModelRole;
+    let dir = scratch("network");
+    let with = |rules: &str| config_text(&format!("{THREE_GROUPS}\n{rules}"));
+    for (rules, key, value) in [
+        (
+            "[[network.outages]]\nnodes = [1]\nfrom_s = -1.0\nuntil_s = 5.0",
+            "network.outages[0].from_s",
+            "-1",
+        ),
+        (
+            "[[network.outages]]\nnodes = [11]\nfrom_s = 0.0\nuntil_s = 5.0",
+            "network.outages[0].nodes",
+            "11",
+        ),
+        (
+            "[[network.outages]]\nnode_range = [5, 12]\nfrom_s = 0.0\nuntil_s = 5.0",
+            "network.outages[0].node_range",
+            "11",
+        ),
+        (
+            "[[network.partitions]]\ngroups = [[0, 1], [2, 40]]\nfrom_s = 0.0\nuntil_s = 5.0",
+            "network.partitions[0].groups",
+            "40",
+        ),
+    ] {
+        match load_in(&dir, &with(rules)) {
+            Err(ExperimentError::Config(e)) => {
+                assert_eq!((e.key.as_str(), e.value.as_str()), (key, value), "{e}")
+            }
+            other => panic!("{rules}: {other:?}"),
+        }
+    }
+    // The edge boxes (nodes 1 and 2), the only strong clients, are cut off for the whole
+    // run: the target is never updated, and their group contributes nothing.
+    let rules = "[[network.outages]]\nnode_range = [1, 3]\nfrom_s = 0.0\nuntil_s = 1e9";
+    let prepared = Prepared::new(load_in(&dir, &with(rules)).unwrap()).unwrap();
+    let outcome = prepared
+        .run(Method::OndeviceKd, 1, RunOptions::default())
+        .unwrap();
+    assert_eq!(outcome.verdict(ModelRole::Target), Verdict::NoUpdate);
+    assert_eq!(outcome.groups[0].replied, 0, "{:?}", outcome.groups);
+    assert!(outcome.groups[1].replied > 0, "{:?}", outcome.groups);
+}

@@ -70,7 +70,7 @@ pub use jobs::{InlineRunner, JobRunner, run_job};
 pub use network::{
     Latency, LinkConfig, LinkSpec, NameOr, NetworkConfig, NetworkError, NetworkModel,
     NetworkPartition, NodeLinks, Outage, OutageConfig, PartitionConfig, Rule, Verdict,
-    name_or_table,
+    install_rules, name_or_table,
 };
 pub use node::{Command, Context, Event, Job, Node, NodeError};
 pub use queue::EventQueue;

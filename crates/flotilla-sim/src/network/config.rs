@@ -176,30 +176,42 @@ impl NetworkConfig {
                 model.set_node_link(n, link.clone());
             }
         }
-        for (i, o) in self.outages.iter().enumerate() {
-            let field = format!("outages[{i}]");
-            let window = window(&field, o.from_s, o.until_s)?;
-            let nodes = selection(&field, &o.nodes, o.node_range)?;
-            model.rule(Outage {
-                nodes: (!nodes.is_empty()).then(|| nodes.into_iter().collect()),
-                windows: vec![window],
-            });
-        }
-        for (i, p) in self.partitions.iter().enumerate() {
-            let (from, until) = window(&format!("partitions[{i}]"), p.from_s, p.until_s)?;
-            let groups = p
-                .groups
-                .iter()
-                .map(|g| g.iter().map(|&k| NodeId(k)).collect())
-                .collect();
-            model.rule(NetworkPartition {
-                groups,
-                from,
-                until,
-            });
-        }
+        install_rules(&self.outages, &self.partitions, &mut model)?;
         Ok(model)
     }
+}
+
+/// Installs `outages` then `partitions` on `model`, each in order, as [`NetworkConfig`]
+/// does: for a network whose links are set elsewhere (an experiment's fleet). Errors name
+/// `outages[i]` or `partitions[i]` and the field.
+pub fn install_rules(
+    outages: &[OutageConfig],
+    partitions: &[PartitionConfig],
+    model: &mut NetworkModel,
+) -> Result<(), NetworkError> {
+    for (i, o) in outages.iter().enumerate() {
+        let field = format!("outages[{i}]");
+        let window = window(&field, o.from_s, o.until_s)?;
+        let nodes = selection(&field, &o.nodes, o.node_range)?;
+        model.rule(Outage {
+            nodes: (!nodes.is_empty()).then(|| nodes.into_iter().collect()),
+            windows: vec![window],
+        });
+    }
+    for (i, p) in partitions.iter().enumerate() {
+        let (from, until) = window(&format!("partitions[{i}]"), p.from_s, p.until_s)?;
+        let groups = p
+            .groups
+            .iter()
+            .map(|g| g.iter().map(|&k| NodeId(k)).collect())
+            .collect();
+        model.rule(NetworkPartition {
+            groups,
+            from,
+            until,
+        });
+    }
+    Ok(())
 }
 
 fn invalid(field: String, value: impl ToString, reason: &str) -> NetworkError {

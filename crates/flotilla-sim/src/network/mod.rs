@@ -8,7 +8,8 @@ mod rules;
 mod shared;
 
 pub use config::{
-    LinkConfig, NameOr, NetworkConfig, NodeLinks, OutageConfig, PartitionConfig, name_or_table,
+    LinkConfig, NameOr, NetworkConfig, NodeLinks, OutageConfig, PartitionConfig, install_rules,
+    name_or_table,
 };
 pub use link::{Latency, LinkSpec};
 pub use rules::{NetworkPartition, Outage};
