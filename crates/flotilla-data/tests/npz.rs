@@ -57,8 +57,11 @@ fn zip_of(members: &[(&str, Vec<u8>)], deflate: bool) -> Vec<u8> {
         CompressionMethod::Stored
     };
     for (name, bytes) in members {
-        zip.start_file(*name, SimpleFileOptions::default().compression_method(method))
-            .unwrap();
+        zip.start_file(
+            *name,
+            SimpleFileOptions::default().compression_method(method),
+        )
+        .unwrap();
         zip.write_all(bytes).unwrap();
     }
     zip.finish().unwrap().into_inner()
@@ -162,7 +165,11 @@ fn not_a_zip_is_a_layout_error_naming_the_file() {
 fn every_bad_array_is_named_with_what_is_wrong() {
     let cases: Vec<(&str, Option<Vec<u8>>, &str)> = vec![
         ("y_test.npy", None, "missing"),
-        ("x_train.npy", Some(b"not numpy".to_vec()), "does not start with"),
+        (
+            "x_train.npy",
+            Some(b"not numpy".to_vec()),
+            "does not start with",
+        ),
         (
             "x_train.npy",
             Some(npy("<i4", &[6, 2, 2], &[0; 96])),
@@ -190,7 +197,11 @@ fn every_bad_array_is_named_with_what_is_wrong() {
         ),
         (
             "x_train.npy",
-            Some(npy("<f4", &[6, 2, 2], &f32s(&[[0.0; 13].as_slice(), &[f32::NAN], &[0.0; 10]].concat()))),
+            Some(npy(
+                "<f4",
+                &[6, 2, 2],
+                &f32s(&[[0.0; 13].as_slice(), &[f32::NAN], &[0.0; 10]].concat()),
+            )),
             "value 13 (sample 3, feature 1) is NaN",
         ),
         (
@@ -239,7 +250,10 @@ fn every_bad_array_is_named_with_what_is_wrong() {
         ),
         (
             "x_train.npy",
-            Some(npy_raw(&format!("{}{}", "[".repeat(40), "]".repeat(40)), &[])),
+            Some(npy_raw(
+                &format!("{}{}", "[".repeat(40), "]".repeat(40)),
+                &[],
+            )),
             "nests brackets",
         ),
         (
@@ -251,7 +265,10 @@ fn every_bad_array_is_named_with_what_is_wrong() {
     for (member, bytes, expected) in cases {
         let (array, reason) = npz_error(&with_member(member, bytes));
         assert_eq!(format!("{array}.npy"), member, "{reason}");
-        assert!(reason.contains(expected), "{member}: `{reason}` lacks `{expected}`");
+        assert!(
+            reason.contains(expected),
+            "{member}: `{reason}` lacks `{expected}`"
+        );
     }
 }
 
@@ -271,7 +288,10 @@ fn a_deflate_bomb_is_refused_by_its_declared_size() {
     let members = [("x_train.npy", npy_raw(header, &vec![0u8; 8_000_000]))];
     let (array, reason) = npz_error(&zip_of(&members, true));
     assert_eq!(array, "x_train");
-    assert!(reason.contains("deflate expands at most 1032:1"), "{reason}");
+    assert!(
+        reason.contains("deflate expands at most 1032:1"),
+        "{reason}"
+    );
 }
 
 #[test]
@@ -283,7 +303,10 @@ fn a_corrupt_member_fails_its_crc_check() {
     bytes[at] ^= 0xff;
     let (array, reason) = npz_error(&bytes);
     assert_eq!(array, "x_train");
-    assert!(reason.to_lowercase().contains("crc") || reason.contains("checksum"), "{reason}");
+    assert!(
+        reason.to_lowercase().contains("crc") || reason.contains("checksum"),
+        "{reason}"
+    );
 }
 
 /// The members of `tests/fixtures/blobs.npz`, the small task the command line's tests run
@@ -301,7 +324,10 @@ fn blobs_members() -> Vec<(&'static str, Vec<u8>)> {
                 })
             })
             .collect();
-        (npy("<f4", &[n, 8], &f32s(&x)), npy("<i8", &[n], &i64s(&labels)))
+        (
+            npy("<f4", &[n, 8], &f32s(&x)),
+            npy("<i8", &[n], &i64s(&labels)),
+        )
     };
     let (x_train, y_train) = split(240, 0);
     let (x_test, y_test) = split(60, 1000);

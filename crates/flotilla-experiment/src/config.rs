@@ -708,6 +708,35 @@ mod tests {
     }
 
     #[test]
+    fn the_config_files_partition_and_npz_paths_are_relative_to_it() {
+        let dir =
+            std::env::temp_dir().join(format!("flotilla-config-paths-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for file in ["split.json", "data.npz"] {
+            std::fs::write(dir.join(file), "").unwrap();
+        }
+        let text = BUILT_IN[0].1.replace(
+            "dataset = \"synthetic\"",
+            "dataset = \"npz\"\npath = \"data.npz\"\npartition_file = \"split.json\"",
+        );
+        let text = text.replace("split = \"dirichlet\"", "split = \"file\"");
+        let config_path = dir.join("c.toml");
+        std::fs::write(&config_path, text).unwrap();
+        let source = ConfigSource::File(config_path);
+        let config = ExperimentConfig::load(&source, &[]).unwrap();
+        assert_eq!(config.data.path, Some(dir.join("data.npz")));
+        assert_eq!(config.data.partition_file, Some(dir.join("split.json")));
+        // A `--set` path is as typed (relative to the working folder), so it is missing here.
+        let e = ExperimentConfig::load(&source, &["data.partition_file=split.json".into()])
+            .unwrap_err();
+        assert!(
+            matches!(&e, ExperimentError::Config(c) if c.key == "data.partition_file"),
+            "{e}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn seeds_are_bounded_and_the_last_seed_must_fit() {
         load(&["seeds=10000"]).unwrap();
         rejects(&["seeds=10001"], "seeds", "10001");

@@ -79,7 +79,9 @@ impl NewFile {
             .write(true)
             .create_new(true)
             .open(temp)
-            .with_context(|| format!("{flag} {}: cannot create {}", out.display(), temp.display()))?;
+            .with_context(|| {
+                format!("{flag} {}: cannot create {}", out.display(), temp.display())
+            })?;
         let written = (|| {
             let mut w = BufWriter::new(file);
             write(&mut w)?;
@@ -101,7 +103,10 @@ impl NewFile {
                 anyhow::Error::from(OutRefused {
                     flag,
                     path: out.to_path_buf(),
-                    reason: format!("appeared while writing; pass {} to replace it", self.force_flag),
+                    reason: format!(
+                        "appeared while writing; pass {} to replace it",
+                        self.force_flag
+                    ),
                 })
             } else {
                 anyhow::Error::from(e).context(format!("{flag} {}: cannot write", out.display()))

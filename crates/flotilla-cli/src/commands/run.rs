@@ -1,5 +1,6 @@
 //! `flotilla run`: every configured method for every seed, with outputs in one folder.
 
+use super::new_file::NewFile;
 use crate::plot::{AccuracyPoint, AccuracySeries, draw_accuracy};
 use anyhow::Context;
 use flotilla_experiment::experiment::{
@@ -11,7 +12,6 @@ use flotilla_experiment::{
 };
 use flotilla_fl::ModelRole;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use super::new_file::NewFile;
 use std::path::{Path, PathBuf};
 
 /// Arguments of `flotilla run`.

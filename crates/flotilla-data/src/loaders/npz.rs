@@ -123,7 +123,13 @@ fn read_npz<R: Read + Seek>(
              classes",
         ));
     }
-    let train = Dataset::new(format!("{name}-train"), train_x, train_y, train_shape, classes)?;
+    let train = Dataset::new(
+        format!("{name}-train"),
+        train_x,
+        train_y,
+        train_shape,
+        classes,
+    )?;
     let test = Dataset::new(format!("{name}-test"), test_x, test_y, test_shape, classes)?;
     Ok((train, test))
 }
@@ -205,7 +211,9 @@ fn read_array<R: Read + Seek>(
         )));
     }
     let mut text = vec![0u8; header_len];
-    reader.read_exact(&mut text).map_err(|e| io_err("truncated .npy header", e))?;
+    reader
+        .read_exact(&mut text)
+        .map_err(|e| io_err("truncated .npy header", e))?;
     let shape = checked_shape(&text).map_err(|reason| err(format!("header: {reason}")))?;
     prefix.extend_from_slice(&text);
     let header = NpyHeader::from_reader(prefix.as_slice())
@@ -224,7 +232,11 @@ fn read_array<R: Read + Seek>(
             )));
         }
     };
-    let overflow = || err(format!("shape {shape:?} holds more bytes than fit in memory"));
+    let overflow = || {
+        err(format!(
+            "shape {shape:?} holds more bytes than fit in memory"
+        ))
+    };
     let elements = shape
         .iter()
         .try_fold(1u64, |acc, &d| acc.checked_mul(d))
@@ -260,8 +272,8 @@ fn read_array<R: Read + Seek>(
         .read_to_end(&mut bytes)
         .map_err(|e| io_err("reading the data failed", e))?;
     // Reading on to the end also makes the archive check the member's CRC.
-    let excess = io::copy(&mut reader, &mut io::sink())
-        .map_err(|e| io_err("reading the data failed", e))?;
+    let excess =
+        io::copy(&mut reader, &mut io::sink()).map_err(|e| io_err("reading the data failed", e))?;
     if got < data_len || excess > 0 {
         return Err(err(format!(
             "shape {shape:?} of {} declares {data_bytes} data bytes but the member holds {}",
@@ -320,8 +332,14 @@ fn checked_shape(text: &[u8]) -> std::result::Result<Vec<u64>, String> {
         })
         .collect::<Option<Vec<u64>>>()
         .ok_or_else(|| format!("`shape` {shape} is not a tuple of non-negative integers"))?;
-    if dims.iter().try_fold(1u64, |a, &d| a.checked_mul(d)).is_none() {
-        return Err(format!("`shape` {shape} has more elements than fit in 64 bits"));
+    if dims
+        .iter()
+        .try_fold(1u64, |a, &d| a.checked_mul(d))
+        .is_none()
+    {
+        return Err(format!(
+            "`shape` {shape} has more elements than fit in 64 bits"
+        ));
     }
     Ok(dims)
 }
