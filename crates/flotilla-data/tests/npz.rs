@@ -15,7 +15,7 @@ use zip::write::{SimpleFileOptions, ZipWriter};
 fn npy_raw(header: &str, data: &[u8]) -> Vec<u8> {
     let mut text = header.to_string();
     // numpy pads the header with spaces so that the data starts at a multiple of 64.
-    while (10 + text.len() + 1) % 64 != 0 {
+    while !(10 + text.len() + 1).is_multiple_of(64) {
         text.push(' ');
     }
     text.push('\n');

@@ -1,42 +1,26 @@
 //! A split read from (or written to) a JSON partition file, to run on exactly the client
 //! split another codebase used, or to replay a Flotilla split elsewhere.
 //!
-//! ```json
-//! {"train_samples": 60000,
-//!  "clients": [
-//!   {"labeled": [0, 17, 4], "unlabeled": [9, 12]},
-//!   {"labeled": [1, 2]}
-//!  ]}
-//! ```
-//!
-//! One entry per client, in client order: its `labeled` training-set indices and, optionally,
-//! its `unlabeled` ones (absent means none). `train_samples` is optional; when present it must
-//! equal the training set's size (a check that the file belongs to this data). Unknown fields
-//! are refused (a misspelt `unlabelled` would otherwise drop data silently).
-//!
-//! Rules: every index is below the training set's size, and no index appears twice anywhere
-//! in the file (not within a list, not in both lists of a client, not in two clients). Indices
-//! need not cover the training set, and a client's lists may be empty. The order of each list
-//! is kept: it is the order in which the client holds (and samples) its data.
+//! The format and its rules are documented on [`read_partition_file`].
 
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use super::LabeledUnlabeled;
 use crate::error::{DataError, Result};
 
 /// The file's top level.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PartitionFile {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     train_samples: Option<usize>,
     clients: Vec<ClientEntry>,
 }
 
 /// One client's entry.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ClientEntry {
     labeled: Vec<usize>,
@@ -44,8 +28,26 @@ struct ClientEntry {
     unlabeled: Vec<usize>,
 }
 
-/// Reads and checks a partition file (see the [module docs](self)) against a training set of
-/// `n_samples` samples; returns each client's labeled and unlabeled indices in file order.
+/// Reads and checks a partition file against a training set of `n_samples` samples; returns
+/// each client's labeled and unlabeled indices in file order.
+///
+/// ```json
+/// {"train_samples": 60000,
+///  "clients": [
+///   {"labeled": [0, 17, 4], "unlabeled": [9, 12]},
+///   {"labeled": [1, 2]}
+///  ]}
+/// ```
+///
+/// One entry per client, in client order: its `labeled` training-set indices and, optionally,
+/// its `unlabeled` ones (absent means none). `train_samples` is optional; when present it must
+/// equal the training set's size (a check that the file belongs to this data). Unknown fields
+/// are refused (a misspelt `unlabelled` would otherwise drop data silently).
+///
+/// Rules: every index is below the training set's size, and no index appears twice anywhere
+/// in the file (not within a list, not in both lists of a client, not in two clients). Indices
+/// need not cover the training set, and a client's lists may be empty. The order of each list
+/// is kept: it is the order in which the client holds (and samples) its data.
 pub fn read_partition_file(path: &Path, n_samples: usize) -> Result<LabeledUnlabeled> {
     let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
     parse_partition_file(&bytes, path, n_samples)
