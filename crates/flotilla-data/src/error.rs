@@ -153,6 +153,17 @@ pub enum DataError {
         /// The shape of a test sample.
         test_shape: ImageShape,
     },
+    /// An array of a NumPy `.npz` archive is missing, malformed, of an unsupported type or
+    /// shape, or holds a bad value.
+    #[error("{path}: array `{array}`: {reason}")]
+    Npz {
+        /// The `.npz` file.
+        path: PathBuf,
+        /// The array's name in the archive, e.g. `x_train`.
+        array: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A required file or directory does not exist.
     #[error("{path}: not found: {reason}")]
     NotFound {

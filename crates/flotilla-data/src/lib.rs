@@ -1,9 +1,10 @@
 //! Data for Flotilla, a deterministic simulator of heterogeneous federated learning.
 //!
 //! This crate loads datasets (MNIST IDX, CIFAR image folders and binary batches, LEAF/FEMNIST
-//! JSON), generates a built-in synthetic task, splits sample indices among clients (IID,
-//! Dirichlet label skew, shards, natural writer groups, and the method's labeled/unlabeled
-//! split), and provides preprocessing, augmentation and mini-batch sampling.
+//! JSON, NumPy `.npz` archives), generates a built-in synthetic task, splits sample indices
+//! among clients (IID, Dirichlet label skew, shards, natural writer groups, and the method's
+//! labeled/unlabeled split, or a split read from a partition file), and provides
+//! preprocessing, augmentation and mini-batch sampling.
 //!
 //! # Layout
 //! A [`Dataset`] holds all samples in one `[n, h·w·c]` array of `f32`; each row is one sample
@@ -25,7 +26,7 @@
 //! file's real (or, for gzip, largest possible) size first.
 //!
 //! Each loader also parses in-memory bytes ([`parse_idx`], [`parse_cifar_binary`],
-//! [`parse_leaf`], [`decode_image`]) with the same checks, for tests and fuzzing.
+//! [`parse_leaf`], [`decode_image`], [`parse_npz`]) with the same checks, for tests and fuzzing.
 
 pub mod batch;
 pub mod data_root;
@@ -47,9 +48,11 @@ pub use loaders::cifar::{
 pub use loaders::idx::{idx_dataset, load_idx_dataset, load_mnist_dir, parse_idx};
 pub use loaders::image_folder::{ImageFolder, ImageSize, decode_image, load_image_folder};
 pub use loaders::leaf::{LeafDataset, LeafFormat, load_femnist_dir, load_leaf_dir, parse_leaf};
+pub use loaders::npz::{MAX_NPY_HEADER, MAX_NPZ_CLASSES, load_npz, parse_npz};
 pub use partition::{
     LabelHistogram, LabeledUnlabeled, Partition, dirichlet, dirichlet_labeled_unlabeled,
-    fraction_split, iid, label_histogram, mean_total_variation, natural, shards,
+    fraction_split, iid, label_histogram, mean_total_variation, natural, parse_partition_file,
+    partition_file_json, read_partition_file, shards,
 };
 pub use synthetic::{MAX_SYNTHETIC_BYTES, SyntheticConfig};
 pub use transform::{Augmentation, Standardizer};

@@ -3,7 +3,7 @@
 //! value where the method spec has one); every present key is checked, and a mistake is a
 //! [`ConfigError`] naming the key and the value.
 
-use crate::{ConfigError, ExperimentError, FleetConfig, Method, Named};
+use crate::{ConfigError, ExperimentError, FleetConfig, Method, Named, Standardize};
 use flotilla_data::SyntheticConfig;
 use flotilla_fl::{KdConfig, ModelRole, ServerDistillation};
 use flotilla_sim::{
@@ -188,21 +188,34 @@ pub enum SplitKind {
     Natural,
     /// Uniformly random equal shares; strong clients' shares split as in `natural`.
     Iid,
+    /// Read from `data.partition_file` (JSON, one entry per client with its `labeled` and
+    /// optional `unlabeled` training-set indices; see [`flotilla_data::read_partition_file`]),
+    /// the same for every seed. Only strong clients may hold unlabeled indices.
+    File,
 }
 
 /// Where the data comes from and how it is split.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DataConfig {
-    /// `synthetic`, `mnist`, `femnist` or `cifar10`.
+    /// `synthetic`, `mnist`, `femnist`, `cifar10` or `npz`.
     pub dataset: Named,
     /// Folder holding the dataset's files (default: `<data root>/<dataset>`, the data root
-    /// being `$FLOTILLA_DATA` or `../shared/data`).
+    /// being `$FLOTILLA_DATA` or `../shared/data`); for `npz`, required: the `.npz` file
+    /// (relative to the config file's folder when written in a config file).
     #[serde(default)]
     pub path: Option<PathBuf>,
     /// The split.
     #[serde(default = "default_split")]
     pub split: SplitKind,
+    /// The partition file of `split = "file"` (relative to the config file's folder when
+    /// written in a config file).
+    #[serde(default)]
+    pub partition_file: Option<PathBuf>,
+    /// Feature standardisation (absent: the dataset's usual one,
+    /// [`Named::default_standardize`]).
+    #[serde(default)]
+    pub standardize: Option<Standardize>,
     /// Dirichlet concentration α (> 0); smaller is more skewed.
     #[serde(default = "default_alpha")]
     pub alpha: f64,
@@ -384,7 +397,9 @@ impl ExperimentConfig {
                     .to_string();
                 ConfigError::new(key, value, reason)
             })?;
-        // Trace files are named relative to the config file's folder.
+        // Trace files are named relative to the config file's folder, and so are the partition
+        // file and an npz file when the config file names them (a `--set` value is a path
+        // as typed, relative to the working folder).
         if let ConfigSource::File(path) = source {
             let folder = path.parent().unwrap_or(Path::new(""));
             for group in &mut config.fleet.groups {
@@ -392,6 +407,24 @@ impl ExperimentConfig {
                     && trace.is_relative()
                 {
                     *trace = folder.join(&*trace);
+                }
+            }
+            let set_on_command_line = |key: &str| {
+                overrides
+                    .iter()
+                    .any(|o| o.split_once('=').is_some_and(|(k, _)| k.trim() == key))
+            };
+            let d = &mut config.data;
+            let npz = d.dataset == Named::Npz;
+            for (key, file) in [
+                ("data.partition_file", d.partition_file.as_mut()),
+                ("data.path", d.path.as_mut().filter(|_| npz)),
+            ] {
+                if let Some(file) = file
+                    && file.is_relative()
+                    && !set_on_command_line(key)
+                {
+                    *file = folder.join(&*file);
                 }
             }
         }
@@ -481,10 +514,45 @@ impl ExperimentConfig {
                 "the synthetic dataset reads no files",
             );
         }
-        if let Some(path) = &d.path
-            && !path.is_dir()
-        {
-            return err("data.path", &path.display(), "is not a directory");
+        match (&d.path, d.dataset) {
+            (None, Named::Npz) => {
+                return err(
+                    "data.path",
+                    &"(missing)",
+                    "the npz dataset needs data.path: the .npz file",
+                );
+            }
+            (Some(path), Named::Npz) if !path.is_file() => {
+                return err(
+                    "data.path",
+                    &path.display(),
+                    "is not a file (the npz dataset reads one .npz file)",
+                );
+            }
+            (Some(path), named) if named != Named::Npz && !path.is_dir() => {
+                return err("data.path", &path.display(), "is not a directory");
+            }
+            _ => {}
+        }
+        match (&d.partition_file, d.split) {
+            (None, SplitKind::File) => {
+                return err(
+                    "data.partition_file",
+                    &"(missing)",
+                    "data.split = \"file\" reads the split from this JSON file",
+                );
+            }
+            (Some(path), SplitKind::File) if !path.is_file() => {
+                return err("data.partition_file", &path.display(), "is not a file");
+            }
+            (Some(path), split) if split != SplitKind::File => {
+                return err(
+                    "data.partition_file",
+                    &path.display(),
+                    "is only read with data.split = \"file\"; remove it or set the split",
+                );
+            }
+            _ => {}
         }
         let s = &self.synthetic;
         if !(2..=limits::SYNTHETIC_CLASSES).contains(&s.classes) {
@@ -680,6 +748,35 @@ mod tests {
             }
             other => panic!("{sets:?} gave {other:?}"),
         }
+    }
+
+    #[test]
+    fn the_config_files_partition_and_npz_paths_are_relative_to_it() {
+        let dir =
+            std::env::temp_dir().join(format!("flotilla-config-paths-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for file in ["split.json", "data.npz"] {
+            std::fs::write(dir.join(file), "").unwrap();
+        }
+        let text = BUILT_IN[0].1.replace(
+            "dataset = \"synthetic\"",
+            "dataset = \"npz\"\npath = \"data.npz\"\npartition_file = \"split.json\"",
+        );
+        let text = text.replace("split = \"dirichlet\"", "split = \"file\"");
+        let config_path = dir.join("c.toml");
+        std::fs::write(&config_path, text).unwrap();
+        let source = ConfigSource::File(config_path);
+        let config = ExperimentConfig::load(&source, &[]).unwrap();
+        assert_eq!(config.data.path, Some(dir.join("data.npz")));
+        assert_eq!(config.data.partition_file, Some(dir.join("split.json")));
+        // A `--set` path is as typed (relative to the working folder), so it is missing here.
+        let e = ExperimentConfig::load(&source, &["data.partition_file=split.json".into()])
+            .unwrap_err();
+        assert!(
+            matches!(&e, ExperimentError::Config(c) if c.key == "data.partition_file"),
+            "{e}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

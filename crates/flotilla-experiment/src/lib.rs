@@ -31,7 +31,7 @@ pub use config::{
     BUILT_IN, ConfigSource, DataConfig, ExperimentConfig, FedAvgSection, ModelsConfig,
     NetworkRules, SplitKind, TrainingConfig, limits,
 };
-pub use datasets::{Loaded, Named, UnknownDataset};
+pub use datasets::{Loaded, Named, Standardize, UnknownDataset};
 pub use error::{ConfigError, ExperimentError};
 pub use fleet::FleetConfig;
 pub use health::Verdict;

@@ -2,7 +2,10 @@
 
 use crate::fleet::{self, Client, Group};
 use crate::{ConfigError, ExperimentConfig, ExperimentError, Method, RunOutcome, SplitKind};
-use flotilla_data::{Augmentation, Dataset, dirichlet_labeled_unlabeled, fraction_split, iid};
+use flotilla_data::{
+    Augmentation, Dataset, LabeledUnlabeled, dirichlet_labeled_unlabeled, fraction_split, iid,
+    partition_file_json, read_partition_file,
+};
 use flotilla_fl::{ClientData, FlError, LearningTask, LocalTraining, ModelRole};
 use flotilla_nn::{ModelSpec, Network, SgdConfig, Weights, load_safetensors, save_safetensors};
 use flotilla_sim::{DeviceProfile, DeviceTrace, LinkSpec, NodeId, Purpose, Seed};
@@ -21,6 +24,9 @@ pub struct Prepared {
     test: Arc<Dataset>,
     augmentation: Option<Augmentation>,
     writers: Option<Vec<Vec<usize>>>,
+    /// The split read from `data.partition_file` (`split = "file"`), checked against the
+    /// training set.
+    partition: Option<LabeledUnlabeled>,
     target: ModelSpec,
     auxiliary: ModelSpec,
     /// Training memory of the target and the auxiliary model \[bytes\].
@@ -30,6 +36,20 @@ pub struct Prepared {
     groups: Vec<Group>,
     traces: Vec<Option<DeviceTrace>>,
     server: (DeviceProfile, LinkSpec),
+}
+
+/// `0, 1, 2, …` for a list of client numbers (the first 10, then how many more).
+fn describe_clients(clients: &[usize]) -> String {
+    if clients.is_empty() {
+        return "none".into();
+    }
+    let shown: Vec<String> = clients.iter().take(10).map(usize::to_string).collect();
+    let more = clients.len().saturating_sub(10);
+    if more > 0 {
+        format!("clients {} and {more} more", shown.join(", "))
+    } else {
+        format!("clients {}", shown.join(", "))
+    }
 }
 
 fn mb(bytes: u64) -> String {
@@ -47,9 +67,24 @@ impl Prepared {
         };
         let target = parse("models.target", &config.models.target)?;
         let auxiliary = parse("models.auxiliary", &config.models.auxiliary)?;
+        let load = || {
+            let standardize = d
+                .standardize
+                .unwrap_or_else(|| d.dataset.default_standardize());
+            d.dataset
+                .load(d.path.as_deref(), d.augment, &config.synthetic, standardize)
+        };
         // Counted from the specs with checked arithmetic, and held to the training-memory
-        // cap, before the data or any weights are allocated.
-        let (input, classes) = d.dataset.input(&config.synthetic);
+        // cap, before the data (except an npz file's, which holds the shapes) or any weights
+        // are allocated.
+        let (early, (input, classes)) = match d.dataset.input(&config.synthetic) {
+            Some(known) => (None, known),
+            None => {
+                let loaded = load()?;
+                let known = (input_shape(&loaded.train), loaded.train.classes());
+                (Some(loaded), known)
+            }
+        };
         let memory_of = |key: &str, value: &dyn ToString, spec: &ModelSpec, batch| {
             spec.footprint(input, classes, batch)
                 .and_then(|f| {
@@ -70,9 +105,21 @@ impl Prepared {
         let groups = config.fleet.groups()?;
         let server = config.fleet.server()?;
         let traces = Self::load_traces(&groups)?;
-        let loaded = d
-            .dataset
-            .load(d.path.as_deref(), d.augment, &config.synthetic)?;
+        let loaded = match early {
+            Some(loaded) => loaded,
+            None => load()?,
+        };
+        let partition = match &d.partition_file {
+            Some(path) if d.split == SplitKind::File => Some(
+                read_partition_file(path, loaded.train.len()).map_err(|source| {
+                    ExperimentError::Data {
+                        dataset: d.dataset.name().to_string(),
+                        source,
+                    }
+                })?,
+            ),
+            _ => None,
+        };
         let (train, test) = (Arc::new(loaded.train), Arc::new(loaded.test));
         let prepared = Self {
             config,
@@ -80,6 +127,7 @@ impl Prepared {
             test,
             augmentation: loaded.augmentation,
             writers: loaded.writers,
+            partition,
             target,
             auxiliary,
             memory,
@@ -92,6 +140,12 @@ impl Prepared {
         // Fail now, not in the middle of the run, if the split is impossible or the work
         // cannot be counted.
         prepared.split(prepared.config.seed)?;
+        // A file's split is the same for every seed, but which clients are strong may not be.
+        if prepared.partition.is_some() {
+            for seed in prepared.config.seed_list() {
+                prepared.split(seed)?;
+            }
+        }
         let task = prepared.task(prepared.config.seed)?;
         prepared.check_work(&task)?;
         Ok(prepared)
@@ -320,6 +374,7 @@ impl Prepared {
                 fraction_split(&partition, d.unlabeled_fraction, &holders, &mut rng)
                     .map_err(wrap)?
             }
+            SplitKind::File => self.file_split(&holders)?,
         };
         Ok(split
             .labeled
@@ -330,6 +385,60 @@ impl Prepared {
                 unlabeled: unlabeled.into(),
             })
             .collect())
+    }
+
+    /// The split of the partition file, checked against the fleet: one entry per client,
+    /// and unlabeled indices only for the strong clients `holders` (only they distil; any
+    /// other client's are refused rather than dropped).
+    fn file_split(&self, holders: &[usize]) -> Result<LabeledUnlabeled, ConfigError> {
+        let d = &self.config.data;
+        let path = d
+            .partition_file
+            .as_deref()
+            .map_or("(missing)".into(), |p| p.display().to_string());
+        let refuse = |reason: String| ConfigError::new("data.partition_file", &path, reason);
+        let Some(split) = &self.partition else {
+            return Err(refuse("data.split = \"file\" needs the file".into()));
+        };
+        let clients = self.config.fleet.clients;
+        if split.labeled.len() != clients {
+            return Err(refuse(format!(
+                "lists {} clients but fleet.clients = {clients}; the file needs one entry per \
+                 client",
+                split.labeled.len()
+            )));
+        }
+        if let Some((client, unlabeled)) = split
+            .unlabeled
+            .iter()
+            .enumerate()
+            .find(|(c, u)| !u.is_empty() && !holders.contains(c))
+        {
+            return Err(refuse(format!(
+                "client {client} is not a strong client but holds {} unlabeled indices \
+                 (clients[{client}].unlabeled[0] = {}); only strong clients ({}) hold \
+                 unlabeled data, since only they distil",
+                unlabeled.len(),
+                unlabeled[0],
+                describe_clients(holders)
+            )));
+        }
+        Ok(split.clone())
+    }
+
+    /// The split of `seed` as a partition file (see [`flotilla_data::read_partition_file`]):
+    /// reading it back with `data.split = "file"` gives the same split, so a run with this
+    /// seed gives the same results.
+    pub fn split_file(&self, seed: u64) -> Result<String, ExperimentError> {
+        let (labeled, unlabeled) = self
+            .split(seed)?
+            .into_iter()
+            .map(|c| (c.labeled.to_vec(), c.unlabeled.to_vec()))
+            .unzip();
+        Ok(partition_file_json(
+            &LabeledUnlabeled { labeled, unlabeled },
+            self.train.len(),
+        ))
     }
 
     /// A fresh network of `role`'s architecture for this data.

@@ -2,6 +2,7 @@
 
 pub(crate) mod fleet;
 pub(crate) mod models;
+pub(crate) mod new_file;
 pub(crate) mod run;
 pub(crate) mod trace;
 pub(crate) mod train;
@@ -18,7 +19,7 @@ pub(crate) fn exit_code(err: &anyhow::Error) -> u8 {
             || e.is::<flotilla_experiment::ConfigError>()
             || e.is::<flotilla_experiment::OutputError>()
             || e.is::<flotilla_sim::DeviceError>()
-            || e.is::<trace::OutRefused>()
+            || e.is::<new_file::OutRefused>()
             || e.downcast_ref::<flotilla_experiment::ExperimentError>()
                 .is_some_and(flotilla_experiment::ExperimentError::is_user_error)
     });

@@ -2,7 +2,7 @@
 
 use clap::Args;
 use flotilla_data::SyntheticConfig;
-use flotilla_experiment::Named;
+use flotilla_experiment::{ConfigError, Named};
 use flotilla_nn::{MAX_TRAINING_MEMORY_BYTES, ModelSpec};
 
 /// Arguments of `flotilla models`.
@@ -18,13 +18,19 @@ pub(crate) struct ModelsArgs {
 
 pub(crate) fn run(args: ModelsArgs) -> anyhow::Result<()> {
     let named: Named = args.data.parse()?;
-    let (input, classes) = named.input(&SyntheticConfig::default());
+    let (Some((input, classes)), Some(defaults)) = (
+        named.input(&SyntheticConfig::default()),
+        named.default_models(),
+    ) else {
+        anyhow::bail!(ConfigError::new(
+            "--data",
+            named.name(),
+            "the sample shape and classes are in the dataset's file; `flotilla train --data \
+             npz --data-path FILE --model SPEC` builds models for it"
+        ));
+    };
     let specs: Vec<String> = if args.specs.is_empty() {
-        named
-            .default_models()
-            .iter()
-            .map(|s| s.to_string())
-            .collect()
+        defaults.iter().map(|s| s.to_string()).collect()
     } else {
         args.specs
     };

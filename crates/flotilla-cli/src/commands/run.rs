@@ -1,5 +1,6 @@
 //! `flotilla run`: every configured method for every seed, with outputs in one folder.
 
+use super::new_file::NewFile;
 use crate::plot::{AccuracyPoint, AccuracySeries, draw_accuracy};
 use anyhow::Context;
 use flotilla_experiment::experiment::{
@@ -11,7 +12,7 @@ use flotilla_experiment::{
 };
 use flotilla_fl::ModelRole;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Arguments of `flotilla run`.
 #[derive(Debug, clap::Args)]
@@ -44,6 +45,31 @@ pub(crate) struct RunArgs {
     /// (repeatable; models: target, auxiliary).
     #[arg(long, value_name = "MODEL=PATH")]
     init: Vec<String>,
+    /// Also write the client split as a partition file (JSON, the format `data.split =
+    /// "file"` reads), before the runs start. With one seed it goes to FILE; with several,
+    /// whose splits differ, one file per seed: FILE with `_seed<N>` before its extension
+    /// (`split.json` → `split_seed1.json`, …). Existing files are refused.
+    #[arg(long, value_name = "FILE")]
+    export_split: Option<PathBuf>,
+    /// Replace the --export-split file(s) if they exist.
+    #[arg(long, requires = "export_split")]
+    force_export: bool,
+}
+
+/// Where `--export-split FILE` writes each seed's split: FILE itself for a single seed, else
+/// FILE with `_seed<N>` before its extension.
+fn export_paths(file: &Path, seeds: &[u64]) -> Vec<(u64, PathBuf)> {
+    if let [seed] = seeds {
+        return vec![(*seed, file.to_path_buf())];
+    }
+    let stem = file.file_stem().unwrap_or_default().to_string_lossy();
+    let ext = file
+        .extension()
+        .map_or(String::new(), |e| format!(".{}", e.to_string_lossy()));
+    seeds
+        .iter()
+        .map(|&seed| (seed, file.with_file_name(format!("{stem}_seed{seed}{ext}"))))
+        .collect()
 }
 
 /// One curve per method of its result model, over the runs where that model is a result;
@@ -153,13 +179,31 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<bool> {
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from("out").join(&config.name));
-    // Claimed before any work: a folder flotilla may not replace is refused now.
+    // Claimed before any work: a folder flotilla may not replace is refused now, and so is
+    // an exported split's file.
+    let exports = match &args.export_split {
+        Some(file) => export_paths(file, &config.seed_list())
+            .into_iter()
+            .map(|(seed, path)| {
+                NewFile::claim("--export-split", "--force-export", &path, args.force_export)
+                    .map(|target| (seed, path, target))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?,
+        None => Vec::new(),
+    };
     let output = OutputDir::claim(&out)?;
     let staging = output.staging().to_path_buf();
     if !args.quiet {
         eprintln!("loading {} data…", config.data.dataset.name());
     }
     let mut prepared = Prepared::new(config)?;
+    for (seed, path, target) in &exports {
+        let json = prepared.split_file(*seed)?;
+        target.write(|w| std::io::Write::write_all(w, json.as_bytes()))?;
+        if !args.quiet {
+            eprintln!("wrote the split of seed {seed} to {}", path.display());
+        }
+    }
     let options = ExperimentOptions {
         threads,
         init: args

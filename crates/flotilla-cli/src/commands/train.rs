@@ -3,7 +3,7 @@
 use anyhow::Context;
 use clap::Args;
 use flotilla_data::{SyntheticConfig, shuffled_batches};
-use flotilla_experiment::{Loaded, Named};
+use flotilla_experiment::{ConfigError, Loaded, Named};
 use flotilla_nn::{LrSchedule, ModelSpec, SgdConfig, save_safetensors};
 use flotilla_train::{BatchLoader, Trainer, evaluate, input_shape};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -15,11 +15,12 @@ use std::time::Instant;
 /// Arguments of `flotilla train`.
 #[derive(Debug, Args)]
 pub(crate) struct TrainArgs {
-    /// Dataset: synthetic (built in), mnist, cifar10 or femnist.
+    /// Dataset: synthetic (built in), mnist, cifar10, femnist or npz (your own arrays; needs
+    /// --data-path and --model).
     #[arg(long, default_value = "synthetic")]
     data: String,
     /// Folder of the dataset's files; default `<data root>/<name>`, where the data root is
-    /// $FLOTILLA_DATA or ../shared/data.
+    /// $FLOTILLA_DATA or ../shared/data. For npz: the .npz file.
     #[arg(long)]
     data_path: Option<PathBuf>,
     /// Model spec; repeat to train several. Default: the dataset's target and auxiliary.
@@ -71,6 +72,17 @@ pub(crate) fn run(args: TrainArgs) -> anyhow::Result<()> {
     let specs: Vec<ModelSpec> = if args.models.is_empty() {
         named
             .default_models()
+            .ok_or_else(|| {
+                ConfigError::new(
+                    "--model",
+                    "(none)",
+                    format!(
+                        "the {} dataset has no default models (its shapes are in its file); \
+                         name them, e.g. --model mlp:784-256-10",
+                        named.name()
+                    ),
+                )
+            })?
             .iter()
             .map(|s| s.parse())
             .collect::<Result<_, _>>()?
@@ -103,15 +115,34 @@ pub(crate) fn run(args: TrainArgs) -> anyhow::Result<()> {
     }
     // Refuse, before the data or any weights are allocated, a model whose count overflows
     // or whose training memory at `--batch` is over the cap (an NnError: exit code 2).
+    // (An npz file holds the shapes, so it is loaded first.)
     let synthetic = SyntheticConfig::default();
-    let (input, classes) = named.input(&synthetic);
+    let started = Instant::now();
+    let load = || {
+        named.load(
+            args.data_path.as_deref(),
+            args.augment,
+            &synthetic,
+            named.default_standardize(),
+        )
+    };
+    let (early, (input, classes)) = match named.input(&synthetic) {
+        Some(known) => (None, known),
+        None => {
+            let data = load()?;
+            let known = (input_shape(&data.train), data.train.classes());
+            (Some(data), known)
+        }
+    };
     for spec in &specs {
         spec.footprint(input, classes, args.batch)?
             .check_training_memory(spec)?;
     }
 
-    let started = Instant::now();
-    let data = named.load(args.data_path.as_deref(), args.augment, &synthetic)?;
+    let data = match early {
+        Some(data) => data,
+        None => load()?,
+    };
     println!(
         "{}: {} train / {} test samples of {}, {} classes (loaded in {:.1}s)",
         args.data,

@@ -323,14 +323,5 @@ impl Builder {
 
 /// Parses one file, mapping parser errors to [`DataError::Json`] with line and column.
 fn parse(bytes: &[u8], path: &Path) -> Result<LeafFile> {
-    serde_json::from_slice(bytes).map_err(|e| {
-        let message = e.to_string();
-        let suffix = format!(" at line {} column {}", e.line(), e.column());
-        DataError::Json {
-            path: path.to_path_buf(),
-            line: e.line(),
-            column: e.column(),
-            reason: message.strip_suffix(&suffix).unwrap_or(&message).to_owned(),
-        }
-    })
+    super::parse_json(bytes, path)
 }

@@ -1,9 +1,9 @@
 //! Loaders for the on-disk dataset formats: IDX (MNIST), CIFAR image folders and binary
-//! batches, and LEAF JSON (FEMNIST).
+//! batches, LEAF JSON (FEMNIST) and NumPy `.npz` archives.
 //!
 //! Every loader has a path-based entry point and one that parses in-memory bytes, for tests and
 //! fuzzing: [`idx::parse_idx`] (one IDX file), [`cifar::parse_cifar_binary`] (one binary batch),
-//! [`leaf::parse_leaf`] (one LEAF JSON file) and [`image_folder::decode_image`] (one image
+//! [`leaf::parse_leaf`] (one LEAF JSON file), [`npz::parse_npz`] (one `.npz` archive) and [`image_folder::decode_image`] (one image
 //! file). The bytes-based functions take an `origin` path used only to name the input in
 //! errors, and apply exactly the checks of the path-based ones.
 
@@ -11,6 +11,7 @@ pub mod cifar;
 pub mod idx;
 pub mod image_folder;
 pub mod leaf;
+pub mod npz;
 
 use std::io::{self, BufRead, Read};
 
@@ -69,4 +70,21 @@ fn fill(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
 /// Scales 8-bit pixel values to `[0, 1]`.
 pub(crate) fn scale_u8(bytes: &[u8]) -> impl Iterator<Item = f32> + '_ {
     bytes.iter().map(|&b| f32::from(b) / 255.0)
+}
+
+/// Parses JSON, mapping parser errors to [`DataError::Json`] naming `path`, line and column.
+pub(crate) fn parse_json<'a, T: serde::Deserialize<'a>>(
+    bytes: &'a [u8],
+    path: &std::path::Path,
+) -> crate::Result<T> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        let message = e.to_string();
+        let suffix = format!(" at line {} column {}", e.line(), e.column());
+        crate::DataError::Json {
+            path: path.to_path_buf(),
+            line: e.line(),
+            column: e.column(),
+            reason: message.strip_suffix(&suffix).unwrap_or(&message).to_owned(),
+        }
+    })
 }

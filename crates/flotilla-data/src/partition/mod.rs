@@ -4,9 +4,11 @@
 //! partitioner here returns each client's indices in ascending order, covers every sample
 //! exactly once (the labeled/unlabeled splits cover every sample exactly once across both
 //! parts), and draws all randomness from the `rng` passed in, so the same rng state gives the
-//! same partition.
+//! same partition. A split can also be read from a partition file ([`read_partition_file`]),
+//! which keeps the file's indices and order as they are.
 
 mod dirichlet;
+mod file;
 mod iid;
 mod labeled_unlabeled;
 mod natural;
@@ -14,6 +16,7 @@ mod shards;
 mod stats;
 
 pub use dirichlet::{MAX_DRAWS, dirichlet};
+pub use file::{parse_partition_file, partition_file_json, read_partition_file};
 pub use iid::iid;
 pub use labeled_unlabeled::{LabeledUnlabeled, dirichlet_labeled_unlabeled, fraction_split};
 pub use natural::natural;
