@@ -17,7 +17,10 @@ pub fn check(data: &[u8]) {
         Ok(trace) => trace,
         Err(e) => {
             let message = e.to_string();
-            assert!(message.contains(NAME), "an error without the file: {message}");
+            assert!(
+                message.contains(NAME),
+                "an error without the file: {message}"
+            );
             return;
         }
     };
@@ -41,7 +44,10 @@ pub fn seeds() -> Vec<(String, Vec<u8>)> {
     let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let mut seeds = Vec::new();
     for (name, path) in [
-        ("example", "crates/flotilla-sim/src/device/example_trace.jsonl"),
+        (
+            "example",
+            "crates/flotilla-sim/src/device/example_trace.jsonl",
+        ),
         ("low_phones", "examples/fleets/low_phones.jsonl"),
     ] {
         let path = root.join(path);
@@ -54,7 +60,9 @@ pub fn seeds() -> Vec<(String, Vec<u8>)> {
         horizon_s: 3.0 * 86_400.0,
         ..Default::default()
     };
-    let trace = synthetic.generate().expect("the default settings are valid");
+    let trace = synthetic
+        .generate()
+        .expect("the default settings are valid");
     seeds.push(("synthetic".to_string(), trace.to_jsonl().into_bytes()));
     seeds
 }
