@@ -6,26 +6,9 @@
 
 mod common;
 
-use common::scratch;
+use common::{flotilla, refused, scratch};
 
-use std::process::{Command, Output};
 use std::time::{Duration, Instant};
-
-fn flotilla(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_flotilla"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-/// Exit code 2 and every one of `named` in stderr.
-fn refused(args: &[&str], output: &Output, named: &[&str]) {
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
-    for n in named {
-        assert!(stderr.contains(n), "{args:?}: `{n}` not named in {stderr}");
-    }
-}
 
 /// `flotilla run --set` each of `sets` (and `extra` arguments) must be refused naming
 /// `key` and `value`, quickly, with no output folder and nothing else left behind.

@@ -6,28 +6,11 @@
 
 mod common;
 
-use common::{TINY, scratch};
+use common::{TINY, flotilla, refused, scratch};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn flotilla(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_flotilla"))
-        .args(args)
-        .output()
-        .unwrap()
-}
 
 fn example() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/fleets/three_groups.toml")
-}
-
-/// Exit code 2 and every one of `named` in stderr.
-fn refused(output: &Output, named: &[&str]) {
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{stderr}");
-    for n in named {
-        assert!(stderr.contains(n), "`{n}` not named in {stderr}");
-    }
 }
 
 #[test]
@@ -125,7 +108,11 @@ fn a_bad_group_key_exits_2_naming_key_and_value() {
                 out.to_str().unwrap(),
             ][..if command == "run" { 4 } else { 2 }],
         );
-        refused(&output, &["fleet.groups[1].device.dropout", "1.5"]);
+        refused(
+            &command,
+            &output,
+            &["fleet.groups[1].device.dropout", "1.5"],
+        );
         assert!(!out.exists());
     }
     let _ = std::fs::remove_dir_all(&dir);
@@ -145,6 +132,7 @@ fn a_bad_trace_line_exits_2_naming_file_and_line() {
     );
     let output = flotilla(&["fleet", config.to_str().unwrap()]);
     refused(
+        &config,
         &output,
         &["fleet.groups[1].trace", "rest.jsonl:2:", "on[0]"],
     );

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{TINY, scratch};
+use common::{TINY, scratch, stderr};
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -48,10 +48,6 @@ fn flotilla_run(out: &Path, sets: &[String], extra: &[&str]) -> Output {
 
 fn tiny() -> Vec<String> {
     TINY.iter().map(|s| s.to_string()).collect()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 /// `split.json`'s clients as (labeled, unlabeled) lists.

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::scratch;
+use common::{scratch, stderr};
 
 use flotilla_sim::{DeviceTrace, SyntheticTrace};
 use std::fs;
@@ -33,10 +33,6 @@ const SETTINGS: [&str; 8] = [
     "--online-fraction",
     "0.4",
 ];
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
 
 /// The folder holds exactly these names (no temporary file left behind).
 fn names(dir: &Path) -> Vec<String> {

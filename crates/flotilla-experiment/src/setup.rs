@@ -241,8 +241,9 @@ impl Prepared {
         let clients = self.clients(c.seed);
         if let Some(client) = clients.iter().find(|cl| !cl.device.fits(auxiliary)) {
             let group = &self.groups[client.group];
+            // A two-tier fleet's groups are `strong` then `weak`, each with its memory key.
             let key = if c.fleet.is_two_tier() {
-                "fleet.weak_memory_mb".to_string()
+                ["fleet.strong_memory_mb", "fleet.weak_memory_mb"][client.group].to_string()
             } else {
                 format!("{}.device", group.key)
             };

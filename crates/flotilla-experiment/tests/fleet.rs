@@ -123,6 +123,7 @@ fn every_fleet_key_is_checked_and_named() {
              [[fleet.groups]]\nname = \"rest\"\n{body}\n"
         )
     };
+    let missing_trace = dir.join("no-such-trace.jsonl").display().to_string();
     let cases: Vec<(String, &str, &str)> = vec![
         (
             group("count = 8\ndevice = \"abacus\""),
@@ -247,12 +248,7 @@ fn every_fleet_key_is_checked_and_named() {
         (
             group("count = 8\ndevice = \"phone-low\"\ntrace = \"no-such-trace.jsonl\""),
             "fleet.groups[1].trace",
-            &*Box::leak(
-                dir.join("no-such-trace.jsonl")
-                    .display()
-                    .to_string()
-                    .into_boxed_str(),
-            ),
+            &missing_trace,
         ),
     ];
     for (fleet, key, value) in &cases {

@@ -3,6 +3,7 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::path::PathBuf;
+use std::process::{Command, Output};
 
 /// A quickstart small enough for a test: 20 clients (4 strong), 3 rounds, 3k samples.
 pub(crate) const TINY: [&str; 9] = [
@@ -23,4 +24,26 @@ pub(crate) fn scratch(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// The `flotilla` binary run with `args`.
+pub(crate) fn flotilla(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_flotilla"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// What `output` printed on stderr.
+pub(crate) fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Exit code 2 and every one of `named` in stderr; `what` says which call failed.
+pub(crate) fn refused(what: &dyn std::fmt::Debug, output: &Output, named: &[&str]) {
+    let stderr = stderr(output);
+    assert_eq!(output.status.code(), Some(2), "{what:?}: {stderr}");
+    for n in named {
+        assert!(stderr.contains(n), "{what:?}: `{n}` not named in {stderr}");
+    }
 }
