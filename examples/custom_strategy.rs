@@ -16,15 +16,15 @@ use flotilla::actors::ActixRuntime;
 use flotilla::data::{SyntheticConfig, dirichlet};
 use flotilla::fl::{
     Assignment, ClientData, ClientEnv, ClientStrategy, Coordinator, CoordinatorConfig, FedAvg,
-    FedAvgConfig, FlError, Fleet, LearningTask, LocalTraining, LocalWorker, ModelRole, Participant,
-    Payload, Reply, ServerJob, ServerStrategy, average_replies, sample_clients,
+    FedAvgConfig, FlError, LearningTask, LocalTraining, LocalWorker, ModelRole, Participant,
+    Payload, Reply, RoundPolicy, Selection, ServerJob, ServerStrategy, Synchronous, WorkOrder,
+    average_replies,
 };
 use flotilla::nn::{SgdConfig, Weights};
 use flotilla::sim::{
     LinkSpec, NetworkModel, Node, NodeId, Purpose, Seed, Simulation, StopAt, secs,
 };
 use flotilla::train::{LocalPhase, Trainer};
-use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -53,16 +53,16 @@ impl ServerStrategy for FedAvgM {
 
     fn assign(
         &mut self,
-        round: u32,
+        _round: u32,
         stage: u32,
-        fleet: &Fleet,
-        rng: &mut ChaCha8Rng,
-    ) -> Option<Vec<(NodeId, Assignment<Steps>)>> {
+        selection: &mut Selection<'_>,
+    ) -> Option<Vec<(NodeId, WorkOrder<Steps>)>> {
         if stage > 0 {
             return None;
         }
-        let pool = fleet.capable(ModelRole::Target);
-        let chosen = sample_clients(&pool, Some(self.clients_per_round), rng);
+        let pool = selection.fleet().capable(ModelRole::Target);
+        let chosen = selection.sample(&pool, Some(self.clients_per_round));
+        let fleet = selection.fleet();
         Some(
             chosen
                 .into_iter()
@@ -70,9 +70,7 @@ impl ServerStrategy for FedAvgM {
                     // About one local epoch, from the sample count the client announced.
                     let labeled = fleet.get(c).map_or(0, |caps| caps.labeled as usize);
                     let steps = labeled.div_ceil(self.batch).clamp(1, self.max_steps);
-                    let assignment = Assignment {
-                        round,
-                        stage,
+                    let assignment = WorkOrder {
                         lr: self.lr,
                         models: vec![Payload::of(ModelRole::Target, &self.global)],
                         work: Steps { steps },
@@ -130,10 +128,8 @@ impl ClientStrategy for StepsWorker {
         let task = &env.task;
         let mut weights = a.models[0].weights.clone();
         let mut trainer = Trainer::new(task.network(ModelRole::Target)?, task.local.sgd)?;
-        // A stream of its own per (client, round): the same bits on any thread.
-        let mut rng = task
-            .seed
-            .substream(env.node, Purpose::TRAINING, u64::from(a.round));
+        // The job's own stream: the same bits on any thread.
+        let mut rng = env.job_rng(a.id);
         let loader = task.loader();
         let phase = LocalPhase {
             loader: &loader,
@@ -144,8 +140,7 @@ impl ClientStrategy for StepsWorker {
         };
         let loss = trainer.train_steps(&mut weights, &phase, &mut rng)?;
         Ok(Reply {
-            round: a.round,
-            stage: a.stage,
+            assignment: a.id,
             models: vec![Payload {
                 role: ModelRole::Target,
                 weights,
@@ -169,19 +164,24 @@ fn simulate<S, C>(
 where
     S: ServerStrategy,
     C: ClientStrategy<Work = S::Work>,
-    Coordinator<S>: Node<flotilla::fl::FlMessage<S::Work>>,
+    Coordinator<Synchronous<S>>: Node<flotilla::fl::FlMessage<S::Work>>,
 {
     let seed = task.seed;
     let mut b = Simulation::builder(seed, NetworkModel::new(LinkSpec::preset("wifi")?));
     let config = CoordinatorConfig {
         rounds: ROUNDS,
-        stage_timeout: Some(secs(60)),
         registration_window: secs(10),
         eval_every: 1,
     };
     let server_id = b.add_node(
         "server",
-        Coordinator::new(server, task.clone(), config, shards.len()),
+        Coordinator::synchronous(
+            server,
+            RoundPolicy::wait_all(Some(secs(60))),
+            task.clone(),
+            config,
+            shards.len(),
+        ),
         None,
     );
     let client = Arc::new(client);
@@ -195,7 +195,7 @@ where
     }
     let sim = ActixRuntime::new(2).run(b.build(), StopAt::Idle)?;
     let coordinator = sim
-        .node::<Coordinator<S>>(server_id)
+        .node::<Coordinator<Synchronous<S>>>(server_id)
         .ok_or_else(|| anyhow::anyhow!("no coordinator"))?;
     Ok(coordinator
         .history()

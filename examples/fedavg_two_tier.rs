@@ -17,7 +17,7 @@ use flotilla::actors::ActixRuntime;
 use flotilla::data::{SyntheticConfig, dirichlet};
 use flotilla::fl::{
     ClientData, Coordinator, CoordinatorConfig, FedAvg, FedAvgConfig, FlMessage, LearningTask,
-    LocalTraining, LocalWorker, ModelRole, Participant, Work,
+    LocalTraining, LocalWorker, ModelRole, Participant, RoundPolicy, Synchronous, Work,
 };
 use flotilla::nn::{LrSchedule, SgdConfig};
 use flotilla::sim::{
@@ -70,13 +70,18 @@ fn main() -> anyhow::Result<()> {
     )?;
     let config = CoordinatorConfig {
         rounds: 15,
-        stage_timeout: Some(secs(30)),
         registration_window: secs(10),
         eval_every: 1,
     };
     fleet.add_node(
         "server",
-        Coordinator::new(strategy, task.clone(), config, 40),
+        Coordinator::synchronous(
+            strategy,
+            RoundPolicy::wait_all(Some(secs(30))),
+            task.clone(),
+            config,
+            40,
+        ),
         None,
     );
     let worker = Arc::new(LocalWorker);
@@ -123,7 +128,7 @@ fn main() -> anyhow::Result<()> {
 
     let sim: Simulation<FlMessage<Work>> = ActixRuntime::new(2).run(fleet.build(), StopAt::Idle)?;
     let history = sim
-        .node::<Coordinator<FedAvg>>(server)
+        .node::<Coordinator<Synchronous<FedAvg>>>(server)
         .expect("the server")
         .history()
         .to_vec();

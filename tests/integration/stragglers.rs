@@ -4,7 +4,7 @@
 use flotilla::data::{SyntheticConfig, iid};
 use flotilla::fl::{
     ClientData, Coordinator, CoordinatorConfig, FedAvg, FedAvgConfig, FlMessage, LearningTask,
-    LocalTraining, LocalWorker, ModelRole, Participant, Work,
+    LocalTraining, LocalWorker, ModelRole, Participant, RoundPolicy, Synchronous, Work,
 };
 use flotilla::nn::{LrSchedule, SgdConfig};
 use flotilla::sim::{
@@ -13,7 +13,7 @@ use flotilla::sim::{
 };
 use std::sync::Arc;
 
-type Server = Coordinator<FedAvg>;
+type Server = Coordinator<Synchronous<FedAvg>>;
 
 fn device(flops_per_sec: f64, dropout: f64) -> DeviceProfile {
     DeviceProfile {
@@ -73,13 +73,18 @@ fn fleet(
     .unwrap();
     let config = CoordinatorConfig {
         rounds,
-        stage_timeout: Some(secs(60)),
         registration_window: secs(10),
         eval_every: 1,
     };
     b.add_node(
         "server",
-        Coordinator::new(strategy, task.clone(), config, clients),
+        Coordinator::synchronous(
+            strategy,
+            RoundPolicy::wait_all(Some(secs(60))),
+            task.clone(),
+            config,
+            clients,
+        ),
         None,
     );
     let worker = Arc::new(LocalWorker);

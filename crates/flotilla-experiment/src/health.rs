@@ -161,7 +161,6 @@ mod tests {
 
     fn outcome(accuracies: &[f64], replied: &[usize], rejected: usize) -> RunOutcome {
         let stage = |n: usize, rejected: usize| StageRecord {
-            stage: 0,
             assigned: (0..n as u32 + 1).map(NodeId).collect(),
             replied: (0..n as u32).map(NodeId).collect(),
             rejected: (0..rejected as u32).map(NodeId).collect(),
@@ -171,7 +170,7 @@ mod tests {
                 Vec::new()
             },
             client_stats: BTreeMap::new(),
-            server_stats: BTreeMap::new(),
+            ..StageRecord::new(0, 0)
         };
         RunOutcome {
             method: Method::StrongOnly,

@@ -6,7 +6,8 @@ use flotilla_actors::ActixRuntime;
 use flotilla_fl::{
     ClientData, Coordinator, CoordinatorConfig, Evaluation, FedAvg, FedAvgConfig, FlMessage,
     LearningTask, LocalWorker, ModelRole, Observer, OnDeviceKd, OnDeviceKdConfig, Participant,
-    Payload, RoundRecord, ServerEnsembleConfig, ServerLogitEnsemble, ServerStrategy, Work,
+    Payload, RoundPolicy, RoundRecord, ServerEnsembleConfig, ServerLogic, ServerLogitEnsemble,
+    ServerStrategy, Synchronous, Work,
 };
 use flotilla_nn::LrSchedule;
 use flotilla_sim::{
@@ -75,7 +76,7 @@ impl Node<FlMessage<Work>> for Panicking {
         } = &event
         {
             assert!(
-                a.round != self.round,
+                a.id.round != self.round,
                 "injected fault: panic in round {}",
                 self.round
             );
@@ -329,12 +330,12 @@ impl Prepared {
                 "not a duration the virtual clock can count",
             )
         })?;
-        let mut coordinator = Coordinator::new(
+        let mut coordinator = Coordinator::synchronous(
             strategy,
+            RoundPolicy::wait_all(Some(stage_timeout)),
             task.clone(),
             CoordinatorConfig {
                 rounds: c.rounds,
-                stage_timeout: Some(stage_timeout),
                 registration_window: secs(60),
                 eval_every: c.eval_every,
             },
@@ -392,7 +393,7 @@ impl Prepared {
             reason,
         };
         let coordinator = sim
-            .node::<Coordinator<S>>(server)
+            .node::<Coordinator<Synchronous<S>>>(server)
             .ok_or_else(|| incomplete("the coordinator is gone".into()))?;
         if let Some(failure) = report.failures.first() {
             let time_s = failure.time.as_secs_f64();
@@ -440,9 +441,9 @@ impl Prepared {
             rounds: coordinator.history().to_vec(),
             counters: report.counters.clone(),
             clients: (fleet.len(), fleet.capable(ModelRole::Target).len()),
-            samples_centralised: coordinator.strategy().centralised_samples(),
+            samples_centralised: coordinator.logic().centralised_samples(),
             chance_accuracy: self.chance_accuracy(),
-            final_models: coordinator.strategy().global_models(),
+            final_models: coordinator.logic().global_models(),
             groups,
             virtual_time_s: report.end_time.as_secs_f64(),
             wall_time_s,
@@ -482,13 +483,12 @@ mod tests {
         let client_of: BTreeMap<NodeId, usize> =
             (0..4).map(|c| (NodeId(c as u32 + 1), c)).collect();
         let stage = |assigned: &[u32], replied: &[u32], rejected: &[u32]| StageRecord {
-            stage: 0,
             assigned: assigned.iter().map(|&n| NodeId(n)).collect(),
             replied: replied.iter().map(|&n| NodeId(n)).collect(),
             rejected: rejected.iter().map(|&n| NodeId(n)).collect(),
             models: Vec::new(),
             client_stats: BTreeMap::new(),
-            server_stats: BTreeMap::new(),
+            ..StageRecord::new(0, 0)
         };
         let rounds = [RoundRecord {
             round: 0,

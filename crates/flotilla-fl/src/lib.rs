@@ -8,22 +8,32 @@
 //! device profiles and the network model.
 
 mod aggregate;
+mod coordinator;
 mod message;
-mod protocol;
+mod participant;
+mod server;
 mod strategies;
 mod strategy;
+mod synchronous;
 mod task;
 
 pub use aggregate::{average_replies, average_weights, sample_clients, weighted_mean};
+pub use coordinator::Coordinator;
 pub use message::{
-    Assignment, Capabilities, Evaluation, FlMessage, Payload, Reply, ServerWorkDone,
+    Assignment, AssignmentId, Capabilities, Evaluation, FlMessage, Payload, Reply, ServerWorkDone,
+    WorkOrder,
 };
-pub use protocol::{
-    Coordinator, CoordinatorConfig, Observer, Participant, RoundRecord, StageRecord,
+pub use participant::Participant;
+pub use server::{
+    CoordinatorConfig, Fate, JobTally, Observer, RoundRecord, Server, ServerLogic, StageRecord,
+    Update, UpdateRecord,
 };
 pub use strategies::{
     FedAvg, FedAvgConfig, KdConfig, KdMode, KdPlan, LocalWorker, OnDeviceKd, OnDeviceKdConfig,
     ServerDistillation, ServerEnsembleConfig, ServerLogitEnsemble, Work,
 };
-pub use strategy::{ClientEnv, ClientStrategy, FlError, Fleet, ServerJob, ServerStrategy};
+pub use strategy::{
+    ClientEnv, ClientStrategy, FlError, Fleet, Selection, ServerJob, ServerStrategy,
+};
+pub use synchronous::{RoundPolicy, ShortStage, Synchronous};
 pub use task::{ClientData, LearningTask, LocalTraining, ModelInfo, ModelRole};

@@ -8,6 +8,7 @@ use flotilla_nn::Weights;
 use flotilla_sim::NodeId;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::fmt;
 
 /// Every message of a federated run, plus the outputs of compute jobs (which come back to
 /// the node that started them, never over the network).
@@ -56,13 +57,72 @@ impl Payload {
     }
 }
 
-/// Work the server hands to one client for one stage of a round.
+/// Which assignment (and the reply to it) this is: the global model version the work
+/// starts from, the stage of the round that asked for it and how many times that stage was
+/// asked of this client before. Unique per client over a run, so it names the job's own
+/// random stream ([`AssignmentId::stream_index`]) and lets the coordinator tell a late reply from
+/// a current one.
+///
+/// On the wire it is two integers, `round` and `stage | attempt << 16`: a first attempt
+/// encodes exactly as the unversioned protocol's `(round, stage)` did, so existing
+/// configurations keep their message sizes, timings and results.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
+#[serde(from = "(u32, u32)", into = "(u32, u32)")]
+pub struct AssignmentId {
+    /// The version of the global models the work starts from: the round under synchronous
+    /// policies, the number of server updates so far under asynchronous ones.
+    pub round: u32,
+    /// The stage of the round (0 for asynchronous strategies).
+    pub stage: u16,
+    /// How many times this client was given this round's stage before (retries).
+    pub attempt: u16,
+}
+
+impl AssignmentId {
+    /// The index of the job's random stream among its client's `TRAINING` sub-streams:
+    /// distinct for distinct jobs of one client.
+    pub fn stream_index(self) -> u64 {
+        let (round, packed) = <(u32, u32)>::from(self);
+        (u64::from(round) << 32) | u64::from(packed)
+    }
+}
+
+impl From<AssignmentId> for (u32, u32) {
+    fn from(job: AssignmentId) -> Self {
+        (
+            job.round,
+            u32::from(job.stage) | (u32::from(job.attempt) << 16),
+        )
+    }
+}
+
+impl From<(u32, u32)> for AssignmentId {
+    fn from((round, packed): (u32, u32)) -> Self {
+        Self {
+            round,
+            stage: (packed & 0xffff) as u16,
+            attempt: (packed >> 16) as u16,
+        }
+    }
+}
+
+impl fmt::Display for AssignmentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "round {} stage {}", self.round, self.stage)?;
+        if self.attempt > 0 {
+            write!(f, " attempt {}", self.attempt)?;
+        }
+        Ok(())
+    }
+}
+
+/// Work the server hands to one client: a [`Task`] stamped with its [`AssignmentId`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Assignment<W> {
-    /// Round, from 0.
-    pub round: u32,
-    /// Stage within the round, from 0.
-    pub stage: u32,
+    /// Which assignment this is (the coordinator stamps it).
+    pub id: AssignmentId,
     /// Learning rate for this round.
     pub lr: f32,
     /// The global models the work starts from.
@@ -71,9 +131,33 @@ pub struct Assignment<W> {
     pub work: W,
 }
 
-impl<W: Clone> Assignment<W> {
-    /// The same assignment for each of `clients`, in their order.
-    pub fn for_each(self, clients: &[NodeId]) -> Vec<(NodeId, Assignment<W>)> {
+impl<W> Assignment<W> {
+    /// `order` stamped as assignment `id`.
+    pub fn new(id: AssignmentId, order: WorkOrder<W>) -> Self {
+        Self {
+            id,
+            lr: order.lr,
+            models: order.models,
+            work: order.work,
+        }
+    }
+}
+
+/// What a server strategy asks of a client: everything in an [`Assignment`] but its
+/// [`AssignmentId`], which the coordinator stamps when it sends it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkOrder<W> {
+    /// Learning rate.
+    pub lr: f32,
+    /// The global models the work starts from.
+    pub models: Vec<Payload>,
+    /// What to do with them (the strategy's own vocabulary).
+    pub work: W,
+}
+
+impl<W: Clone> WorkOrder<W> {
+    /// The same order for each of `clients`, in their order.
+    pub fn for_each(self, clients: &[NodeId]) -> Vec<(NodeId, WorkOrder<W>)> {
         clients.iter().map(|&c| (c, self.clone())).collect()
     }
 }
@@ -81,10 +165,8 @@ impl<W: Clone> Assignment<W> {
 /// A client's answer to an [`Assignment`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Reply {
-    /// The round worked for.
-    pub round: u32,
-    /// The stage worked for.
-    pub stage: u32,
+    /// The assignment answered (its [`Assignment::id`]).
+    pub assignment: AssignmentId,
     /// The locally trained models.
     pub models: Vec<Payload>,
     /// Samples the training used (the weight of sample-count-weighted averaging).
@@ -162,6 +244,16 @@ mod tests {
         proptest::collection::btree_map("[a-z_]{1,12}", -1e6f64..1e6, 0..4)
     }
 
+    fn jobs() -> impl Strategy<Value = AssignmentId> {
+        (any::<u32>(), any::<u16>(), any::<u16>()).prop_map(|(round, stage, attempt)| {
+            AssignmentId {
+                round,
+                stage,
+                attempt,
+            }
+        })
+    }
+
     fn messages() -> impl Strategy<Value = FlMessage<Work>> {
         prop_oneof![
             (
@@ -176,31 +268,22 @@ mod tests {
                         unlabeled
                     }
                 )),
-            (any::<u32>(), any::<u32>(), 0.0f32..1.0, payloads(), role()).prop_map(
-                |(round, stage, lr, models, model)| FlMessage::Assign(Assignment {
-                    round,
-                    stage,
+            (jobs(), 0.0f32..1.0, payloads(), role()).prop_map(|(id, lr, models, model)| {
+                FlMessage::Assign(Assignment {
+                    id,
                     lr,
                     models,
                     work: Work::Train { model },
                 })
+            }),
+            (jobs(), payloads(), any::<u32>(), stats()).prop_map(
+                |(assignment, models, samples, stats)| FlMessage::Reply(Reply {
+                    assignment,
+                    models,
+                    samples,
+                    stats
+                })
             ),
-            (
-                any::<u32>(),
-                any::<u32>(),
-                payloads(),
-                any::<u32>(),
-                stats()
-            )
-                .prop_map(|(round, stage, models, samples, stats)| FlMessage::Reply(
-                    Reply {
-                        round,
-                        stage,
-                        models,
-                        samples,
-                        stats
-                    }
-                )),
             (any::<u32>(), role(), 0.0f64..1e6, 0.0f64..1.0, 0.0f64..10.0).prop_map(
                 |(round, role, virtual_time_s, accuracy, loss)| {
                     FlMessage::Evaluated(Evaluation {
@@ -220,6 +303,20 @@ mod tests {
         fn every_message_round_trips_through_the_wire(msg in messages()) {
             let bytes = wire::encode(&msg).unwrap();
             prop_assert_eq!(wire::decode::<FlMessage<Work>>(&bytes).unwrap(), msg);
+        }
+
+        #[test]
+        fn a_first_attempt_encodes_as_the_unversioned_round_and_stage(round in any::<u32>(), stage in any::<u16>()) {
+            let job = AssignmentId { round, stage, attempt: 0 };
+            prop_assert_eq!(
+                wire::encode(&job).unwrap(),
+                wire::encode(&(round, u32::from(stage))).unwrap()
+            );
+        }
+
+        #[test]
+        fn distinct_jobs_have_distinct_streams(a in jobs(), b in jobs()) {
+            prop_assert_eq!(a == b, a.stream_index() == b.stream_index());
         }
 
         #[test]

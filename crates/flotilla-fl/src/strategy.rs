@@ -7,9 +7,9 @@
 //! messaging, timeouts, compute jobs, evaluation and bookkeeping. The built-in strategies
 //! use exactly these traits; a strategy in another crate implements them the same way.
 
-use crate::ServerWorkDone;
 use crate::{Assignment, Capabilities, ClientData, LearningTask, ModelRole, Payload, Reply};
-use flotilla_sim::NodeId;
+use crate::{AssignmentId, ServerWorkDone, WorkOrder, sample_clients};
+use flotilla_sim::{NodeId, Purpose};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -101,28 +101,85 @@ impl fmt::Debug for ServerJob {
     }
 }
 
-/// The server half of a strategy. Rounds run stage by stage: the coordinator asks for a
-/// stage's assignments, waits for the replies (or the stage timeout), hands them over,
-/// runs the server job if one is returned, and moves to the next stage; when
+/// What a synchronous strategy chooses its clients with: the fleet, the server's stream and
+/// the round policy's over-selection. A strategy that samples through
+/// [`Selection::sample`] gets over-selection for free: asked for `k` clients it draws
+/// `ceil(f·k)`, and the policy aggregates the first `k` replies.
+#[derive(Debug)]
+pub struct Selection<'a> {
+    fleet: &'a Fleet,
+    rng: &'a mut ChaCha8Rng,
+    factor: f64,
+    quota: Option<usize>,
+}
+
+impl<'a> Selection<'a> {
+    /// A selection over `fleet` drawing from `rng`, over-selecting by `factor` (≥ 1).
+    pub fn new(fleet: &'a Fleet, rng: &'a mut ChaCha8Rng, factor: f64) -> Self {
+        Self {
+            fleet,
+            rng,
+            factor,
+            quota: None,
+        }
+    }
+
+    /// The clients the server has heard from.
+    pub fn fleet(&self) -> &Fleet {
+        self.fleet
+    }
+
+    /// The server's own stream, for draws of the strategy's own.
+    pub fn rng(&mut self) -> &mut ChaCha8Rng {
+        self.rng
+    }
+
+    /// `k` clients of `pool` uniformly without replacement, in id order (all of them when
+    /// `k` is `None` or at least the pool's size); with over-selection `f`, `ceil(f·k)`
+    /// of them, while the stage still counts on `k` replies.
+    pub fn sample(&mut self, pool: &[NodeId], k: Option<usize>) -> Vec<NodeId> {
+        let wanted = k.map_or(pool.len(), |k| k.min(pool.len()));
+        *self.quota.get_or_insert(0) += wanted;
+        let drawn = k.map(|k| {
+            if self.factor > 1.0 {
+                (self.factor * k as f64).ceil() as usize
+            } else {
+                k
+            }
+        });
+        sample_clients(pool, drawn, self.rng)
+    }
+
+    /// Replies the stage counts on: the sum of the `k`s asked of [`Selection::sample`]
+    /// (`None` when the strategy did not sample through it: every assigned client).
+    pub fn quota(&self) -> Option<usize> {
+        self.quota
+    }
+}
+
+/// The server half of a synchronous strategy. Rounds run stage by stage: the round policy
+/// ([`crate::Synchronous`]) asks for a stage's assignments, collects the replies until its
+/// rule closes the stage (all in, the deadline, the first `k` of an over-selection), hands
+/// them over, runs the server job if one is returned, and moves to the next stage; when
 /// [`ServerStrategy::assign`] returns `None` the round is over and the coordinator
 /// evaluates [`ServerStrategy::global_models`].
 pub trait ServerStrategy: fmt::Debug + Send + 'static {
     /// The strategy's description of a client's work (sent in every [`Assignment`]).
     type Work: Serialize + DeserializeOwned + Clone + fmt::Debug + Send + 'static;
 
-    /// The assignments of `stage` of `round`, or `None` when the round has no more stages.
-    /// An empty list is a stage nobody works in (it closes at once). `rng` is the server's
-    /// own stream (sampling clients).
+    /// The work of `stage` of `round` per client, or `None` when the round has no more
+    /// stages. An empty list is a stage nobody works in (it closes at once). Clients are
+    /// best drawn with [`Selection::sample`] (over-selection applies there).
     fn assign(
         &mut self,
         round: u32,
         stage: u32,
-        fleet: &Fleet,
-        rng: &mut ChaCha8Rng,
-    ) -> Option<Vec<(NodeId, Assignment<Self::Work>)>>;
+        selection: &mut Selection<'_>,
+    ) -> Option<Vec<(NodeId, WorkOrder<Self::Work>)>>;
 
     /// The replies of a closed stage, in client-id order (clients that did not answer in
-    /// time are missing). May return a server job to run before the next stage.
+    /// time, or beyond an over-selection's quota, are missing). May return a server job to
+    /// run before the next stage.
     fn aggregate(
         &mut self,
         round: u32,
@@ -159,9 +216,21 @@ pub struct ClientEnv {
     pub data: ClientData,
 }
 
+impl ClientEnv {
+    /// The random stream of job `job` of this client: its `TRAINING` sub-stream
+    /// [`AssignmentId::stream_index`]. Every job of a client has its own, whichever thread or
+    /// process runs it.
+    pub fn job_rng(&self, job: AssignmentId) -> ChaCha8Rng {
+        self.task
+            .seed
+            .substream(self.node, Purpose::TRAINING, job.stream_index())
+    }
+}
+
 /// The client half of a strategy: carries out one assignment. It runs inside a compute
-/// job, on any thread, so it draws randomness only from streams derived from the task's
-/// seed, the node, the round and the stage.
+/// job, on any thread, so it is a pure function of its inputs (the assignment, the
+/// client's data indices, the task) and draws randomness only from
+/// [`ClientEnv::job_rng`].
 pub trait ClientStrategy: fmt::Debug + Send + Sync + 'static {
     /// The work vocabulary, shared with the server half.
     type Work: Serialize + DeserializeOwned + Clone + fmt::Debug + Send + 'static;

@@ -7,7 +7,7 @@ use flotilla_data::SyntheticConfig;
 use flotilla_fl::{
     Assignment, ClientData, ClientEnv, ClientStrategy, Coordinator, CoordinatorConfig, FedAvg,
     FedAvgConfig, FlError, LearningTask, LocalTraining, LocalWorker, ModelRole, Participant, Reply,
-    Work,
+    RoundPolicy, Synchronous, Work,
 };
 use flotilla_nn::{LrSchedule, SgdConfig};
 use flotilla_sim::{LinkSpec, NetworkModel, NodeId, Seed, Simulation, StopAt, millis, secs};
@@ -66,14 +66,19 @@ fn a_non_finite_update_is_rejected_and_counted() {
     .unwrap();
     let config = CoordinatorConfig {
         rounds: 2,
-        stage_timeout: Some(secs(60)),
         registration_window: secs(1),
         eval_every: 1,
     };
     let mut b = Simulation::builder(seed, NetworkModel::new(LinkSpec::latency(millis(1))));
     let server = b.add_node(
         "server",
-        Coordinator::new(strategy, task.clone(), config, 3),
+        Coordinator::synchronous(
+            strategy,
+            RoundPolicy::wait_all(Some(secs(60))),
+            task.clone(),
+            config,
+            3,
+        ),
         None,
     );
     let worker = Arc::new(Diverging);
@@ -90,7 +95,9 @@ fn a_non_finite_update_is_rejected_and_counted() {
     }
     let mut sim = b.build();
     sim.run(StopAt::Idle);
-    let coordinator = sim.node::<Coordinator<FedAvg>>(server).unwrap();
+    let coordinator = sim
+        .node::<Coordinator<Synchronous<FedAvg>>>(server)
+        .unwrap();
     assert!(coordinator.finished());
     for round in coordinator.history() {
         let stage = &round.stages[0];
@@ -101,6 +108,7 @@ fn a_non_finite_update_is_rejected_and_counted() {
     }
     assert!(
         coordinator
+            .logic()
             .strategy()
             .global()
             .params

@@ -2,12 +2,11 @@
 //! `strong_only` and `fedavg_all_large` are this strategy with different settings.
 
 use crate::{
-    Assignment, FlError, Fleet, LearningTask, ModelRole, Payload, Reply, ServerJob, ServerStrategy,
-    Work, average_replies, sample_clients,
+    FlError, LearningTask, ModelRole, Payload, Reply, Selection, ServerJob, ServerStrategy, Work,
+    WorkOrder, average_replies,
 };
 use flotilla_nn::{LrSchedule, Weights};
 use flotilla_sim::NodeId;
-use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
 
 /// Settings of [`FedAvg`].
@@ -52,17 +51,15 @@ impl ServerStrategy for FedAvg {
         &mut self,
         round: u32,
         stage: u32,
-        fleet: &Fleet,
-        rng: &mut ChaCha8Rng,
-    ) -> Option<Vec<(NodeId, Assignment<Work>)>> {
+        selection: &mut Selection<'_>,
+    ) -> Option<Vec<(NodeId, WorkOrder<Work>)>> {
         if stage > 0 {
             return None;
         }
         let model = self.config.model;
-        let chosen = sample_clients(&fleet.capable(model), self.config.clients_per_round, rng);
-        let assignment = Assignment {
-            round,
-            stage,
+        let pool = selection.fleet().capable(model);
+        let chosen = selection.sample(&pool, self.config.clients_per_round);
+        let assignment = WorkOrder {
             lr: self.config.schedule.lr_at(round as usize),
             models: vec![Payload::of(model, &self.global)],
             work: Work::Train { model },

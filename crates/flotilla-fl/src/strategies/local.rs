@@ -2,7 +2,6 @@
 
 use crate::{Assignment, ClientEnv, ClientStrategy, FlError, ModelRole, Payload, Reply};
 use flotilla_nn::{LossStats, Weights};
-use flotilla_sim::Purpose;
 use flotilla_train::{Distillation, LocalPhase, Teacher, TeacherMode, Trainer};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -63,8 +62,8 @@ pub struct KdPlan {
 }
 
 /// The built-in client strategy: carries out [`Work`] with the task's local-training
-/// settings. Each assignment draws from the client's `TRAINING` sub-stream for its round
-/// and stage, so results do not depend on which thread runs the job.
+/// settings. Each assignment draws only from its own stream ([`ClientEnv::job_rng`]), so
+/// results do not depend on which thread runs the job.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LocalWorker;
 
@@ -119,7 +118,7 @@ impl LocalWorker {
         if !env.data.labeled.is_empty() {
             let mut weights = payload(a, model)?;
             let mut trainer = Trainer::new(task.network(model)?, task.local.sgd)?;
-            let mut rng = task.seed.substream(env.node, Purpose::TRAINING, stream(a));
+            let mut rng = env.job_rng(a.id);
             let loader = task.loader();
             let phase = LocalPhase {
                 loader: &loader,
@@ -140,8 +139,7 @@ impl LocalWorker {
             });
         }
         Ok(Reply {
-            round: a.round,
-            stage: a.stage,
+            assignment: a.id,
             models,
             samples: env.data.labeled.len() as u32,
             stats,
@@ -158,7 +156,7 @@ impl LocalWorker {
         let (labeled, unlabeled) = (&env.data.labeled, &env.data.unlabeled);
         let mut weights = payload(a, student)?;
         let mut trainer = Trainer::new(task.network(student)?, task.local.sgd)?;
-        let mut rng = task.seed.substream(env.node, Purpose::TRAINING, stream(a));
+        let mut rng = env.job_rng(a.id);
         let loader = task.loader();
         let phase = |indices| LocalPhase {
             loader: &loader,
@@ -260,8 +258,7 @@ impl LocalWorker {
             }
         }
         Ok(Reply {
-            round: a.round,
-            stage: a.stage,
+            assignment: a.id,
             models: vec![Payload {
                 role: student,
                 weights,
@@ -270,11 +267,6 @@ impl LocalWorker {
             stats,
         })
     }
-}
-
-/// The sub-stream index of an assignment: one per (round, stage).
-fn stream(a: &Assignment<Work>) -> u64 {
-    (u64::from(a.round) << 32) | u64::from(a.stage)
 }
 
 impl ClientStrategy for LocalWorker {
@@ -293,12 +285,8 @@ impl ClientStrategy for LocalWorker {
                 plan,
             } => {
                 let unlabeled = !env.data.unlabeled.is_empty();
-                let overflow = || {
-                    FlError::FlopOverflow(format!(
-                        "round {} stage {}'s distillation ({h} steps)",
-                        a.round, a.stage
-                    ))
-                };
+                let overflow =
+                    || FlError::FlopOverflow(format!("{}'s distillation ({h} steps)", a.id));
                 let kd_samples = h.checked_mul(task.local.batch_size).ok_or_else(overflow)?;
                 let (ce_steps, kd_steps, teacher_samples) = match plan.mode {
                     _ if !unlabeled => (if labeled { h } else { 0 }, 0, 0),

@@ -3,13 +3,12 @@
 //! data and distil the freshly aggregated `ws` into it on their own unlabeled data.
 
 use crate::{
-    Assignment, FlError, Fleet, KdMode, KdPlan, LearningTask, ModelRole, Payload, Reply, ServerJob,
-    ServerStrategy, Work, average_replies, sample_clients,
+    FlError, KdMode, KdPlan, LearningTask, ModelRole, Payload, Reply, Selection, ServerJob,
+    ServerStrategy, Work, WorkOrder, average_replies,
 };
 use flotilla_nn::{LrSchedule, Weights, kd_weight};
 use flotilla_sim::NodeId;
 use flotilla_train::TeacherMode;
-use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -103,9 +102,9 @@ impl ServerStrategy for OnDeviceKd {
         &mut self,
         round: u32,
         stage: u32,
-        fleet: &Fleet,
-        rng: &mut ChaCha8Rng,
-    ) -> Option<Vec<(NodeId, Assignment<Work>)>> {
+        selection: &mut Selection<'_>,
+    ) -> Option<Vec<(NodeId, WorkOrder<Work>)>> {
+        let fleet = selection.fleet();
         let lr = self.config.schedule.lr_at(round as usize);
         let (pool, k, models, work) = match stage {
             0 => (
@@ -139,14 +138,8 @@ impl ServerStrategy for OnDeviceKd {
             }
             _ => return None,
         };
-        let chosen = sample_clients(&pool, k, rng);
-        let assignment = Assignment {
-            round,
-            stage,
-            lr,
-            models,
-            work,
-        };
+        let chosen = selection.sample(&pool, k);
+        let assignment = WorkOrder { lr, models, work };
         Some(assignment.for_each(&chosen))
     }
 

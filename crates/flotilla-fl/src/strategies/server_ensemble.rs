@@ -4,14 +4,13 @@
 //! the unlabeled data moved to the server.
 
 use crate::{
-    Assignment, FlError, Fleet, LearningTask, ModelRole, Payload, Reply, ServerJob, ServerStrategy,
-    ServerWorkDone, Work, average_replies, sample_clients,
+    FlError, LearningTask, ModelRole, Payload, Reply, Selection, ServerJob, ServerStrategy,
+    ServerWorkDone, Work, WorkOrder, average_replies,
 };
 use flotilla_nn::{LossStats, LrSchedule, Weights};
 use flotilla_sim::{NodeId, Purpose};
 use flotilla_train::{Teacher, TeacherMode, Trainer};
 use ndarray::{Array2, Axis};
-use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -206,9 +205,9 @@ impl ServerStrategy for ServerLogitEnsemble {
         &mut self,
         round: u32,
         stage: u32,
-        fleet: &Fleet,
-        rng: &mut ChaCha8Rng,
-    ) -> Option<Vec<(NodeId, Assignment<Work>)>> {
+        selection: &mut Selection<'_>,
+    ) -> Option<Vec<(NodeId, WorkOrder<Work>)>> {
+        let fleet = selection.fleet();
         let (role, pool, k, weights) = match stage {
             0 => (
                 ModelRole::Auxiliary,
@@ -224,14 +223,12 @@ impl ServerStrategy for ServerLogitEnsemble {
             ),
             _ => return None,
         };
-        let assignment = Assignment {
-            round,
-            stage,
+        let assignment = WorkOrder {
             lr: self.config.schedule.lr_at(round as usize),
             models: vec![Payload::of(role, weights)],
             work: Work::Train { model: role },
         };
-        Some(assignment.for_each(&sample_clients(&pool, k, rng)))
+        Some(assignment.for_each(&selection.sample(&pool, k)))
     }
 
     fn aggregate(

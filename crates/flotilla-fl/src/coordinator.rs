@@ -1,0 +1,259 @@
+//! The server node: registration, the books of every assignment, evaluation — and a
+//! [`ServerLogic`] deciding, reply by reply, what the federation does.
+//!
+//! ```text
+//!  start:  every participant ── Hello(capabilities from its own device and data) ──► coordinator
+//!          (registration closes when all expected clients announced, or after a window)
+//!  then, event by event:
+//!          logic.start / on_update / on_timer / on_server_work / on_join
+//!            → Server::assign  ── Assign(id = version, stage, attempt; models, work) ──► client
+//!            → Server::aggregated / discard   (every reply gets one Fate)
+//!            → Server::commit   (version + 1; evaluation jobs when due; the last one ends the run)
+//!  participant: job of the strategy's declared FLOPs ── Reply(id, models) ──► coordinator
+//! ```
+
+use crate::server::Books;
+use crate::{
+    CoordinatorConfig, FlMessage, Fleet, JobTally, LearningTask, Observer, RoundRecord, Server,
+    ServerLogic, Update, UpdateRecord,
+};
+use crate::{Fate, RoundPolicy, ServerStrategy, Synchronous};
+use flotilla_sim::{Context, Event, Node, NodeError, SimTime};
+use std::fmt;
+use std::sync::Arc;
+
+const REGISTRATION_TAG: u64 = u64::MAX;
+
+/// The server node: runs a [`ServerLogic`] from registration to its last version.
+pub struct Coordinator<L: ServerLogic> {
+    logic: L,
+    books: Books,
+    expected_clients: usize,
+    registering: bool,
+}
+
+impl<L: ServerLogic> fmt::Debug for Coordinator<L> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Coordinator")
+            .field("logic", &self.logic)
+            .field("config", &self.books.config)
+            .field("version", &self.books.version)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: ServerStrategy> Coordinator<Synchronous<S>> {
+    /// A coordinator running the synchronous `strategy` under `policy`.
+    pub fn synchronous(
+        strategy: S,
+        policy: RoundPolicy,
+        task: Arc<LearningTask>,
+        config: CoordinatorConfig,
+        expected_clients: usize,
+    ) -> Self {
+        Self::new(
+            Synchronous::new(strategy, policy),
+            task,
+            config,
+            expected_clients,
+        )
+    }
+}
+
+impl<L: ServerLogic> Coordinator<L> {
+    /// A coordinator running `logic` for `expected_clients` clients.
+    pub fn new(
+        logic: L,
+        task: Arc<LearningTask>,
+        config: CoordinatorConfig,
+        expected_clients: usize,
+    ) -> Self {
+        Self {
+            logic,
+            books: Books::new(task, config),
+            expected_clients,
+            registering: true,
+        }
+    }
+
+    /// Calls `observer` with every evaluation as it completes.
+    pub fn with_observer(mut self, observer: Observer) -> Self {
+        self.books.observer = Some(observer);
+        self
+    }
+
+    /// The server logic (for its final models and counters).
+    pub fn logic(&self) -> &L {
+        &self.logic
+    }
+
+    /// The clients that announced themselves.
+    pub fn fleet(&self) -> &Fleet {
+        &self.books.fleet
+    }
+
+    /// One record per round (version) opened.
+    pub fn history(&self) -> &[RoundRecord] {
+        &self.books.history
+    }
+
+    /// Every reply that arrived, in arrival order, with its fate.
+    pub fn updates(&self) -> &[UpdateRecord] {
+        &self.books.updates
+    }
+
+    /// Every assignment by what became of it (the counts add up to `assigned`).
+    pub fn tally(&self) -> JobTally {
+        self.books.tally()
+    }
+
+    /// Whether every round ran.
+    pub fn finished(&self) -> bool {
+        self.books.finished
+    }
+
+    /// When the last version was committed: the end of the federation's work (timers
+    /// still pending after it do not count).
+    pub fn finished_at(&self) -> Option<SimTime> {
+        self.books.finished_at
+    }
+
+    fn begin(&mut self, ctx: &mut Context<'_, FlMessage<L::Work>>) -> Result<(), NodeError> {
+        self.registering = false;
+        ctx.record("clients_registered", self.books.fleet.len() as f64);
+        if self.books.config.rounds == 0 {
+            self.books.finished = true;
+            self.books.finished_at = Some(ctx.now());
+            return Ok(());
+        }
+        self.books.history.push(RoundRecord {
+            round: 0,
+            closed_at_s: f64::NAN,
+            stages: Vec::new(),
+            evaluations: Vec::new(),
+        });
+        let mut server = Server {
+            books: &mut self.books,
+            ctx,
+        };
+        self.logic.start(&mut server).map_err(node_error)
+    }
+
+    fn running(&self) -> bool {
+        !self.registering && !self.books.finished
+    }
+
+    fn server<'b, 'c>(
+        books: &'b mut Books,
+        ctx: &'b mut Context<'c, FlMessage<L::Work>>,
+    ) -> Server<'b, 'c, L::Work> {
+        Server { books, ctx }
+    }
+}
+
+fn node_error(e: crate::FlError) -> NodeError {
+    NodeError::new(e.to_string())
+}
+
+impl<L: ServerLogic> Node<FlMessage<L::Work>> for Coordinator<L> {
+    fn on_event(
+        &mut self,
+        event: Event<FlMessage<L::Work>>,
+        ctx: &mut Context<'_, FlMessage<L::Work>>,
+    ) -> Result<(), NodeError> {
+        match event {
+            Event::Start if self.expected_clients == 0 => self.begin(ctx)?,
+            Event::Start => ctx.set_timer(self.books.config.registration_window, REGISTRATION_TAG),
+            Event::Message {
+                from,
+                msg: FlMessage::Hello(capabilities),
+            } => {
+                let known = self.books.fleet.get(from).is_some();
+                self.books.fleet.announce(from, capabilities);
+                if self.registering && self.books.fleet.len() >= self.expected_clients {
+                    self.begin(ctx)?;
+                } else if self.running() && !known {
+                    let mut server = Self::server(&mut self.books, ctx);
+                    self.logic.on_join(from, &mut server).map_err(node_error)?;
+                }
+            }
+            Event::Timer {
+                tag: REGISTRATION_TAG,
+            } if self.registering => self.begin(ctx)?,
+            Event::Message {
+                from,
+                msg: FlMessage::Reply(reply),
+            } => {
+                let id = reply.assignment;
+                let now = ctx.now();
+                // A reply to no assignment of ours (a forged or duplicated id) is counted
+                // late; it was never outstanding, so the tally stays balanced.
+                let known = self.books.outstanding.remove(&(from, id)).is_some();
+                let finite = reply.models.iter().all(|p| {
+                    p.weights
+                        .params
+                        .iter()
+                        .chain(&p.weights.state)
+                        .all(|v| v.is_finite())
+                });
+                if !known || !self.running() {
+                    if known {
+                        Self::server(&mut self.books, ctx).discard(from, id, Fate::Late);
+                    } else {
+                        ctx.record("unknown_reply", f64::from(from.0));
+                    }
+                    return Ok(());
+                }
+                if !finite {
+                    ctx.record("rejected_non_finite", f64::from(from.0));
+                    self.books.settle(from, id, now, Fate::Rejected);
+                    if let Some(stage) = self.books.current_stage() {
+                        stage.rejected.push(from);
+                    }
+                } else {
+                    self.books.held.insert((from, id));
+                }
+                let update = Update {
+                    client: from,
+                    staleness: self.books.version.saturating_sub(id.round),
+                    reply,
+                    finite,
+                };
+                let mut server = Self::server(&mut self.books, ctx);
+                self.logic
+                    .on_update(update, &mut server)
+                    .map_err(node_error)?;
+            }
+            Event::Timer { tag } if self.running() && tag != REGISTRATION_TAG => {
+                let mut server = Self::server(&mut self.books, ctx);
+                self.logic.on_timer(tag, &mut server).map_err(node_error)?;
+            }
+            Event::JobDone {
+                output: FlMessage::ServerWork(done),
+                ..
+            } if self.running() => {
+                if let Some(stage) = self.books.current_stage() {
+                    stage.server_stats = done.stats.clone();
+                }
+                let mut server = Self::server(&mut self.books, ctx);
+                self.logic
+                    .on_server_work(done, &mut server)
+                    .map_err(node_error)?;
+            }
+            Event::JobDone {
+                output: FlMessage::Evaluated(e),
+                ..
+            } => {
+                ctx.record(format!("{}_accuracy", e.role), e.accuracy);
+                if let Some(observer) = &mut self.books.observer {
+                    observer(&e);
+                }
+                if let Some(record) = self.books.history.get_mut(e.round as usize) {
+                    record.evaluations.push(e);
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
