@@ -8,6 +8,7 @@
 //! device profiles and the network model.
 
 mod aggregate;
+mod asynchronous;
 mod coordinator;
 mod message;
 mod participant;
@@ -18,6 +19,7 @@ mod synchronous;
 mod task;
 
 pub use aggregate::{average_replies, average_weights, sample_clients, weighted_mean};
+pub use asynchronous::{AsyncConfig, AsyncMethod, AsyncRule, Asynchronous, Staleness};
 pub use coordinator::Coordinator;
 pub use message::{
     Assignment, AssignmentId, Capabilities, Evaluation, FlMessage, Payload, Reply, ServerWorkDone,

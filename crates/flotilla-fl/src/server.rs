@@ -475,7 +475,8 @@ impl<W: Send + 'static> Server<'_, '_, W> {
     }
 
     /// Records `replies` (in client-id order) as aggregated into the current stage: their
-    /// fates, the stage's replied clients, models and mean statistics.
+    /// fates, the stage's replied clients, models and mean statistics. A reply aggregated
+    /// before (one model of it, by another buffer) keeps its first fate.
     pub fn aggregated<'r>(
         &mut self,
         replies: impl IntoIterator<Item = (NodeId, &'r Reply)> + Clone,

@@ -3,6 +3,7 @@
 use crate::{Assignment, ClientEnv, ClientStrategy, FlError, ModelRole, Payload, Reply};
 use flotilla_nn::{LossStats, Weights};
 use flotilla_train::{Distillation, LocalPhase, Teacher, TeacherMode, Trainer};
+use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -22,6 +23,19 @@ pub enum Work {
         student: ModelRole,
         /// The model whose soft targets are distilled.
         teacher: ModelRole,
+        /// How.
+        plan: KdPlan,
+    },
+    /// A strong client's job in asynchronous on-device KD: `H` steps of cross-entropy on
+    /// `trained` (the auxiliary model, as every client trains it), then the distillation of
+    /// [`Work::Distill`] into `student` with the *received* global `trained` model as the
+    /// teacher (the newest global one the client holds). The reply carries both models;
+    /// the first phase's statistics are prefixed with its role (`auxiliary_ce_loss`).
+    TrainThenDistill {
+        /// The model trained with cross-entropy and used (as received) as the teacher.
+        trained: ModelRole,
+        /// The model distilled into.
+        student: ModelRole,
         /// How.
         plan: KdPlan,
     },
@@ -111,14 +125,18 @@ fn relative_shift(before: &[f32], after: &[f32]) -> f64 {
 }
 
 impl LocalWorker {
-    fn train(env: &ClientEnv, a: &Assignment<Work>, model: ModelRole) -> Result<Reply, FlError> {
+    fn train(
+        env: &ClientEnv,
+        a: &Assignment<Work>,
+        model: ModelRole,
+        rng: &mut ChaCha8Rng,
+    ) -> Result<Reply, FlError> {
         let task = &env.task;
         let mut stats = BTreeMap::new();
         let mut models = Vec::new();
         if !env.data.labeled.is_empty() {
             let mut weights = payload(a, model)?;
             let mut trainer = Trainer::new(task.network(model)?, task.local.sgd)?;
-            let mut rng = env.job_rng(a.id);
             let loader = task.loader();
             let phase = LocalPhase {
                 loader: &loader,
@@ -127,7 +145,7 @@ impl LocalWorker {
                 batch_size: task.local.batch_size,
                 lr: a.lr,
             };
-            let loss = trainer.train_steps(&mut weights, &phase, &mut rng)?;
+            let loss = trainer.train_steps(&mut weights, &phase, rng)?;
             stats.insert("ce_loss".to_string(), f64::from(loss));
             stats.insert(
                 "ce_grad_norm".to_string(),
@@ -151,12 +169,12 @@ impl LocalWorker {
         a: &Assignment<Work>,
         (student, teacher_role): (ModelRole, ModelRole),
         plan: &KdPlan,
+        rng: &mut ChaCha8Rng,
     ) -> Result<Reply, FlError> {
         let task = &env.task;
         let (labeled, unlabeled) = (&env.data.labeled, &env.data.unlabeled);
         let mut weights = payload(a, student)?;
         let mut trainer = Trainer::new(task.network(student)?, task.local.sgd)?;
-        let mut rng = env.job_rng(a.id);
         let loader = task.loader();
         let phase = |indices| LocalPhase {
             loader: &loader,
@@ -172,7 +190,7 @@ impl LocalWorker {
         let two_phase_ce =
             plan.mode == KdMode::TwoPhase || (plan.mode == KdMode::Joint && unlabeled.is_empty());
         if two_phase_ce && !labeled.is_empty() {
-            let loss = trainer.train_steps(&mut weights, &phase(labeled), &mut rng)?;
+            let loss = trainer.train_steps(&mut weights, &phase(labeled), rng)?;
             put("ce_loss", f64::from(loss));
             put("ce_grad_norm", f64::from(trainer.take_mean_gradient_norm()));
         }
@@ -228,7 +246,7 @@ impl LocalWorker {
                     kd,
                     &phase(labeled),
                     &phase(unlabeled),
-                    &mut rng,
+                    rng,
                 )?;
                 put("ce_loss", f64::from(ce));
                 put("kd_loss", f64::from(kl));
@@ -242,7 +260,7 @@ impl LocalWorker {
                     &mut teacher,
                     kd,
                     &phase(unlabeled),
-                    &mut rng,
+                    rng,
                 )?;
                 put("kd_loss", f64::from(kl));
                 put("kd_grad_norm", f64::from(trainer.take_mean_gradient_norm()));
@@ -313,17 +331,60 @@ impl ClientStrategy for LocalWorker {
                 .try_fold(0u64, u64::checked_add)
                 .ok_or_else(overflow)
             }
+            Work::TrainThenDistill {
+                trained,
+                student,
+                plan,
+            } => {
+                let phase = |work| {
+                    self.flops(
+                        env,
+                        &Assignment {
+                            id: a.id,
+                            lr: a.lr,
+                            models: Vec::new(),
+                            work,
+                        },
+                    )
+                };
+                let train = phase(Work::Train { model: *trained })?;
+                let distill = phase(Work::Distill {
+                    student: *student,
+                    teacher: *trained,
+                    plan: *plan,
+                })?;
+                train
+                    .checked_add(distill)
+                    .ok_or_else(|| FlError::FlopOverflow(format!("{}'s work", a.id)))
+            }
         }
     }
 
     fn execute(&self, env: &ClientEnv, a: Assignment<Work>) -> Result<Reply, FlError> {
+        let mut rng = env.job_rng(a.id);
         match &a.work {
-            Work::Train { model } => Self::train(env, &a, *model),
+            Work::Train { model } => Self::train(env, &a, *model, &mut rng),
             Work::Distill {
                 student,
                 teacher,
                 plan,
-            } => Self::distill(env, &a, (*student, *teacher), plan),
+            } => Self::distill(env, &a, (*student, *teacher), plan, &mut rng),
+            Work::TrainThenDistill {
+                trained,
+                student,
+                plan,
+            } => {
+                let first = Self::train(env, &a, *trained, &mut rng)?;
+                let mut reply = Self::distill(env, &a, (*student, *trained), plan, &mut rng)?;
+                reply.models.splice(0..0, first.models);
+                reply.stats.extend(
+                    first
+                        .stats
+                        .into_iter()
+                        .map(|(name, value)| (format!("{trained}_{name}"), value)),
+                );
+                Ok(reply)
+            }
         }
     }
 }

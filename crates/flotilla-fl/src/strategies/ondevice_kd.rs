@@ -50,6 +50,27 @@ impl Default for KdConfig {
     }
 }
 
+impl KdConfig {
+    /// The KD weight `w(t)` at round (or version) `t` of `rounds`: ramped up to `λ` over
+    /// the first `ramp · rounds`.
+    pub fn weight_at(&self, t: u32, rounds: u32) -> f32 {
+        let ramp_rounds = (self.ramp * f64::from(rounds)).round() as usize;
+        kd_weight(t as usize, self.lambda, ramp_rounds)
+    }
+
+    /// The plan a strong client distils with at round (or version) `t` of `rounds`.
+    pub fn plan(&self, t: u32, rounds: u32) -> KdPlan {
+        KdPlan {
+            mode: self.mode,
+            temperature: self.temperature,
+            weight: self.weight_at(t, rounds),
+            teacher_bn: self.teacher_bn,
+            fresh_optimizer: self.fresh_optimizer,
+            probe_samples: self.probe_samples,
+        }
+    }
+}
+
 /// Settings of [`OnDeviceKd`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct OnDeviceKdConfig {
@@ -89,9 +110,7 @@ impl OnDeviceKd {
 
     /// The KD weight `w(t)` of `round`.
     pub fn kd_weight(&self, round: u32) -> f32 {
-        let kd = &self.config.kd;
-        let ramp_rounds = (kd.ramp * f64::from(self.config.rounds)).round() as usize;
-        kd_weight(round as usize, kd.lambda, ramp_rounds)
+        self.config.kd.weight_at(round, self.config.rounds)
     }
 }
 
@@ -116,15 +135,7 @@ impl ServerStrategy for OnDeviceKd {
                 },
             ),
             1 => {
-                let kd = &self.config.kd;
-                let plan = KdPlan {
-                    mode: kd.mode,
-                    temperature: kd.temperature,
-                    weight: self.kd_weight(round),
-                    teacher_bn: kd.teacher_bn,
-                    fresh_optimizer: kd.fresh_optimizer,
-                    probe_samples: kd.probe_samples,
-                };
+                let plan = self.config.kd.plan(round, self.config.rounds);
                 (
                     fleet.capable(ModelRole::Target),
                     self.config.strong_per_round,

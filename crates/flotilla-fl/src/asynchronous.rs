@@ -1,0 +1,530 @@
+//! Asynchronous federation as one [`ServerLogic`]: a fixed number of clients train at once;
+//! each reply is mixed in at once (FedAsync) or buffered until `K` have arrived (FedBuff),
+//! discounted by its staleness; a client whose reply arrived is free for new work at once.
+//!
+//! ```text
+//!  start / any slot free:  pick an idle client uniformly (server stream) → assign from the
+//!                          current global version v (snapshot of v kept while jobs use it)
+//!  reply of version v₀:    staleness τ = v − v₀
+//!     FedAsync:  w ← (1 − α·s(τ))·w + α·s(τ)·x                       → commit (v + 1)
+//!     FedBuff:   buffer; at K:  w ← w + η·Σᵢ cᵢ·s(τᵢ)·(xᵢ − w(v₀ᵢ))   → commit (v + 1)
+//!  a job out longer than the timeout is given up: its slot goes to another client, and
+//!  its reply, if it still comes, is aggregated as stale while its start version is kept,
+//!  else counted cancelled
+//! ```
+//!
+//! On-device KD runs asynchronously with one buffer per model: weak clients train `ws`;
+//! strong clients train `ws` and then distil into `wl`, the teacher being the global `ws`
+//! they received (the newest global `ws` they hold), in one job whose reply feeds both
+//! buffers. Each buffer's flush is a server update (a version).
+
+use crate::{
+    AssignmentId, Fate, FlError, KdConfig, ModelRole, Payload, Reply, Server, ServerLogic, Update,
+    Work, WorkOrder, average_weights,
+};
+use flotilla_nn::{LrSchedule, Weights};
+use flotilla_sim::{NodeId, SimDuration};
+use rand::seq::IndexedRandom;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// How much an update of staleness `τ` (versions) counts, `s(τ) ∈ (0, 1]` (Xie et al.,
+/// FedAsync).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Staleness {
+    /// `s(τ) = 1`.
+    Constant,
+    /// `s(τ) = (τ + 1)^(−a)`, `a > 0` (FedBuff's discount is `a = 0.5`).
+    Polynomial {
+        /// Exponent.
+        a: f64,
+    },
+    /// `s(τ) = 1` for `τ ≤ b`, else `1 / (a·(τ − b) + 1)`.
+    Hinge {
+        /// Slope after the hinge.
+        a: f64,
+        /// Staleness tolerated at full weight.
+        b: u32,
+    },
+}
+
+impl Staleness {
+    /// `s(τ)`.
+    pub fn weight(self, staleness: u32) -> f64 {
+        let tau = f64::from(staleness);
+        match self {
+            Staleness::Constant => 1.0,
+            Staleness::Polynomial { a } => (tau + 1.0).powf(-a),
+            Staleness::Hinge { b, .. } if staleness <= b => 1.0,
+            Staleness::Hinge { a, b } => 1.0 / (a * (tau - f64::from(b)) + 1.0),
+        }
+    }
+
+    /// Checks the parameters (`a > 0` and finite), naming the one at fault.
+    pub fn validate(self) -> Result<(), FlError> {
+        match self {
+            Staleness::Constant => Ok(()),
+            Staleness::Polynomial { a } | Staleness::Hinge { a, .. } => {
+                if a.is_finite() && a > 0.0 {
+                    Ok(())
+                } else {
+                    Err(FlError::Setup(format!(
+                        "staleness exponent/slope a = {a}: must be > 0"
+                    )))
+                }
+            }
+        }
+    }
+}
+
+/// The server rule of an asynchronous method.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum AsyncRule {
+    /// FedAsync: each update is mixed in as it arrives, `w ← (1 − α_t)·w + α_t·x` with
+    /// `α_t = α·s(τ)`.
+    FedAsync {
+        /// Mixing weight `α ∈ (0, 1]`.
+        alpha: f64,
+        /// Discount `s`.
+        staleness: Staleness,
+    },
+    /// FedBuff (Nguyen et al., 2022): `K` client deltas are buffered, then
+    /// `w ← w + η·Σᵢ cᵢ·s(τᵢ)·Δᵢ` with `Δᵢ` the client's change from the version it
+    /// started from and `cᵢ = 1/K` (or `nᵢ/Σn` when weighted).
+    FedBuff {
+        /// Buffer size `K ≥ 1`.
+        buffer: usize,
+        /// Server learning rate `η > 0`.
+        server_lr: f64,
+        /// Discount `s`.
+        staleness: Staleness,
+    },
+}
+
+impl AsyncRule {
+    fn buffer(self) -> usize {
+        match self {
+            AsyncRule::FedAsync { .. } => 1,
+            AsyncRule::FedBuff { buffer, .. } => buffer,
+        }
+    }
+
+    fn staleness(self) -> Staleness {
+        match self {
+            AsyncRule::FedAsync { staleness, .. } | AsyncRule::FedBuff { staleness, .. } => {
+                staleness
+            }
+        }
+    }
+}
+
+/// What clients train under [`Asynchronous`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum AsyncMethod {
+    /// One model, trained by every client able to.
+    FedAvg {
+        /// The model.
+        model: ModelRole,
+    },
+    /// On-device KD: `ws` by everyone; strong clients (those announcing `wl`) also distil
+    /// the global `ws` into `wl` in the same job.
+    OnDeviceKd {
+        /// Distillation; its ramp runs over the configured versions.
+        kd: KdConfig,
+    },
+}
+
+/// Settings of [`Asynchronous`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct AsyncConfig {
+    /// What clients train.
+    pub method: AsyncMethod,
+    /// How replies become new global models.
+    pub rule: AsyncRule,
+    /// Clients training at once.
+    pub concurrency: usize,
+    /// Weight updates by sample count.
+    pub weighted: bool,
+    /// Client learning rate by version.
+    pub schedule: LrSchedule,
+    /// Give a job up after this long (its slot goes to another client); `None` waits for
+    /// every job (a client that dropped out then holds its slot forever).
+    pub job_timeout: Option<SimDuration>,
+    /// Versions of the run (the KD weight's ramp is a fraction of them).
+    pub rounds: u32,
+}
+
+impl AsyncConfig {
+    /// Checks the settings, naming the one at fault.
+    pub fn validate(&self) -> Result<(), FlError> {
+        let bad = |what: String| Err(FlError::Setup(what));
+        if self.concurrency == 0 {
+            return bad("concurrency must be at least 1".into());
+        }
+        match self.rule {
+            AsyncRule::FedAsync { alpha, .. } if !(alpha > 0.0 && alpha <= 1.0) => {
+                return bad(format!("FedAsync alpha = {alpha}: must be in (0, 1]"));
+            }
+            AsyncRule::FedBuff { buffer: 0, .. } => {
+                return bad("FedBuff buffer must be at least 1".into());
+            }
+            AsyncRule::FedBuff { server_lr, .. } if !(server_lr.is_finite() && server_lr > 0.0) => {
+                return bad(format!("FedBuff server_lr = {server_lr}: must be > 0"));
+            }
+            _ => {}
+        }
+        self.rule.staleness().validate()
+    }
+}
+
+/// One global model's state: its weights, the versions jobs started from, its buffer.
+#[derive(Debug)]
+struct Track {
+    global: Weights,
+    /// The global weights at each version some running job started from.
+    snapshots: BTreeMap<u32, Weights>,
+    /// Buffered updates, each a reply cut down to this model.
+    buffer: Vec<(NodeId, Reply)>,
+}
+
+/// An asynchronous server: FedAsync or FedBuff over one model, or on-device KD with a
+/// buffer per model.
+#[derive(Debug)]
+pub struct Asynchronous {
+    config: AsyncConfig,
+    tracks: BTreeMap<ModelRole, Track>,
+    /// The job each busy client is on.
+    active: BTreeMap<NodeId, AssignmentId>,
+    /// Timeout timers: tag → the job it guards.
+    timeouts: BTreeMap<u64, (NodeId, AssignmentId)>,
+    next_tag: u64,
+}
+
+impl Asynchronous {
+    /// The logic, starting from `initial` weights of each model the method trains.
+    pub fn new(config: AsyncConfig, initial: Vec<Payload>) -> Result<Self, FlError> {
+        config.validate()?;
+        let needed: &[ModelRole] = match &config.method {
+            AsyncMethod::FedAvg { model } => &[*model][..],
+            AsyncMethod::OnDeviceKd { .. } => &[ModelRole::Target, ModelRole::Auxiliary],
+        };
+        let mut tracks = BTreeMap::new();
+        for role in needed.iter().copied() {
+            let weights = initial
+                .iter()
+                .find(|p| p.role == role)
+                .map(|p| p.weights.clone())
+                .ok_or(FlError::MissingModel(role))?;
+            tracks.insert(
+                role,
+                Track {
+                    global: weights,
+                    snapshots: BTreeMap::new(),
+                    buffer: Vec::new(),
+                },
+            );
+        }
+        Ok(Self {
+            config,
+            tracks,
+            active: BTreeMap::new(),
+            timeouts: BTreeMap::new(),
+            next_tag: 0,
+        })
+    }
+
+    /// The global weights of `role`.
+    pub fn global(&self, role: ModelRole) -> Option<&Weights> {
+        self.tracks.get(&role).map(|t| &t.global)
+    }
+
+    /// The role every client trains (and is chosen for).
+    fn base_role(&self) -> ModelRole {
+        match &self.config.method {
+            AsyncMethod::FedAvg { model } => *model,
+            AsyncMethod::OnDeviceKd { .. } => ModelRole::Auxiliary,
+        }
+    }
+
+    /// What `client` is asked to do at the current version.
+    fn order(&self, client: NodeId, server: &Server<'_, '_, Work>) -> WorkOrder<Work> {
+        let version = server.version();
+        let lr = self.config.schedule.lr_at(version as usize);
+        let payload = |role: ModelRole| Payload::of(role, &self.tracks[&role].global);
+        match &self.config.method {
+            AsyncMethod::FedAvg { model } => WorkOrder {
+                lr,
+                models: vec![payload(*model)],
+                work: Work::Train { model: *model },
+            },
+            AsyncMethod::OnDeviceKd { kd } => {
+                let strong = server
+                    .fleet()
+                    .get(client)
+                    .is_some_and(|c| c.trainable.contains(&ModelRole::Target));
+                if strong {
+                    WorkOrder {
+                        lr,
+                        models: vec![payload(ModelRole::Target), payload(ModelRole::Auxiliary)],
+                        work: Work::TrainThenDistill {
+                            trained: ModelRole::Auxiliary,
+                            student: ModelRole::Target,
+                            plan: kd.plan(version, self.config.rounds),
+                        },
+                    }
+                } else {
+                    WorkOrder {
+                        lr,
+                        models: vec![payload(ModelRole::Auxiliary)],
+                        work: Work::Train {
+                            model: ModelRole::Auxiliary,
+                        },
+                    }
+                }
+            }
+        }
+    }
+
+    /// Gives work to idle clients until `concurrency` are busy (or none is idle).
+    fn fill(&mut self, server: &mut Server<'_, '_, Work>) -> Result<(), FlError> {
+        if server.finished() {
+            return Ok(());
+        }
+        let mut idle: Vec<NodeId> = server
+            .fleet()
+            .capable(self.base_role())
+            .into_iter()
+            .filter(|c| !self.active.contains_key(c))
+            .collect();
+        while self.active.len() < self.config.concurrency && !idle.is_empty() {
+            let Some(&client) = idle.choose(server.rng()) else {
+                break;
+            };
+            idle.retain(|&c| c != client);
+            let order = self.order(client, server);
+            let version = server.version();
+            for payload in &order.models {
+                if let Some(track) = self.tracks.get_mut(&payload.role) {
+                    track
+                        .snapshots
+                        .entry(version)
+                        .or_insert_with(|| payload.weights.clone());
+                }
+            }
+            let id = server.assign(client, order)?;
+            self.active.insert(client, id);
+            if let Some(timeout) = self.config.job_timeout {
+                let tag = self.next_tag;
+                self.next_tag += 1;
+                self.timeouts.insert(tag, (client, id));
+                server.set_timer(timeout, tag);
+            }
+        }
+        Ok(())
+    }
+
+    /// Drops snapshots no running job started from and no buffered update needs.
+    fn prune(&mut self) {
+        let running: Vec<u32> = self.active.values().map(|id| id.round).collect();
+        for track in self.tracks.values_mut() {
+            let buffered: Vec<u32> = track
+                .buffer
+                .iter()
+                .map(|(_, r)| r.assignment.round)
+                .collect();
+            track
+                .snapshots
+                .retain(|v, _| running.contains(v) || buffered.contains(v));
+        }
+    }
+
+    /// `role`'s global model after applying its buffer (in client order) at `version`.
+    fn flush(&self, role: ModelRole, version: u32) -> Result<Weights, FlError> {
+        let rule = self.config.rule;
+        let weighted = self.config.weighted;
+        let track = self.tracks.get(&role).ok_or(FlError::MissingModel(role))?;
+        let missing = |what: &str| FlError::Protocol(format!("{role} buffer: {what}"));
+        let buffer = &track.buffer;
+        let s = rule.staleness();
+        fn part(r: &Reply, missing: impl Fn(&str) -> FlError) -> Result<&Weights, FlError> {
+            r.models
+                .first()
+                .map(|p| &p.weights)
+                .ok_or_else(|| missing("an update without its model"))
+        }
+        match rule {
+            AsyncRule::FedAsync { alpha, .. } => {
+                let (_, reply) = buffer.first().ok_or_else(|| missing("empty"))?;
+                let x = part(reply, missing)?;
+                let a = alpha * s.weight(version.saturating_sub(reply.assignment.round));
+                let terms = [(1.0 - a, &track.global), (a, x)];
+                average_weights(terms.into_iter().filter(|(w, _)| *w != 0.0))
+                    .ok_or_else(|| missing("mixing weights sum to zero"))
+            }
+            AsyncRule::FedBuff { server_lr, .. } => {
+                // w + η·Σ cᵢ sᵢ (xᵢ − w(v₀ᵢ)) as a weighted mean: terms (γᵢ = η·nᵢ·sᵢ, yᵢ)
+                // and (W − Σγᵢ, w), over W = Σnᵢ, where yᵢ = xᵢ + (w − w(v₀ᵢ)) is the
+                // client's model moved onto the current version (xᵢ itself when it started
+                // from it). With η = 1, no discount and no staleness this is exactly the
+                // FedAvg mean, bit for bit; a zero-weight term adds nothing and is left out.
+                let mut terms: Vec<(f64, Weights)> = Vec::with_capacity(buffer.len() + 1);
+                let mut total = 0.0f64;
+                let mut gamma_sum = 0.0f64;
+                for (_, reply) in buffer {
+                    let (id, x) = (reply.assignment, part(reply, missing)?);
+                    let n = if weighted {
+                        f64::from(reply.samples)
+                    } else {
+                        1.0
+                    };
+                    let gamma = server_lr * n * s.weight(version.saturating_sub(id.round));
+                    total += n;
+                    gamma_sum += gamma;
+                    let y = if id.round == version {
+                        x.clone()
+                    } else {
+                        let start = track
+                            .snapshots
+                            .get(&id.round)
+                            .ok_or_else(|| missing("the start version of an update is gone"))?;
+                        Weights {
+                            params: &x.params + &(&track.global.params - &start.params),
+                            state: &x.state + &(&track.global.state - &start.state),
+                        }
+                    };
+                    terms.push((gamma, y));
+                }
+                let rest = total - gamma_sum;
+                let mut refs: Vec<(f64, &Weights)> = terms.iter().map(|(g, y)| (*g, y)).collect();
+                if rest != 0.0 {
+                    refs.push((rest, &track.global));
+                }
+                average_weights(refs.iter().copied())
+                    .ok_or_else(|| missing("update weights sum to zero"))
+            }
+        }
+    }
+
+    /// Buffers the parts of a finite reply (one per model it carries); flushes every full
+    /// buffer, each flush a new version.
+    fn take(
+        &mut self,
+        client: NodeId,
+        reply: Reply,
+        server: &mut Server<'_, '_, Work>,
+    ) -> Result<(), FlError> {
+        let id = reply.assignment;
+        let version = server.version();
+        let fedbuff = matches!(self.config.rule, AsyncRule::FedBuff { .. });
+        let mut parts = 0;
+        for payload in reply.models {
+            let Some(track) = self.tracks.get_mut(&payload.role) else {
+                continue;
+            };
+            // FedBuff applies a change from the start version, which must still be kept.
+            if fedbuff && id.round != version && !track.snapshots.contains_key(&id.round) {
+                continue;
+            }
+            track.buffer.push((
+                client,
+                Reply {
+                    assignment: id,
+                    models: vec![payload],
+                    samples: reply.samples,
+                    stats: reply.stats.clone(),
+                },
+            ));
+            parts += 1;
+        }
+        if parts == 0 {
+            // A given-up job whose start version is no longer kept: nothing to apply it to.
+            server.discard(client, id, Fate::Cancelled);
+            return Ok(());
+        }
+        let buffer = self.config.rule.buffer();
+        let roles: Vec<ModelRole> = self.tracks.keys().copied().collect();
+        for role in roles {
+            if server.finished() || self.tracks[&role].buffer.len() < buffer {
+                continue;
+            }
+            let version = server.version();
+            let track = self
+                .tracks
+                .get_mut(&role)
+                .ok_or(FlError::MissingModel(role))?;
+            track.buffer.sort_by_key(|(c, r)| (*c, r.assignment));
+            let global = self.flush(role, version)?;
+            let track = self
+                .tracks
+                .get_mut(&role)
+                .ok_or(FlError::MissingModel(role))?;
+            track.global = global;
+            let flushed = std::mem::take(&mut track.buffer);
+            server.aggregated(flushed.iter().map(|(c, r)| (*c, r)));
+            server.commit(self.global_models())?;
+            if !server.finished() {
+                server.open_stage(0, 0);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl ServerLogic for Asynchronous {
+    type Work = Work;
+
+    fn start(&mut self, server: &mut Server<'_, '_, Work>) -> Result<(), FlError> {
+        server.open_stage(0, 0);
+        self.fill(server)
+    }
+
+    fn on_update(
+        &mut self,
+        update: Update,
+        server: &mut Server<'_, '_, Work>,
+    ) -> Result<(), FlError> {
+        let Update {
+            client,
+            reply,
+            finite,
+            ..
+        } = update;
+        let id = reply.assignment;
+        if self.active.get(&client) == Some(&id) {
+            self.active.remove(&client);
+        }
+        if finite {
+            self.take(client, reply, server)?;
+        }
+        self.prune();
+        self.fill(server)
+    }
+
+    fn on_timer(&mut self, tag: u64, server: &mut Server<'_, '_, Work>) -> Result<(), FlError> {
+        if let Some((client, id)) = self.timeouts.remove(&tag)
+            && self.active.get(&client) == Some(&id)
+        {
+            self.active.remove(&client);
+            server.record("job_given_up", f64::from(client.0));
+            self.prune();
+            self.fill(server)?;
+        }
+        Ok(())
+    }
+
+    fn on_join(
+        &mut self,
+        _client: NodeId,
+        server: &mut Server<'_, '_, Work>,
+    ) -> Result<(), FlError> {
+        self.fill(server)
+    }
+
+    fn global_models(&self) -> Vec<Payload> {
+        self.tracks
+            .iter()
+            .map(|(role, t)| Payload::of(*role, &t.global))
+            .collect()
+    }
+}
