@@ -3,6 +3,7 @@
 //! value where the method spec has one); every present key is checked, and a mistake is a
 //! [`ConfigError`] naming the key and the value.
 
+use crate::policy::{AsyncSection, RoundPolicyConfig};
 use crate::{ConfigError, ExperimentError, FleetConfig, Method, Named, Standardize};
 use flotilla_data::SyntheticConfig;
 use flotilla_fl::{KdConfig, ModelRole, ServerDistillation};
@@ -99,6 +100,16 @@ pub struct ExperimentConfig {
     /// Outages and partitions on top of the fleet's links.
     #[serde(default)]
     pub network: NetworkRules,
+    /// When a synchronous stage closes and what it aggregates.
+    #[serde(default)]
+    pub round_policy: RoundPolicyConfig,
+    /// The asynchronous methods' server (`fedasync`, `fedbuff`, `ondevice_kd_async`).
+    #[serde(default, rename = "async")]
+    pub asynchronous: AsyncSection,
+    /// Test accuracies (fractions in (0, 1]) whose first reaching each run reports, in
+    /// virtual seconds (`summary.json` and the table).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub accuracy_targets: Vec<f64>,
 }
 
 /// Rules on top of the fleet's links, as `flotilla_sim::NetworkConfig` writes them: outage
@@ -593,6 +604,30 @@ impl ExperimentConfig {
         f.groups()?;
         f.server()?;
         self.network.validate(f.clients)?;
+        self.round_policy.policy(self.training.stage_timeout_s)?;
+        self.asynchronous.validate(f.clients)?;
+        if let Some(rejoin) = f.rejoin_s {
+            crate::policy::duration("fleet.rejoin_s", rejoin)?;
+        }
+        if self.accuracy_targets.len() > 100 {
+            return err(
+                "accuracy_targets",
+                &self.accuracy_targets.len(),
+                "at most 100 targets",
+            );
+        }
+        if let Some((i, a)) = self
+            .accuracy_targets
+            .iter()
+            .enumerate()
+            .find(|(_, a)| !(**a > 0.0 && **a <= 1.0))
+        {
+            return err(
+                &format!("accuracy_targets[{i}]"),
+                a,
+                "must be a fraction in (0, 1] (0.8 for 80 %)",
+            );
+        }
         let t = &self.training;
         if t.local_steps == 0 {
             return err("training.local_steps", &0, "must be at least 1");

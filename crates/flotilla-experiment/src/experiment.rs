@@ -16,7 +16,7 @@
 //! # Ok::<(), flotilla_experiment::ExperimentError>(())
 //! ```
 
-use crate::report::{Summary, metrics_csv, stages_csv};
+use crate::report::{Summary, metrics_csv, stages_csv, updates_csv};
 use crate::{ConfigError, ExperimentError, Method, Prepared, RunOptions, RunOutcome};
 use flotilla_fl::{Evaluation, ModelRole, Observer};
 use std::fs;
@@ -187,7 +187,7 @@ fn run_one(
 }
 
 /// Writes the files of an experiment into `dir` (which must exist): `metrics.csv`,
-/// `stages.csv`, `summary.json` (see [`crate::report`]) and each run's final models as
+/// `stages.csv`, `updates.csv`, `summary.json` (see [`crate::report`]) and each run's final models as
 /// `models/<method>_seed<seed>_<model>.safetensors` (see [`Prepared::save_models`]).
 /// Returns the files written.
 pub fn write_outputs(
@@ -206,6 +206,7 @@ pub fn write_outputs(
     for (name, text) in [
         ("metrics.csv", metrics_csv(outcomes)),
         ("stages.csv", stages_csv(outcomes)),
+        ("updates.csv", updates_csv(outcomes)),
         ("summary.json", json),
     ] {
         let path = dir.join(name);

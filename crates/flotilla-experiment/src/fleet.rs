@@ -52,6 +52,11 @@ pub struct FleetConfig {
     /// The server's device and link.
     #[serde(default)]
     pub server: ServerConfig,
+    /// Clients announce themselves again this many virtual seconds after their first
+    /// announcement (then twice as long, up to ten times) until the server has sent them
+    /// work, so a lost announcement does not keep a client out of the run (absent: once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejoin_s: Option<f64>,
 }
 
 /// The two-tier keys, which `fleet.groups` replaces.

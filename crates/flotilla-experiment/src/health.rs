@@ -202,7 +202,11 @@ mod tests {
             samples_centralised: 0,
             chance_accuracy: 0.1,
             final_models: Vec::new(),
+            jobs: flotilla_fl::JobTally::default(),
+            updates: Vec::new(),
+            client_nodes: Vec::new(),
             virtual_time_s: 1.0,
+            simulation_end_s: 1.0,
             wall_time_s: 0.0,
             trace_hash: String::new(),
         }

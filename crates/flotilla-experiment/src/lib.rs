@@ -23,6 +23,7 @@ mod fleet_report;
 pub mod health;
 mod method;
 pub mod output;
+pub mod policy;
 pub mod report;
 mod run;
 mod setup;

@@ -23,17 +23,29 @@ pub enum Method {
     /// FedAvg of `wl` over sampled clients with every device given the memory to train
     /// it: the upper bound that ignores device limits.
     FedavgAllLarge,
+    /// FedAsync (Xie et al., 2019) of `fedavg.model`: `async.concurrency` clients train at
+    /// once, each reply is mixed in as it arrives (`async.alpha`, `async.staleness`).
+    Fedasync,
+    /// FedBuff (Nguyen et al., 2022) of `fedavg.model`: `async.concurrency` clients train
+    /// at once, every `async.buffer` replies make one server step.
+    Fedbuff,
+    /// On-device KD run asynchronously with FedBuff: a buffer per model; strong clients
+    /// train `ws` and distil the global `ws` they received into `wl` in one job.
+    OndeviceKdAsync,
 }
 
 impl Method {
     /// Every method, in table order.
-    pub const ALL: [Method; 6] = [
+    pub const ALL: [Method; 9] = [
         Method::OndeviceKd,
         Method::StrongOnly,
         Method::WeakOnly,
         Method::ServerLogitEnsemble,
         Method::Fedavg,
         Method::FedavgAllLarge,
+        Method::Fedasync,
+        Method::Fedbuff,
+        Method::OndeviceKdAsync,
     ];
 
     /// The name used in configs and outputs.
@@ -45,6 +57,9 @@ impl Method {
             Method::ServerLogitEnsemble => "server_logit_ensemble",
             Method::Fedavg => "fedavg",
             Method::FedavgAllLarge => "fedavg_all_large",
+            Method::Fedasync => "fedasync",
+            Method::Fedbuff => "fedbuff",
+            Method::OndeviceKdAsync => "ondevice_kd_async",
         }
     }
 
@@ -52,7 +67,19 @@ impl Method {
     pub fn needs_strong_clients(self) -> bool {
         matches!(
             self,
-            Method::OndeviceKd | Method::StrongOnly | Method::ServerLogitEnsemble
+            Method::OndeviceKd
+                | Method::StrongOnly
+                | Method::ServerLogitEnsemble
+                | Method::OndeviceKdAsync
+        )
+    }
+
+    /// Whether the method runs asynchronously (`[async]`) rather than in rounds
+    /// (`[round_policy]`); its `rounds` count server updates.
+    pub fn is_asynchronous(self) -> bool {
+        matches!(
+            self,
+            Method::Fedasync | Method::Fedbuff | Method::OndeviceKdAsync
         )
     }
 
@@ -60,7 +87,7 @@ impl Method {
     pub fn reported_model(self, fedavg_model: ModelRole) -> ModelRole {
         match self {
             Method::WeakOnly => ModelRole::Auxiliary,
-            Method::Fedavg => fedavg_model,
+            Method::Fedavg | Method::Fedasync | Method::Fedbuff => fedavg_model,
             _ => ModelRole::Target,
         }
     }

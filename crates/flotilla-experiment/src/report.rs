@@ -73,6 +73,65 @@ pub fn stages_csv(outcomes: &[RunOutcome]) -> String {
     out
 }
 
+/// The header of `updates.csv`.
+pub const UPDATES_HEADER: &str =
+    "method,seed,client,node,round,stage,attempt,arrived_s,version,staleness,fate";
+
+/// `updates.csv`: every reply that reached the server, in arrival order per run: the
+/// client (index and node), the assignment it answered (the version its work started from,
+/// stage, attempt), when it arrived, the version when its fate was decided, its staleness
+/// and its fate (`aggregated`, `rejected`, `late`, `cancelled`, `short_stage`).
+pub fn updates_csv(outcomes: &[RunOutcome]) -> String {
+    let mut out = format!("{UPDATES_HEADER}\n");
+    for o in outcomes {
+        for u in &o.updates {
+            let client = o
+                .client_nodes
+                .iter()
+                .position(|n| *n == u.client)
+                .map_or(String::new(), |c| c.to_string());
+            let _ = writeln!(
+                out,
+                "{},{},{},{},{},{},{},{},{},{},{}",
+                o.method,
+                o.seed,
+                client,
+                u.client.0,
+                u.assignment.round,
+                u.assignment.stage,
+                u.assignment.attempt,
+                u.arrived_s,
+                u.version,
+                u.staleness,
+                u.fate
+            );
+        }
+    }
+    out
+}
+
+/// When a run's reported model first reached an accuracy.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TimeToAccuracy {
+    /// The target accuracy (fraction).
+    pub target: f64,
+    /// Virtual time of the first evaluation at or above it \[s\] (`None`: never).
+    pub virtual_time_s: Option<f64>,
+    /// Its round (version).
+    pub round: Option<u32>,
+}
+
+/// How often one client took part in a run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ClientParticipation {
+    /// Client index (as in the split; node `client + 1`).
+    pub client: usize,
+    /// Assignments it was given.
+    pub assigned: u32,
+    /// Its replies that were aggregated.
+    pub aggregated: u32,
+}
+
 /// Final and best accuracy of one model in one run.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ModelResult {
@@ -116,17 +175,92 @@ pub struct RunSummary {
     pub clients: (usize, usize),
     /// How each group of clients took part.
     pub groups: Vec<GroupParticipation>,
-    /// Virtual time of the run \[s\].
+    /// Every assignment by what became of it: `assigned` is the sum of the other counts.
+    pub jobs: flotilla_fl::JobTally,
+    /// Aggregated updates by staleness (versions committed while they were out).
+    pub staleness_histogram: BTreeMap<u32, u64>,
+    /// Per client, assignments given and replies aggregated.
+    pub client_participation: Vec<ClientParticipation>,
+    /// When the reported model first reached each of `accuracy_targets`.
+    pub time_to_accuracy: Vec<TimeToAccuracy>,
+    /// Virtual time the last round (version) closed \[s\].
     pub virtual_time_s: f64,
+    /// Virtual time the simulation went idle \[s\] (pending timers and final evaluations
+    /// after the last round).
+    pub simulation_end_s: f64,
     /// Wall time of the run \[s\].
     pub wall_time_s: f64,
     /// Trace hash.
     pub trace_hash: String,
 }
 
+impl RunOutcome {
+    /// Aggregated updates by staleness.
+    pub fn staleness_histogram(&self) -> BTreeMap<u32, u64> {
+        let mut histogram = BTreeMap::new();
+        for u in &self.updates {
+            if u.fate == flotilla_fl::Fate::Aggregated {
+                *histogram.entry(u.staleness).or_default() += 1;
+            }
+        }
+        histogram
+    }
+
+    /// Per client, assignments given (from the stage records) and replies aggregated.
+    pub fn client_participation(&self) -> Vec<ClientParticipation> {
+        let index: BTreeMap<flotilla_sim::NodeId, usize> = self
+            .client_nodes
+            .iter()
+            .enumerate()
+            .map(|(c, n)| (*n, c))
+            .collect();
+        let mut rows: Vec<ClientParticipation> = (0..self.client_nodes.len())
+            .map(|client| ClientParticipation {
+                client,
+                assigned: 0,
+                aggregated: 0,
+            })
+            .collect();
+        for stage in self.rounds.iter().flat_map(|r| &r.stages) {
+            for node in &stage.assigned {
+                if let Some(&c) = index.get(node) {
+                    rows[c].assigned += 1;
+                }
+            }
+        }
+        for u in &self.updates {
+            if u.fate == flotilla_fl::Fate::Aggregated
+                && let Some(&c) = index.get(&u.client)
+            {
+                rows[c].aggregated += 1;
+            }
+        }
+        rows
+    }
+
+    /// When `role`'s accuracy first reached each of `targets`.
+    pub fn time_to_accuracy(&self, role: ModelRole, targets: &[f64]) -> Vec<TimeToAccuracy> {
+        targets
+            .iter()
+            .map(|&target| {
+                let first = self
+                    .evaluations
+                    .iter()
+                    .find(|e| e.role == role && e.accuracy >= target);
+                TimeToAccuracy {
+                    target,
+                    virtual_time_s: first.map(|e| e.virtual_time_s),
+                    round: first.map(|e| e.round),
+                }
+            })
+            .collect()
+    }
+}
+
 impl RunSummary {
-    /// The summary of `o`.
-    pub fn new(o: &RunOutcome) -> Self {
+    /// The summary of `o`, with the time its reported model (`fedavg_model` for the FedAvg
+    /// family) took to reach each of `targets`.
+    pub fn new(o: &RunOutcome, fedavg_model: ModelRole, targets: &[f64]) -> Self {
         let mut models = BTreeMap::new();
         let mut verdicts = BTreeMap::new();
         for role in ModelRole::ALL {
@@ -159,7 +293,12 @@ impl RunSummary {
             samples_centralised: o.samples_centralised,
             clients: o.clients,
             groups: o.groups.clone(),
+            jobs: o.jobs.clone(),
+            staleness_histogram: o.staleness_histogram(),
+            client_participation: o.client_participation(),
+            time_to_accuracy: o.time_to_accuracy(o.method.reported_model(fedavg_model), targets),
             virtual_time_s: o.virtual_time_s,
+            simulation_end_s: o.simulation_end_s,
             wall_time_s: o.wall_time_s,
             trace_hash: o.trace_hash.clone(),
         }
@@ -223,6 +362,22 @@ pub struct MethodSummary {
     pub traffic_mb: f64,
     /// Training samples moved to the server per run.
     pub samples_centralised: u64,
+    /// Per accuracy target, the virtual time to reach it over the runs that did, and how
+    /// many runs did.
+    pub time_to_accuracy: Vec<TargetSummary>,
+}
+
+/// Time to one accuracy target over a method's runs.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TargetSummary {
+    /// The target (fraction).
+    pub target: f64,
+    /// Virtual time \[s\] over the runs that reached it (`None`: none did).
+    pub virtual_time_s: Option<MeanStd>,
+    /// Runs that reached it.
+    pub reached: usize,
+    /// Runs.
+    pub runs: usize,
 }
 
 /// A run's model left out of a method's means.
@@ -298,12 +453,34 @@ impl Summary {
                     .map(|o| o.samples_centralised)
                     .max()
                     .unwrap_or(0),
+                time_to_accuracy: config
+                    .accuracy_targets
+                    .iter()
+                    .map(|&target| {
+                        let times: Vec<f64> = runs
+                            .iter()
+                            .filter(|o| o.verdict(reported_model).is_ok())
+                            .filter_map(|o| {
+                                o.time_to_accuracy(reported_model, &[target])[0].virtual_time_s
+                            })
+                            .collect();
+                        TargetSummary {
+                            target,
+                            virtual_time_s: MeanStd::of(&times),
+                            reached: times.len(),
+                            runs: runs.len(),
+                        }
+                    })
+                    .collect(),
             });
         }
         Self {
             config: config.clone(),
             methods,
-            runs: outcomes.iter().map(RunSummary::new).collect(),
+            runs: outcomes
+                .iter()
+                .map(|o| RunSummary::new(o, config.fedavg.model, &config.accuracy_targets))
+                .collect(),
         }
     }
 
@@ -326,7 +503,7 @@ impl Summary {
             (value, None) => pct(value),
         };
         let mut out = format!(
-            "{:<22} {:>16} {:>16} {:>16} {:>12} {:>11} {:>12}\n",
+            "{:<22} {:>16} {:>16} {:>16} {:>12} {:>11} {:>12}",
             "method",
             "result %",
             "target %",
@@ -335,8 +512,14 @@ impl Summary {
             "traffic MB",
             "centralised"
         );
+        for target in &self.config.accuracy_targets {
+            let percent = format!("{:.2}", 100.0 * target);
+            let percent = percent.trim_end_matches('0').trim_end_matches('.');
+            let _ = write!(out, " {:>16}", format!("s to {percent}%"));
+        }
+        out.push('\n');
         for m in &self.methods {
-            let _ = writeln!(
+            let _ = write!(
                 out,
                 "{:<22} {:>16} {:>16} {:>16} {:>12.0} {:>11.1} {:>12}",
                 m.method.name(),
@@ -351,6 +534,15 @@ impl Summary {
                 m.traffic_mb,
                 m.samples_centralised
             );
+            for t in &m.time_to_accuracy {
+                let cell = match t.virtual_time_s {
+                    Some(v) if t.reached == t.runs => format!("{:.0}", v.mean),
+                    Some(v) => format!("{:.0} ({}/{})", v.mean, t.reached, t.runs),
+                    None => format!("never (0/{})", t.runs),
+                };
+                let _ = write!(out, " {cell:>16}");
+            }
+            out.push('\n');
         }
         for line in self.warnings() {
             let _ = writeln!(out, "warning: {line}");

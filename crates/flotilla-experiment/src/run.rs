@@ -4,15 +4,15 @@ use crate::fleet::Client;
 use crate::{ExperimentError, Method, Prepared};
 use flotilla_actors::ActixRuntime;
 use flotilla_fl::{
-    ClientData, Coordinator, CoordinatorConfig, Evaluation, FedAvg, FedAvgConfig, FlMessage,
-    LearningTask, LocalWorker, ModelRole, Observer, OnDeviceKd, OnDeviceKdConfig, Participant,
-    Payload, RoundPolicy, RoundRecord, ServerEnsembleConfig, ServerLogic, ServerLogitEnsemble,
-    ServerStrategy, Synchronous, Work,
+    AsyncConfig, AsyncMethod, AsyncRule, Asynchronous, ClientData, Coordinator, CoordinatorConfig,
+    Evaluation, FedAvg, FedAvgConfig, FlMessage, JobTally, LearningTask, LocalWorker, ModelRole,
+    Observer, OnDeviceKd, OnDeviceKdConfig, Participant, Payload, RoundRecord,
+    ServerEnsembleConfig, ServerLogic, ServerLogitEnsemble, Synchronous, UpdateRecord, Work,
 };
 use flotilla_nn::LrSchedule;
 use flotilla_sim::{
-    Context, Counters, Event, NetworkModel, Node, NodeError, NodeId, Outage, Seed, SimDuration,
-    SimTime, Simulation, StopAt, secs,
+    Context, Counters, Event, NetworkModel, Node, NodeError, NodeId, Outage, Seed, SimTime,
+    Simulation, StopAt, secs,
 };
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -110,8 +110,21 @@ pub struct RunOutcome {
     pub final_models: Vec<Payload>,
     /// How each group of clients took part, in group order.
     pub groups: Vec<GroupParticipation>,
-    /// Virtual time at the end of the run \[s\].
+    /// Every assignment by what became of it (the counts add up to `assigned`).
+    pub jobs: JobTally,
+    /// Every reply that reached the server, in arrival order, with its fate and staleness
+    /// (`updates.csv`).
+    #[serde(skip)]
+    pub updates: Vec<UpdateRecord>,
+    /// The node of each client, by client index (client `c` is node `c + 1`).
+    #[serde(skip)]
+    pub client_nodes: Vec<NodeId>,
+    /// Virtual time the last round (version) closed: the end of the federation's work \[s\].
     pub virtual_time_s: f64,
+    /// Virtual time the simulation went idle \[s\]: later than `virtual_time_s` by the
+    /// timers and jobs still pending after the last round (e.g. a stage deadline set
+    /// before every reply came in, or the final evaluations).
+    pub simulation_end_s: f64,
     /// Wall-clock time of the simulation \[s\] (reported only; never in metrics).
     pub wall_time_s: f64,
     /// Hash of the whole trace: equal hashes mean identical runs.
@@ -253,6 +266,7 @@ impl Prepared {
             )
         };
         let k = Some(t.clients_per_round);
+        let policy = c.round_policy.policy(t.stage_timeout_s)?;
         match method {
             Method::OndeviceKd => {
                 let strategy = OnDeviceKd::new(
@@ -266,23 +280,58 @@ impl Prepared {
                         rounds: c.rounds,
                     },
                 )?;
-                self.simulate(method, seed, task, split, strategy, options)
+                self.simulate(
+                    method,
+                    seed,
+                    task,
+                    split,
+                    Synchronous::new(strategy, policy),
+                    options,
+                )
             }
             Method::StrongOnly => {
                 let strategy = fedavg(ModelRole::Target, t.strong_per_round)?;
-                self.simulate(method, seed, task, split, strategy, options)
+                self.simulate(
+                    method,
+                    seed,
+                    task,
+                    split,
+                    Synchronous::new(strategy, policy),
+                    options,
+                )
             }
             Method::WeakOnly => {
                 let strategy = fedavg(ModelRole::Auxiliary, k)?;
-                self.simulate(method, seed, task, split, strategy, options)
+                self.simulate(
+                    method,
+                    seed,
+                    task,
+                    split,
+                    Synchronous::new(strategy, policy),
+                    options,
+                )
             }
             Method::Fedavg => {
                 let strategy = fedavg(c.fedavg.model, k)?;
-                self.simulate(method, seed, task, split, strategy, options)
+                self.simulate(
+                    method,
+                    seed,
+                    task,
+                    split,
+                    Synchronous::new(strategy, policy),
+                    options,
+                )
             }
             Method::FedavgAllLarge => {
                 let strategy = fedavg(ModelRole::Target, k)?;
-                self.simulate(method, seed, task, split, strategy, options)
+                self.simulate(
+                    method,
+                    seed,
+                    task,
+                    split,
+                    Synchronous::new(strategy, policy),
+                    options,
+                )
             }
             Method::ServerLogitEnsemble => {
                 let centralised: Vec<usize> = split
@@ -302,18 +351,70 @@ impl Prepared {
                     centralised.into(),
                     SERVER,
                 )?;
-                self.simulate(method, seed, task, split, strategy, options)
+                self.simulate(
+                    method,
+                    seed,
+                    task,
+                    split,
+                    Synchronous::new(strategy, policy),
+                    options,
+                )
+            }
+            Method::Fedasync | Method::Fedbuff | Method::OndeviceKdAsync => {
+                let a = &c.asynchronous;
+                let rule = match method {
+                    Method::Fedasync => AsyncRule::FedAsync {
+                        alpha: a.alpha,
+                        staleness: a.staleness,
+                    },
+                    _ => AsyncRule::FedBuff {
+                        buffer: a.buffer,
+                        server_lr: a.server_lr,
+                        staleness: a.staleness,
+                    },
+                };
+                let async_method = match method {
+                    Method::OndeviceKdAsync => AsyncMethod::OnDeviceKd { kd: c.kd.clone() },
+                    _ => AsyncMethod::FedAvg {
+                        model: c.fedavg.model,
+                    },
+                };
+                let job_timeout = crate::policy::duration(
+                    "async.job_timeout_s",
+                    a.job_timeout_s.unwrap_or(t.stage_timeout_s),
+                )?;
+                let initial = ModelRole::ALL
+                    .into_iter()
+                    .filter_map(|role| {
+                        task.initial_weights(role)
+                            .ok()
+                            .map(|w| Payload::of(role, &w))
+                    })
+                    .collect();
+                let logic = Asynchronous::new(
+                    AsyncConfig {
+                        method: async_method,
+                        rule,
+                        concurrency: a.concurrency.unwrap_or(t.clients_per_round),
+                        weighted: t.weighted,
+                        schedule,
+                        job_timeout: Some(job_timeout),
+                        rounds: c.rounds,
+                    },
+                    initial,
+                )?;
+                self.simulate(method, seed, task, split, logic, options)
             }
         }
     }
 
-    fn simulate<S: ServerStrategy<Work = Work>>(
+    fn simulate<L: ServerLogic<Work = Work>>(
         &self,
         method: Method,
         seed: u64,
         task: Arc<LearningTask>,
         split: Vec<ClientData>,
-        strategy: S,
+        logic: L,
         options: RunOptions,
     ) -> Result<RunOutcome, ExperimentError> {
         let c = &self.config;
@@ -322,17 +423,8 @@ impl Prepared {
         if let Some(out) = options.trace {
             builder = builder.trace_jsonl(out);
         }
-        let timeout = c.training.stage_timeout_s;
-        let stage_timeout = SimDuration::from_secs_f64(timeout).ok_or_else(|| {
-            crate::ConfigError::new(
-                "training.stage_timeout_s",
-                timeout,
-                "not a duration the virtual clock can count",
-            )
-        })?;
-        let mut coordinator = Coordinator::synchronous(
-            strategy,
-            RoundPolicy::wait_all(Some(stage_timeout)),
+        let mut coordinator = Coordinator::new(
+            logic,
             task.clone(),
             CoordinatorConfig {
                 rounds: c.rounds,
@@ -348,6 +440,11 @@ impl Prepared {
         debug_assert_eq!(server, SERVER);
         let faults = &options.faults;
         let worker = Arc::new(LocalWorker);
+        let rejoin = c
+            .fleet
+            .rejoin_s
+            .map(|r| crate::policy::duration("fleet.rejoin_s", r))
+            .transpose()?;
         let clients = self.fleet(method, seed);
         let mut ids = Vec::with_capacity(clients.len());
         for (i, (data, client)) in split.into_iter().zip(clients).enumerate() {
@@ -357,7 +454,10 @@ impl Prepared {
             if let Some(loss) = faults.loss {
                 link.loss = loss;
             }
-            let participant = Participant::new(worker.clone(), task.clone(), data, server);
+            let mut participant = Participant::new(worker.clone(), task.clone(), data, server);
+            if let Some(rejoin) = rejoin {
+                participant = participant.with_rejoin(rejoin);
+            }
             let name = format!("client-{i}");
             let id = match faults.panic {
                 Some((client, round)) if client == i => {
@@ -393,7 +493,7 @@ impl Prepared {
             reason,
         };
         let coordinator = sim
-            .node::<Coordinator<Synchronous<S>>>(server)
+            .node::<Coordinator<L>>(server)
             .ok_or_else(|| incomplete("the coordinator is gone".into()))?;
         if let Some(failure) = report.failures.first() {
             let time_s = failure.time.as_secs_f64();
@@ -445,7 +545,14 @@ impl Prepared {
             chance_accuracy: self.chance_accuracy(),
             final_models: coordinator.logic().global_models(),
             groups,
-            virtual_time_s: report.end_time.as_secs_f64(),
+            jobs: coordinator.tally(),
+            updates: coordinator.updates().to_vec(),
+            client_nodes: ids.clone(),
+            virtual_time_s: coordinator
+                .finished_at()
+                .unwrap_or(report.end_time)
+                .as_secs_f64(),
+            simulation_end_s: report.end_time.as_secs_f64(),
             wall_time_s,
             trace_hash: report.trace_hash.to_string(),
         };

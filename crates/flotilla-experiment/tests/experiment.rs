@@ -124,6 +124,7 @@ fn an_experiment_runs_every_seed_and_method_in_order_and_writes_its_files() {
             "models/weak_only_seed2_auxiliary.safetensors",
             "metrics.csv",
             "stages.csv",
+            "updates.csv",
             "summary.json",
         ]
     );

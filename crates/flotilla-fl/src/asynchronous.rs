@@ -9,14 +9,14 @@
 //!     FedAsync:  w ← (1 − α·s(τ))·w + α·s(τ)·x                       → commit (v + 1)
 //!     FedBuff:   buffer; at K:  w ← w + η·Σᵢ cᵢ·s(τᵢ)·(xᵢ − w(v₀ᵢ))   → commit (v + 1)
 //!  a job out longer than the timeout is given up: its slot goes to another client, and
-//!  its reply, if it still comes, is aggregated as stale while its start version is kept,
-//!  else counted cancelled
+//!  its reply, if it still comes, is counted cancelled
 //! ```
 //!
 //! On-device KD runs asynchronously with one buffer per model: weak clients train `ws`;
 //! strong clients train `ws` and then distil into `wl`, the teacher being the global `ws`
 //! they received (the newest global `ws` they hold), in one job whose reply feeds both
-//! buffers. Each buffer's flush is a server update (a version).
+//! buffers. Each model counts its own updates (staleness is measured in them); the run's
+//! versions (`rounds`, evaluations) are the target's updates.
 
 use crate::{
     AssignmentId, Fate, FlError, KdConfig, ModelRole, Payload, Reply, Server, ServerLogic, Update,
@@ -178,24 +178,34 @@ impl AsyncConfig {
     }
 }
 
-/// One global model's state: its weights, the versions jobs started from, its buffer.
+/// One global model's state: its weights, its own update count, the versions running jobs
+/// started from, its buffer.
 #[derive(Debug)]
 struct Track {
     global: Weights,
-    /// The global weights at each version some running job started from.
+    /// Server updates of this model so far.
+    version: u32,
+    /// The weights at each of this model's versions some job started from.
     snapshots: BTreeMap<u32, Weights>,
-    /// Buffered updates, each a reply cut down to this model.
-    buffer: Vec<(NodeId, Reply)>,
+    /// Buffered updates: the client, its reply cut down to this model, the model version
+    /// its work started from.
+    buffer: Vec<(NodeId, Reply, u32)>,
 }
 
 /// An asynchronous server: FedAsync or FedBuff over one model, or on-device KD with a
 /// buffer per model.
+///
+/// Each model counts its own updates (its staleness is measured in them); the run's
+/// versions are the updates of the method's result model (the target under on-device KD),
+/// so `rounds` counts those, and only they are evaluated.
 #[derive(Debug)]
 pub struct Asynchronous {
     config: AsyncConfig,
     tracks: BTreeMap<ModelRole, Track>,
     /// The job each busy client is on.
     active: BTreeMap<NodeId, AssignmentId>,
+    /// For each job not answered yet, the version of each model it started from.
+    starts: BTreeMap<(NodeId, AssignmentId), Vec<(ModelRole, u32)>>,
     /// Timeout timers: tag → the job it guards.
     timeouts: BTreeMap<u64, (NodeId, AssignmentId)>,
     next_tag: u64,
@@ -220,6 +230,7 @@ impl Asynchronous {
                 role,
                 Track {
                     global: weights,
+                    version: 0,
                     snapshots: BTreeMap::new(),
                     buffer: Vec::new(),
                 },
@@ -229,6 +240,7 @@ impl Asynchronous {
             config,
             tracks,
             active: BTreeMap::new(),
+            starts: BTreeMap::new(),
             timeouts: BTreeMap::new(),
             next_tag: 0,
         })
@@ -244,6 +256,14 @@ impl Asynchronous {
         match &self.config.method {
             AsyncMethod::FedAvg { model } => *model,
             AsyncMethod::OnDeviceKd { .. } => ModelRole::Auxiliary,
+        }
+    }
+
+    /// The role whose updates are the run's versions.
+    fn result_role(&self) -> ModelRole {
+        match &self.config.method {
+            AsyncMethod::FedAvg { model } => *model,
+            AsyncMethod::OnDeviceKd { .. } => ModelRole::Target,
         }
     }
 
@@ -303,17 +323,19 @@ impl Asynchronous {
             };
             idle.retain(|&c| c != client);
             let order = self.order(client, server);
-            let version = server.version();
+            let mut starts = Vec::with_capacity(order.models.len());
             for payload in &order.models {
                 if let Some(track) = self.tracks.get_mut(&payload.role) {
                     track
                         .snapshots
-                        .entry(version)
+                        .entry(track.version)
                         .or_insert_with(|| payload.weights.clone());
+                    starts.push((payload.role, track.version));
                 }
             }
             let id = server.assign(client, order)?;
             self.active.insert(client, id);
+            self.starts.insert((client, id), starts);
             if let Some(timeout) = self.config.job_timeout {
                 let tag = self.next_tag;
                 self.next_tag += 1;
@@ -324,23 +346,24 @@ impl Asynchronous {
         Ok(())
     }
 
-    /// Drops snapshots no running job started from and no buffered update needs.
+    /// Drops snapshots no unanswered job started from and no buffered update needs.
     fn prune(&mut self) {
-        let running: Vec<u32> = self.active.values().map(|id| id.round).collect();
-        for track in self.tracks.values_mut() {
-            let buffered: Vec<u32> = track
-                .buffer
-                .iter()
-                .map(|(_, r)| r.assignment.round)
+        for (role, track) in self.tracks.iter_mut() {
+            let mut used: Vec<u32> = self
+                .starts
+                .values()
+                .flatten()
+                .filter(|(r, _)| r == role)
+                .map(|(_, v)| *v)
+                .chain(track.buffer.iter().map(|(_, _, v)| *v))
                 .collect();
-            track
-                .snapshots
-                .retain(|v, _| running.contains(v) || buffered.contains(v));
+            used.sort_unstable();
+            track.snapshots.retain(|v, _| used.binary_search(v).is_ok());
         }
     }
 
-    /// `role`'s global model after applying its buffer (in client order) at `version`.
-    fn flush(&self, role: ModelRole, version: u32) -> Result<Weights, FlError> {
+    /// `role`'s global model after applying its buffer (in the order held).
+    fn flush(&self, role: ModelRole) -> Result<Weights, FlError> {
         let rule = self.config.rule;
         let weighted = self.config.weighted;
         let track = self.tracks.get(&role).ok_or(FlError::MissingModel(role))?;
@@ -355,9 +378,9 @@ impl Asynchronous {
         }
         match rule {
             AsyncRule::FedAsync { alpha, .. } => {
-                let (_, reply) = buffer.first().ok_or_else(|| missing("empty"))?;
+                let (_, reply, start) = buffer.first().ok_or_else(|| missing("empty"))?;
                 let x = part(reply, missing)?;
-                let a = alpha * s.weight(version.saturating_sub(reply.assignment.round));
+                let a = alpha * s.weight(track.version.saturating_sub(*start));
                 let terms = [(1.0 - a, &track.global), (a, x)];
                 average_weights(terms.into_iter().filter(|(w, _)| *w != 0.0))
                     .ok_or_else(|| missing("mixing weights sum to zero"))
@@ -371,26 +394,26 @@ impl Asynchronous {
                 let mut terms: Vec<(f64, Weights)> = Vec::with_capacity(buffer.len() + 1);
                 let mut total = 0.0f64;
                 let mut gamma_sum = 0.0f64;
-                for (_, reply) in buffer {
-                    let (id, x) = (reply.assignment, part(reply, missing)?);
+                for (_, reply, start) in buffer {
+                    let x = part(reply, missing)?;
                     let n = if weighted {
                         f64::from(reply.samples)
                     } else {
                         1.0
                     };
-                    let gamma = server_lr * n * s.weight(version.saturating_sub(id.round));
+                    let gamma = server_lr * n * s.weight(track.version.saturating_sub(*start));
                     total += n;
                     gamma_sum += gamma;
-                    let y = if id.round == version {
+                    let y = if *start == track.version {
                         x.clone()
                     } else {
-                        let start = track
+                        let base = track
                             .snapshots
-                            .get(&id.round)
+                            .get(start)
                             .ok_or_else(|| missing("the start version of an update is gone"))?;
                         Weights {
-                            params: &x.params + &(&track.global.params - &start.params),
-                            state: &x.state + &(&track.global.state - &start.state),
+                            params: &x.params + &(&track.global.params - &base.params),
+                            state: &x.state + &(&track.global.state - &base.state),
                         }
                     };
                     terms.push((gamma, y));
@@ -407,7 +430,7 @@ impl Asynchronous {
     }
 
     /// Buffers the parts of a finite reply (one per model it carries); flushes every full
-    /// buffer, each flush a new version.
+    /// buffer. A flush of the result model is a new version of the run.
     fn take(
         &mut self,
         client: NodeId,
@@ -415,15 +438,18 @@ impl Asynchronous {
         server: &mut Server<'_, '_, Work>,
     ) -> Result<(), FlError> {
         let id = reply.assignment;
-        let version = server.version();
+        let starts = self.starts.remove(&(client, id)).unwrap_or_default();
         let fedbuff = matches!(self.config.rule, AsyncRule::FedBuff { .. });
         let mut parts = 0;
         for payload in reply.models {
-            let Some(track) = self.tracks.get_mut(&payload.role) else {
+            let (Some(track), Some(&(_, start))) = (
+                self.tracks.get_mut(&payload.role),
+                starts.iter().find(|(r, _)| *r == payload.role),
+            ) else {
                 continue;
             };
             // FedBuff applies a change from the start version, which must still be kept.
-            if fedbuff && id.round != version && !track.snapshots.contains_key(&id.round) {
+            if fedbuff && start != track.version && !track.snapshots.contains_key(&start) {
                 continue;
             }
             track.buffer.push((
@@ -434,37 +460,41 @@ impl Asynchronous {
                     samples: reply.samples,
                     stats: reply.stats.clone(),
                 },
+                start,
             ));
             parts += 1;
         }
         if parts == 0 {
-            // A given-up job whose start version is no longer kept: nothing to apply it to.
+            // A given-up job (its start versions were let go): nothing to apply it to.
             server.discard(client, id, Fate::Cancelled);
             return Ok(());
         }
         let buffer = self.config.rule.buffer();
+        let result_role = self.result_role();
         let roles: Vec<ModelRole> = self.tracks.keys().copied().collect();
         for role in roles {
             if server.finished() || self.tracks[&role].buffer.len() < buffer {
                 continue;
             }
-            let version = server.version();
             let track = self
                 .tracks
                 .get_mut(&role)
                 .ok_or(FlError::MissingModel(role))?;
-            track.buffer.sort_by_key(|(c, r)| (*c, r.assignment));
-            let global = self.flush(role, version)?;
+            track.buffer.sort_by_key(|(c, r, _)| (*c, r.assignment));
+            let global = self.flush(role)?;
             let track = self
                 .tracks
                 .get_mut(&role)
                 .ok_or(FlError::MissingModel(role))?;
             track.global = global;
+            track.version += 1;
             let flushed = std::mem::take(&mut track.buffer);
-            server.aggregated(flushed.iter().map(|(c, r)| (*c, r)));
-            server.commit(self.global_models())?;
-            if !server.finished() {
-                server.open_stage(0, 0);
+            server.aggregated(flushed.iter().map(|(c, r, _)| (*c, r)));
+            if role == result_role {
+                server.commit(self.global_models())?;
+                if !server.finished() {
+                    server.open_stage(0, 0);
+                }
             }
         }
         Ok(())
@@ -494,8 +524,13 @@ impl ServerLogic for Asynchronous {
         if self.active.get(&client) == Some(&id) {
             self.active.remove(&client);
         }
-        if finite {
+        if finite && !server.finished() {
             self.take(client, reply, server)?;
+        } else {
+            self.starts.remove(&(client, id));
+            if finite {
+                server.discard(client, id, Fate::Late);
+            }
         }
         self.prune();
         self.fill(server)
@@ -505,7 +540,10 @@ impl ServerLogic for Asynchronous {
         if let Some((client, id)) = self.timeouts.remove(&tag)
             && self.active.get(&client) == Some(&id)
         {
+            // Its start versions are let go with it (so a dead device holds no snapshot);
+            // if its reply still comes, it is counted cancelled.
             self.active.remove(&client);
+            self.starts.remove(&(client, id));
             server.record("job_given_up", f64::from(client.0));
             self.prune();
             self.fill(server)?;

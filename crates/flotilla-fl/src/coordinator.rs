@@ -186,8 +186,10 @@ impl<L: ServerLogic> Node<FlMessage<L::Work>> for Coordinator<L> {
             } => {
                 let id = reply.assignment;
                 let now = ctx.now();
-                // A reply to no assignment of ours (a forged or duplicated id) is counted
-                // late; it was never outstanding, so the tally stays balanced.
+                // A reply to no assignment of ours (a forged or duplicated id) is only
+                // traced: it was never outstanding, so the tally stays balanced. Replies
+                // after the last version still go to the logic, which counts them (late,
+                // or cancelled when its policy had given them up).
                 let known = self.books.outstanding.remove(&(from, id)).is_some();
                 let finite = reply.models.iter().all(|p| {
                     p.weights
@@ -196,12 +198,8 @@ impl<L: ServerLogic> Node<FlMessage<L::Work>> for Coordinator<L> {
                         .chain(&p.weights.state)
                         .all(|v| v.is_finite())
                 });
-                if !known || !self.running() {
-                    if known {
-                        Self::server(&mut self.books, ctx).discard(from, id, Fate::Late);
-                    } else {
-                        ctx.record("unknown_reply", f64::from(from.0));
-                    }
+                if !known || self.registering {
+                    ctx.record("unknown_reply", f64::from(from.0));
                     return Ok(());
                 }
                 if !finite {

@@ -219,7 +219,8 @@ pub trait ServerLogic: fmt::Debug + Send + 'static {
     /// Registration is over (the fleet is known): start working.
     fn start(&mut self, server: &mut Server<'_, '_, Self::Work>) -> Result<(), FlError>;
 
-    /// A reply arrived. The logic settles it, now or later: [`Server::aggregated`] or
+    /// A reply arrived (also after the last version: the logic then counts it, late or
+    /// cancelled). The logic settles it, now or later: [`Server::aggregated`] or
     /// [`Server::discard`]; what it still holds at the end counts as [`Fate::Unused`].
     fn on_update(
         &mut self,
@@ -486,8 +487,12 @@ impl<W: Send + 'static> Server<'_, '_, W> {
         let mut staleness = 0.0;
         let mut n = 0u32;
         for (client, reply) in replies.clone() {
-            self.books
-                .settle(client, reply.assignment, now, Fate::Aggregated);
+            // A reply aggregated before (one model of it, by another buffer) keeps its
+            // first fate.
+            if self.books.held.contains(&(client, reply.assignment)) {
+                self.books
+                    .settle(client, reply.assignment, now, Fate::Aggregated);
+            }
             staleness += f64::from(version.saturating_sub(reply.assignment.round));
             n += 1;
         }
