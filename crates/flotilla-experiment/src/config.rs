@@ -338,6 +338,9 @@ pub enum ConfigSource {
     BuiltIn(String),
     /// A TOML file.
     File(PathBuf),
+    /// TOML text, e.g. a config written inline in a program or test (relative paths in it
+    /// are relative to the working folder).
+    Text(String),
 }
 
 impl ConfigSource {
@@ -370,6 +373,7 @@ impl ConfigSource {
                 .find(|(n, _)| n == name)
                 .map(|(_, text)| (format!("built-in config {name}"), (*text).to_string()))
                 .ok_or_else(|| ConfigError::new("CONFIG", name, "not a built-in config").into()),
+            ConfigSource::Text(text) => Ok(("inline config".to_string(), text.clone())),
             ConfigSource::File(path) => std::fs::read_to_string(path)
                 .map(|text| (path.display().to_string(), text))
                 .map_err(|source| ExperimentError::Io {
