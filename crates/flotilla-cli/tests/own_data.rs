@@ -8,6 +8,7 @@ mod common;
 
 use common::{TINY, scratch, stderr};
 
+use flotilla_fl::ClientData;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -203,9 +204,41 @@ fn check_run_follows_the_file(dir: &Path, npz: &Path, partition: &Path) {
         ])
         .collect();
     let out = dir.join("out");
-    let run = flotilla_run(&out, &sets, &["--export-split", used.to_str().unwrap()]);
+    let run = flotilla_run(
+        &out,
+        &sets,
+        &["--export-split", used.to_str().unwrap(), "--trace"],
+    );
     assert!(run.status.success(), "{}", stderr(&run));
     assert_eq!(clients_of(&used), expected);
+    // What each client trained on, from the run itself: every participant records its
+    // sample lists' sizes and fingerprints at start (client c is node c + 1), in every run.
+    let trace = std::fs::read_to_string(out.join("trace.jsonl")).unwrap();
+    let mut seen = 0;
+    for line in trace.lines() {
+        let record: serde_json::Value = serde_json::from_str(line).unwrap();
+        let (Some(label), Some(node)) = (record["label"].as_str(), record["node"].as_u64()) else {
+            continue;
+        };
+        let Some(kind) = label.strip_suffix("_fingerprint") else {
+            continue;
+        };
+        let (labeled, unlabeled) = &expected[node as usize - 1];
+        let indices = if kind == "labeled" {
+            labeled
+        } else {
+            unlabeled
+        };
+        assert_eq!(
+            record["value"].as_f64().unwrap(),
+            ClientData::fingerprint(indices) as f64,
+            "client {} {kind}",
+            node - 1
+        );
+        seen += 1;
+    }
+    // Two lists per client, in each of the four methods' runs.
+    assert_eq!(seen, 2 * expected.len() * 4, "{seen} fingerprints");
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
     let moved = summary["methods"]

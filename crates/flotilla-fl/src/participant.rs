@@ -76,6 +76,17 @@ impl<C: ClientStrategy> Node<FlMessage<C::Work>> for Participant<C> {
                         trainable.push(role);
                     }
                 }
+                // Which samples this client holds, in the order it samples from them.
+                for (kind, indices) in [
+                    ("labeled", &self.env.data.labeled),
+                    ("unlabeled", &self.env.data.unlabeled),
+                ] {
+                    ctx.record(format!("{kind}_samples"), indices.len() as f64);
+                    ctx.record(
+                        format!("{kind}_fingerprint"),
+                        ClientData::fingerprint(indices) as f64,
+                    );
+                }
                 let hello = Capabilities {
                     trainable,
                     labeled: self.env.data.labeled.len() as u32,

@@ -245,6 +245,24 @@ pub struct ClientData {
     pub unlabeled: Arc<[usize]>,
 }
 
+impl ClientData {
+    /// A fingerprint of an index list, order included (FNV-1a over the indices as
+    /// little-endian `u64`s, cut to 53 bits so a trace record's `f64` holds it exactly).
+    /// Participants record it for their labeled and unlabeled lists at start
+    /// (`labeled_fingerprint`, `unlabeled_fingerprint`), so a trace shows which samples
+    /// each client trained on.
+    pub fn fingerprint(indices: &[usize]) -> u64 {
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for &i in indices {
+            for byte in (i as u64).to_le_bytes() {
+                hash ^= u64::from(byte);
+                hash = hash.wrapping_mul(0x0100_0000_01b3);
+            }
+        }
+        hash & ((1 << 53) - 1)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
