@@ -4,7 +4,9 @@
 //!
 //! ```text
 //!  start / any slot free:  pick an idle client uniformly (server stream) → assign from the
-//!                          current global version v (snapshot of v kept while jobs use it)
+//!                          current global version v (snapshot of v kept while jobs use it);
+//!                          slots freed by replies are refilled once every event of their
+//!                          instant is handled (simultaneous replies flush first)
 //!  reply of version v₀:    staleness τ = v − v₀
 //!     FedAsync:  w ← (1 − α·s(τ))·w + α·s(τ)·x                       → commit (v + 1)
 //!     FedBuff:   buffer; at K:  w ← w + η·Σᵢ cᵢ·s(τᵢ)·(xᵢ − w(v₀ᵢ))   → commit (v + 1)
@@ -209,7 +211,16 @@ pub struct Asynchronous {
     /// Timeout timers: tag → the job it guards.
     timeouts: BTreeMap<u64, (NodeId, AssignmentId)>,
     next_tag: u64,
+    /// A refill is due once this instant's events are handled (see [`REFILL_TAG`]).
+    refill_pending: bool,
 }
+
+/// The timer that refills free slots after every event of the instant it was set in:
+/// replies arriving together are all taken (and a buffer they fill flushed) before their
+/// clients get new work, so a freed client starts from the newest version of that instant,
+/// whatever order the simultaneous replies are handled in. Job-timeout tags count up from
+/// 0 and the coordinator's own is `u64::MAX`.
+const REFILL_TAG: u64 = u64::MAX - 1;
 
 impl Asynchronous {
     /// The logic, starting from `initial` weights of each model the method trains.
@@ -243,6 +254,7 @@ impl Asynchronous {
             starts: BTreeMap::new(),
             timeouts: BTreeMap::new(),
             next_tag: 0,
+            refill_pending: false,
         })
     }
 
@@ -533,10 +545,18 @@ impl ServerLogic for Asynchronous {
             }
         }
         self.prune();
-        self.fill(server)
+        if !self.refill_pending {
+            self.refill_pending = true;
+            server.set_timer(SimDuration::ZERO, REFILL_TAG);
+        }
+        Ok(())
     }
 
     fn on_timer(&mut self, tag: u64, server: &mut Server<'_, '_, Work>) -> Result<(), FlError> {
+        if tag == REFILL_TAG {
+            self.refill_pending = false;
+            return self.fill(server);
+        }
         if let Some((client, id)) = self.timeouts.remove(&tag)
             && self.active.get(&client) == Some(&id)
         {

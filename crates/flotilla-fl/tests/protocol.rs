@@ -3,14 +3,14 @@
 
 #![allow(clippy::unwrap_used)]
 
-use flotilla_data::SyntheticConfig;
+mod common;
+
+use common::*;
 use flotilla_fl::{
-    Assignment, ClientData, ClientEnv, ClientStrategy, Coordinator, CoordinatorConfig, FedAvg,
-    FedAvgConfig, FlError, LearningTask, LocalTraining, LocalWorker, ModelRole, Participant, Reply,
-    RoundPolicy, Synchronous, Work,
+    Assignment, ClientEnv, ClientStrategy, FedAvg, FlError, LocalWorker, Reply, RoundPolicy,
+    Synchronous, Work,
 };
-use flotilla_nn::{LrSchedule, SgdConfig};
-use flotilla_sim::{LinkSpec, NetworkModel, NodeId, Seed, Simulation, StopAt, millis, secs};
+use flotilla_sim::{NodeId, secs};
 use std::sync::Arc;
 
 /// The built-in worker, except that node 2's models come back as NaN.
@@ -37,67 +37,17 @@ impl ClientStrategy for Diverging {
 
 #[test]
 fn a_non_finite_update_is_rejected_and_counted() {
-    let seed = Seed(5);
-    let (train, test) = SyntheticConfig {
-        train_samples: 600,
-        test_samples: 200,
-        ..Default::default()
-    }
-    .generate()
-    .unwrap();
-    let local = LocalTraining {
-        steps: 3,
-        batch_size: 16,
-        sgd: SgdConfig::default(),
-    };
-    let models = [(ModelRole::Target, "mlp:32-8-10".parse().unwrap())];
-    let task = Arc::new(
-        LearningTask::new(Arc::new(train), Arc::new(test), None, &models, local, seed).unwrap(),
-    );
-    let strategy = FedAvg::new(
+    let task = tiny_task(5, 600);
+    let policy = RoundPolicy::wait_all(Some(secs(60)));
+    let run = run_with(
+        5,
         &task,
-        FedAvgConfig {
-            model: ModelRole::Target,
-            clients_per_round: None,
-            weighted: false,
-            schedule: LrSchedule::Constant(0.05),
-        },
-    )
-    .unwrap();
-    let config = CoordinatorConfig {
-        rounds: 2,
-        registration_window: secs(1),
-        eval_every: 1,
-    };
-    let mut b = Simulation::builder(seed, NetworkModel::new(LinkSpec::latency(millis(1))));
-    let server = b.add_node(
-        "server",
-        Coordinator::synchronous(
-            strategy,
-            RoundPolicy::wait_all(Some(secs(60))),
-            task.clone(),
-            config,
-            3,
-        ),
-        None,
+        sync_coordinator(&task, None, policy, 2, 3),
+        Arc::new(Diverging),
+        &[None, None, None],
+        network(1),
     );
-    let worker = Arc::new(Diverging);
-    for k in 0..3usize {
-        let data = ClientData {
-            labeled: (k * 200..(k + 1) * 200).collect::<Vec<_>>().into(),
-            unlabeled: Arc::from([]),
-        };
-        b.add_node(
-            format!("client-{k}"),
-            Participant::new(worker.clone(), task.clone(), data, server),
-            None,
-        );
-    }
-    let mut sim = b.build();
-    sim.run(StopAt::Idle);
-    let coordinator = sim
-        .node::<Coordinator<Synchronous<FedAvg>>>(server)
-        .unwrap();
+    let coordinator = run.coordinator::<Synchronous<FedAvg>>();
     assert!(coordinator.finished());
     for round in coordinator.history() {
         let stage = &round.stages[0];
