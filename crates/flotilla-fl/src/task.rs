@@ -245,6 +245,16 @@ pub struct ClientData {
     pub unlabeled: Arc<[usize]>,
 }
 
+impl ClientData {
+    /// A client holding the labeled samples `indices` and no unlabeled ones.
+    pub fn from_labeled(indices: impl Into<Arc<[usize]>>) -> Self {
+        Self {
+            labeled: indices.into(),
+            unlabeled: Arc::from([]),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
