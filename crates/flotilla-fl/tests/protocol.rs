@@ -5,9 +5,9 @@
 
 use flotilla_data::SyntheticConfig;
 use flotilla_fl::{
-    Assignment, ClientData, ClientEnv, ClientStrategy, Coordinator, CoordinatorConfig, FedAvg,
-    FedAvgConfig, FlError, LearningTask, LocalTraining, LocalWorker, ModelRole, Participant, Reply,
-    RoundPolicy, Synchronous, Work,
+    Assignment, ClientData, ClientEnv, ClientGroup, ClientStrategy, Coordinator, CoordinatorConfig,
+    FedAvg, FedAvgConfig, Federation, FlError, LearningTask, LocalTraining, LocalWorker, ModelRole,
+    Reply, RoundPolicy, Work,
 };
 use flotilla_nn::{LrSchedule, SgdConfig};
 use flotilla_sim::{LinkSpec, NetworkModel, NodeId, Seed, Simulation, StopAt, millis, secs};
@@ -69,35 +69,17 @@ fn a_non_finite_update_is_rejected_and_counted() {
         registration_window: secs(1),
         eval_every: 1,
     };
-    let mut b = Simulation::builder(seed, NetworkModel::new(LinkSpec::latency(millis(1))));
-    let server = b.add_node(
-        "server",
-        Coordinator::synchronous(
-            strategy,
-            RoundPolicy::wait_all(Some(secs(60))),
-            task.clone(),
-            config,
-            3,
-        ),
-        None,
-    );
-    let worker = Arc::new(Diverging);
-    for k in 0..3usize {
-        let data = ClientData {
-            labeled: (k * 200..(k + 1) * 200).collect::<Vec<_>>().into(),
-            unlabeled: Arc::from([]),
-        };
-        b.add_node(
-            format!("client-{k}"),
-            Participant::new(worker.clone(), task.clone(), data, server),
-            None,
-        );
-    }
-    let mut sim = b.build();
+    let network = NetworkModel::new(LinkSpec::latency(millis(1)));
+    let data = (0..3)
+        .map(|k| ClientData::from_labeled((k * 200..(k + 1) * 200).collect::<Vec<_>>()))
+        .collect();
+    let clients = ClientGroup::new(Arc::new(Diverging), task.clone(), data);
+    let policy = RoundPolicy::wait_all(Some(secs(60)));
+    let coordinator = move |n| Coordinator::synchronous(strategy, policy, task, config, n);
+    let fed = Federation::star(Simulation::builder(seed, network), coordinator, clients);
+    let (mut sim, handle) = fed.build().unwrap();
     sim.run(StopAt::Idle);
-    let coordinator = sim
-        .node::<Coordinator<Synchronous<FedAvg>>>(server)
-        .unwrap();
+    let coordinator = handle.coordinator(&sim).unwrap();
     assert!(coordinator.finished());
     for round in coordinator.history() {
         let stage = &round.stages[0];

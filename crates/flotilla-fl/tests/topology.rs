@@ -343,3 +343,92 @@ proptest! {
         prop_assert!(late.iter().all(|&c| c == NodeId(3)), "{:?}", late);
     }
 }
+
+#[test]
+fn two_tier_numbers_the_strong_group_first_and_each_tier_announces_its_own_device() {
+    let seed = Seed(4);
+    let task = task(seed, 5);
+    let needed = task.model(ModelRole::Target).unwrap().training_memory_bytes;
+    let worker = Arc::new(LocalWorker);
+    let strong = ClientGroup::new(worker.clone(), task.clone(), shards(0..2))
+        .placed(Placement::new(Some(device(1e9)), None));
+    let weak = ClientGroup::new(worker, task.clone(), shards(2..5)).placed(Placement::new(
+        Some(DeviceProfile {
+            memory_bytes: needed - 1,
+            ..device(1e8)
+        }),
+        None,
+    ));
+    let fed = Federation::two_tier(instant_network(seed), cloud(&task, 1, true), strong, weak);
+    let (mut sim, handle) = fed.build().unwrap();
+    sim.run(StopAt::Idle);
+    assert_eq!(handle.clients(), (1..=5).map(NodeId).collect::<Vec<_>>());
+    let cloud = handle.coordinator(&sim).unwrap();
+    assert_eq!(cloud.fleet().len(), 5);
+    assert_eq!(
+        cloud.fleet().capable(ModelRole::Target),
+        [NodeId(1), NodeId(2)]
+    );
+    assert_eq!(cloud.history()[0].stages[0].replied, [NodeId(1), NodeId(2)]);
+}
+
+#[test]
+fn a_childless_edge_and_a_used_builder_are_refused() {
+    let seed = Seed(1);
+    let task = task(seed, 1);
+    let mut fed = Federation::new(
+        instant_network(seed),
+        "cloud",
+        cloud(&task, 1, true),
+        Placement::default(),
+    );
+    fed.edge(
+        fed.server(),
+        "lonely",
+        edge_config(&task, 1, None),
+        Placement::default(),
+    )
+    .unwrap();
+    let err = fed.build().unwrap_err();
+    assert!(
+        err.to_string().contains("edge lonely has no clients"),
+        "{err}"
+    );
+
+    let mut fed = Federation::new(
+        instant_network(seed),
+        "cloud",
+        cloud(&task, 1, true),
+        Placement::default(),
+    );
+    let parent = fed.server();
+    let refused = fed
+        .edge(
+            parent,
+            "e",
+            edge_config(&task, 0, None),
+            Placement::default(),
+        )
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("local_rounds is 0"),
+        "{refused}"
+    );
+
+    let mut used = instant_network(seed);
+    used.add_node(
+        "stray",
+        Participant::new(
+            Arc::new(LocalWorker),
+            task.clone(),
+            shards(0..1).remove(0),
+            NodeId(0),
+        ),
+        None,
+    );
+    let clients = ClientGroup::new(Arc::new(LocalWorker), task.clone(), shards(0..1));
+    let err = Federation::star(used, cloud(&task, 1, true), clients)
+        .build()
+        .unwrap_err();
+    assert!(err.to_string().contains("already held 1 node"), "{err}");
+}
