@@ -6,10 +6,11 @@
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use flotilla::fl::{
-    ClientData, FlMessage, LearningTask, LocalTraining, LocalWorker, ModelRole, Participant, Work,
+    ClientData, ClientGroup, Coordinator, CoordinatorConfig, FedAvg, FedAvgConfig, Federation,
+    FlMessage, LearningTask, LocalTraining, LocalWorker, ModelRole, Placement, RoundPolicy, Work,
 };
-use flotilla::nn::SgdConfig;
-use flotilla::sim::{LinkSpec, NetworkModel, NodeId, Seed, Simulation, millis, wire};
+use flotilla::nn::{LrSchedule, SgdConfig};
+use flotilla::sim::{LinkSpec, NetworkModel, Seed, Simulation, millis, secs, wire};
 use std::hint::black_box;
 use std::sync::Arc;
 
@@ -34,7 +35,8 @@ fn resident_bytes() -> Option<u64> {
 }
 
 /// Builds a simulation of `n` idle FedAvg clients (each holding a few sample indices into
-/// one shared dataset, no model copy) plus nothing else; returns it to keep it alive.
+/// one shared dataset, no model copy) and their coordinator (one model copy); returns it to
+/// keep it alive.
 fn idle_fleet(n: u32) -> Simulation<FlMessage<Work>> {
     let (train, test) = flotilla::data::SyntheticConfig {
         train_samples: 10_000,
@@ -60,20 +62,35 @@ fn idle_fleet(n: u32) -> Simulation<FlMessage<Work>> {
     .expect("task");
     let task = Arc::new(task);
     let profile = flotilla::sim::DeviceProfile::preset("phone-low").expect("preset");
-    let mut b = Simulation::builder(Seed(1), NetworkModel::new(LinkSpec::latency(millis(5))));
-    let worker = Arc::new(LocalWorker);
-    for i in 0..n {
-        let data = ClientData {
-            labeled: Arc::from([(i as usize * 7) % 10_000, (i as usize * 13) % 10_000]),
-            unlabeled: Arc::from([]),
-        };
-        b.add_node(
-            format!("c{i}"),
-            Participant::new(worker.clone(), task.clone(), data, NodeId(0)),
-            Some(profile.clone()),
-        );
-    }
-    b.build()
+    let strategy = FedAvg::new(
+        &task,
+        FedAvgConfig {
+            model: ModelRole::Target,
+            clients_per_round: None,
+            weighted: true,
+            schedule: LrSchedule::Constant(0.05),
+        },
+    )
+    .expect("strategy");
+    let config = CoordinatorConfig {
+        rounds: 1,
+        registration_window: secs(10),
+        eval_every: 1,
+    };
+    let policy = RoundPolicy::wait_all(None);
+    let server_task = task.clone();
+    let coordinator =
+        move |clients| Coordinator::synchronous(strategy, policy, server_task, config, clients);
+    let data = (0..n as usize)
+        .map(|i| ClientData::from_labeled([(i * 7) % 10_000, (i * 13) % 10_000]))
+        .collect();
+    let clients = ClientGroup::new(Arc::new(LocalWorker), task, data)
+        .placed(Placement::new(Some(profile), None));
+    let network = NetworkModel::new(LinkSpec::latency(millis(5)));
+    Federation::star(Simulation::builder(Seed(1), network), coordinator, clients)
+        .build()
+        .expect("a star")
+        .0
 }
 
 fn million_idle_clients(c: &mut Criterion) {

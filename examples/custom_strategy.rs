@@ -15,15 +15,12 @@
 use flotilla::actors::ActixRuntime;
 use flotilla::data::{SyntheticConfig, dirichlet};
 use flotilla::fl::{
-    Assignment, ClientData, ClientEnv, ClientStrategy, Coordinator, CoordinatorConfig, FedAvg,
-    FedAvgConfig, FlError, LearningTask, LocalTraining, LocalWorker, ModelRole, Participant,
-    Payload, Reply, RoundPolicy, Selection, ServerJob, ServerStrategy, Synchronous, WorkOrder,
-    average_replies,
+    Assignment, ClientData, ClientEnv, ClientGroup, ClientStrategy, Coordinator, CoordinatorConfig,
+    FedAvg, FedAvgConfig, Federation, FlError, LearningTask, LocalTraining, LocalWorker, ModelRole,
+    Payload, Reply, RoundPolicy, Selection, ServerJob, ServerStrategy, WorkOrder, average_replies,
 };
 use flotilla::nn::{SgdConfig, Weights};
-use flotilla::sim::{
-    LinkSpec, NetworkModel, Node, NodeId, Purpose, Seed, Simulation, StopAt, secs,
-};
+use flotilla::sim::{LinkSpec, NetworkModel, NodeId, Purpose, Seed, Simulation, StopAt, secs};
 use flotilla::train::{LocalPhase, Trainer};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -164,38 +161,29 @@ fn simulate<S, C>(
 where
     S: ServerStrategy,
     C: ClientStrategy<Work = S::Work>,
-    Coordinator<Synchronous<S>>: Node<flotilla::fl::FlMessage<S::Work>>,
 {
     let seed = task.seed;
-    let mut b = Simulation::builder(seed, NetworkModel::new(LinkSpec::preset("wifi")?));
     let config = CoordinatorConfig {
         rounds: ROUNDS,
         registration_window: secs(10),
         eval_every: 1,
     };
-    let server_id = b.add_node(
-        "server",
-        Coordinator::synchronous(
-            server,
-            RoundPolicy::wait_all(Some(secs(60))),
-            task.clone(),
-            config,
-            shards.len(),
-        ),
-        None,
-    );
-    let client = Arc::new(client);
-    for (i, shard) in shards.iter().enumerate() {
-        let data = ClientData {
-            labeled: shard.clone().into(),
-            unlabeled: Arc::from([]),
-        };
-        let node = Participant::new(client.clone(), task.clone(), data, server_id);
-        b.add_node(format!("client-{i}"), node, None);
-    }
-    let sim = ActixRuntime::new(2).run(b.build(), StopAt::Idle)?;
-    let coordinator = sim
-        .node::<Coordinator<Synchronous<S>>>(server_id)
+    let policy = RoundPolicy::wait_all(Some(secs(60)));
+    let server_task = task.clone();
+    let coordinator =
+        move |clients| Coordinator::synchronous(server, policy, server_task, config, clients);
+    let data = shards
+        .iter()
+        .cloned()
+        .map(ClientData::from_labeled)
+        .collect();
+    let clients = ClientGroup::new(Arc::new(client), task.clone(), data);
+    let network = NetworkModel::new(LinkSpec::preset("wifi")?);
+    let fed = Federation::star(Simulation::builder(seed, network), coordinator, clients);
+    let (sim, handle) = fed.build()?;
+    let sim = ActixRuntime::new(2).run(sim, StopAt::Idle)?;
+    let coordinator = handle
+        .coordinator(&sim)
         .ok_or_else(|| anyhow::anyhow!("no coordinator"))?;
     Ok(coordinator
         .history()

@@ -16,8 +16,8 @@
 use flotilla::actors::ActixRuntime;
 use flotilla::data::{SyntheticConfig, dirichlet};
 use flotilla::fl::{
-    ClientData, Coordinator, CoordinatorConfig, FedAvg, FedAvgConfig, FlMessage, LearningTask,
-    LocalTraining, LocalWorker, ModelRole, Participant, RoundPolicy, Synchronous, Work,
+    ClientData, ClientGroup, Coordinator, CoordinatorConfig, FedAvg, FedAvgConfig, Federation,
+    FlMessage, LearningTask, LocalTraining, LocalWorker, ModelRole, Placement, RoundPolicy, Work,
 };
 use flotilla::nn::{LrSchedule, SgdConfig};
 use flotilla::sim::{
@@ -57,8 +57,6 @@ fn main() -> anyhow::Result<()> {
         &mut seed.stream(NodeId(0), Purpose::SETUP),
     )?;
 
-    let mut fleet = Simulation::builder(seed, NetworkModel::new(LinkSpec::preset("datacenter")?));
-    let server = NodeId(0);
     let strategy = FedAvg::new(
         &task,
         FedAvgConfig {
@@ -73,48 +71,27 @@ fn main() -> anyhow::Result<()> {
         registration_window: secs(10),
         eval_every: 1,
     };
-    fleet.add_node(
-        "server",
-        Coordinator::synchronous(
-            strategy,
-            RoundPolicy::wait_all(Some(secs(30))),
-            task.clone(),
-            config,
-            40,
-        ),
-        None,
-    );
+    let policy = RoundPolicy::wait_all(Some(secs(30)));
+    let server_task = task.clone();
+    let coordinator =
+        move |clients| Coordinator::synchronous(strategy, policy, server_task, config, clients);
+    // The first 8 shards on edge GPUs over Wi-Fi (ids 1–8), the other 32 on phones.
+    let mut data: Vec<ClientData> = shards.into_iter().map(ClientData::from_labeled).collect();
+    let phone_data = data.split_off(8);
     let worker = Arc::new(LocalWorker);
-    let mut phones = Vec::new();
-    for (i, shard) in shards.into_iter().enumerate() {
-        let id = NodeId(i as u32 + 1);
-        let (profile, link) = if i < 8 {
-            (
-                DeviceProfile::preset("edge-gpu")?,
-                LinkSpec::preset("wifi")?,
-            )
-        } else {
-            phones.push(id);
-            (
-                DeviceProfile::preset("phone-low")?,
-                LinkSpec::preset("cellular-4g")?,
-            )
-        };
-        fleet.network().set_node_link(id, link);
-        fleet.add_node(
-            format!("client-{}", i + 1),
-            Participant::new(
-                worker.clone(),
-                task.clone(),
-                ClientData {
-                    labeled: shard.into(),
-                    unlabeled: Arc::from([]),
-                },
-                server,
-            ),
-            Some(profile),
-        );
-    }
+    let gpus = ClientGroup::new(worker.clone(), task.clone(), data).placed(Placement::new(
+        Some(DeviceProfile::preset("edge-gpu")?),
+        Some(LinkSpec::preset("wifi")?),
+    ));
+    let phones = ClientGroup::new(worker, task.clone(), phone_data).placed(Placement::new(
+        Some(DeviceProfile::preset("phone-low")?),
+        Some(LinkSpec::preset("cellular-4g")?),
+    ));
+    let network = NetworkModel::new(LinkSpec::preset("datacenter")?);
+    let builder = Simulation::builder(seed, network);
+    let mut fleet = Federation::new(builder, "server", coordinator, Placement::default());
+    fleet.participants(fleet.server(), gpus)?;
+    let phones = fleet.participants(fleet.server(), phones)?;
     // Any closure is a rule: the cellular tier goes dark for thirty seconds.
     let dark = SimTime::ZERO + secs(60)..SimTime::ZERO + secs(90);
     fleet.network().rule(move |env: &Envelope, now: SimTime| {
@@ -126,9 +103,10 @@ fn main() -> anyhow::Result<()> {
         }
     });
 
-    let sim: Simulation<FlMessage<Work>> = ActixRuntime::new(2).run(fleet.build(), StopAt::Idle)?;
-    let history = sim
-        .node::<Coordinator<Synchronous<FedAvg>>>(server)
+    let (sim, handle) = fleet.build()?;
+    let sim: Simulation<FlMessage<Work>> = ActixRuntime::new(2).run(sim, StopAt::Idle)?;
+    let history = handle
+        .coordinator(&sim)
         .expect("the server")
         .history()
         .to_vec();

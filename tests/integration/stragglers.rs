@@ -3,8 +3,9 @@
 
 use flotilla::data::{SyntheticConfig, iid};
 use flotilla::fl::{
-    ClientData, Coordinator, CoordinatorConfig, FedAvg, FedAvgConfig, FlMessage, LearningTask,
-    LocalTraining, LocalWorker, ModelRole, Participant, RoundPolicy, Synchronous, Work,
+    ClientData, ClientGroup, Coordinator, CoordinatorConfig, FedAvg, FedAvgConfig, Federation,
+    FlMessage, LearningTask, LocalTraining, LocalWorker, ModelRole, Placement, RoundPolicy,
+    Synchronous, Work,
 };
 use flotilla::nn::{LrSchedule, SgdConfig};
 use flotilla::sim::{
@@ -60,7 +61,6 @@ fn fleet(
         &mut seed.stream(NodeId(0), Purpose::SETUP),
     )
     .unwrap();
-    let mut b = Simulation::builder(seed, NetworkModel::new(LinkSpec::latency(millis(1))));
     let strategy = FedAvg::new(
         &task,
         FedAvgConfig {
@@ -76,31 +76,24 @@ fn fleet(
         registration_window: secs(10),
         eval_every: 1,
     };
-    b.add_node(
-        "server",
-        Coordinator::synchronous(
-            strategy,
-            RoundPolicy::wait_all(Some(secs(60))),
-            task.clone(),
-            config,
-            clients,
-        ),
-        None,
-    );
+    let policy = RoundPolicy::wait_all(Some(secs(60)));
+    let coordinator_task = task.clone();
+    let coordinator =
+        move |n| Coordinator::synchronous(strategy, policy, coordinator_task, config, n);
+    let network = NetworkModel::new(LinkSpec::latency(millis(1)));
+    let builder = Simulation::builder(seed, network).keep_records();
+    let mut fed = Federation::new(builder, "server", coordinator, Placement::default());
     let worker = Arc::new(LocalWorker);
     for (k, shard) in shards.into_iter().enumerate() {
-        let data = ClientData {
-            labeled: shard.into(),
-            unlabeled: Arc::from([]),
-        };
-        let client = Participant::new(worker.clone(), task.clone(), data, NodeId(0));
-        b.add_node(
-            format!("client-{}", k + 1),
-            client,
-            Some(profiles(k, &task)),
-        );
+        let one = ClientGroup::new(
+            worker.clone(),
+            task.clone(),
+            vec![ClientData::from_labeled(shard)],
+        )
+        .placed(Placement::new(Some(profiles(k, &task)), None));
+        fed.participants(fed.server(), one).unwrap();
     }
-    b.keep_records().build()
+    fed.build().unwrap().0
 }
 
 /// Deliveries to the server after each client's first (its Hello), in delivery order:

@@ -118,6 +118,55 @@ impl<L: ServerLogic> Coordinator<L> {
         self.books.finished_at
     }
 
+    /// Whether registration is over.
+    pub(crate) fn registered(&self) -> bool {
+        !self.registering
+    }
+
+    /// The server logic, to change between runs (an edge aggregator's next job).
+    pub(crate) fn logic_mut(&mut self) -> &mut L {
+        &mut self.logic
+    }
+
+    /// Commits versions without evaluating them (an edge aggregator's parent evaluates).
+    pub(crate) fn without_evaluation(mut self) -> Self {
+        self.books.evaluate = false;
+        self
+    }
+
+    /// Runs `rounds` more versions after the last one was committed: the books reopen
+    /// (a new round record, the run no longer finished) and the logic starts again. The
+    /// books, the fleet and the version count carry on, so assignment ids stay unique and
+    /// a reply to an earlier run still counts as late.
+    pub(crate) fn resume(
+        &mut self,
+        rounds: u32,
+        ctx: &mut Context<'_, FlMessage<L::Work>>,
+    ) -> Result<(), crate::FlError> {
+        if self.registering || !self.books.finished {
+            return Err(crate::FlError::Protocol(
+                "a coordinator resumes only after its last version".into(),
+            ));
+        }
+        if rounds == 0 {
+            return Ok(());
+        }
+        let version = self.books.version;
+        self.books.config.rounds = version.checked_add(rounds).ok_or_else(|| {
+            crate::FlError::Protocol(format!("{rounds} more rounds after {version} overflow u32"))
+        })?;
+        self.books.finished = false;
+        self.books.finished_at = None;
+        self.books.history.push(RoundRecord {
+            round: version,
+            closed_at_s: f64::NAN,
+            stages: Vec::new(),
+            evaluations: Vec::new(),
+        });
+        let mut server = Self::server(&mut self.books, ctx);
+        self.logic.start(&mut server)
+    }
+
     fn begin(&mut self, ctx: &mut Context<'_, FlMessage<L::Work>>) -> Result<(), NodeError> {
         self.registering = false;
         ctx.record("clients_registered", self.books.fleet.len() as f64);

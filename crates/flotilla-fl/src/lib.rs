@@ -10,6 +10,8 @@
 mod aggregate;
 mod asynchronous;
 mod coordinator;
+mod edge;
+mod federation;
 mod message;
 mod participant;
 mod server;
@@ -21,6 +23,8 @@ mod task;
 pub use aggregate::{average_replies, average_weights, sample_clients, weighted_mean};
 pub use asynchronous::{AsyncConfig, AsyncMethod, AsyncRule, Asynchronous, Staleness};
 pub use coordinator::Coordinator;
+pub use edge::{EdgeAggregator, EdgeConfig, EdgeJobs};
+pub use federation::{ClientGroup, Federation, FederationHandle, Parent, Placement, TopologyError};
 pub use message::{
     Assignment, AssignmentId, Capabilities, Evaluation, FlMessage, Payload, Reply, ServerWorkDone,
     WorkOrder,

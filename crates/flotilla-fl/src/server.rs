@@ -304,6 +304,9 @@ pub(crate) struct Books {
     /// Jobs given to each client in the current version, per stage (for attempts).
     pub(crate) given: BTreeMap<(NodeId, u16), u16>,
     pub(crate) observer: Option<Observer>,
+    /// Whether committed versions are evaluated (an edge aggregator's are not: its
+    /// parent evaluates the global models).
+    pub(crate) evaluate: bool,
 }
 
 impl Books {
@@ -322,6 +325,7 @@ impl Books {
             held: BTreeSet::new(),
             given: BTreeMap::new(),
             observer: None,
+            evaluate: true,
         }
     }
 
@@ -542,7 +546,8 @@ impl<W: Send + 'static> Server<'_, '_, W> {
         }
         let round = books.version;
         let last = round + 1 == books.config.rounds;
-        if last || (round + 1).is_multiple_of(books.config.eval_every.max(1)) {
+        let due = last || (round + 1).is_multiple_of(books.config.eval_every.max(1));
+        if books.evaluate && due {
             for payload in models {
                 let task = books.task.clone();
                 let flops = task.evaluation_flops(payload.role)?;

@@ -107,6 +107,11 @@ impl<S: ServerStrategy> Synchronous<S> {
         &self.strategy
     }
 
+    /// The strategy, to change between runs (an edge aggregator's next job).
+    pub(crate) fn strategy_mut(&mut self) -> &mut S {
+        &mut self.strategy
+    }
+
     /// The policy.
     pub fn policy(&self) -> &RoundPolicy {
         &self.policy
@@ -212,7 +217,10 @@ impl<S: ServerStrategy> ServerLogic for Synchronous<S> {
     type Work = S::Work;
 
     fn start(&mut self, server: &mut Server<'_, '_, S::Work>) -> Result<(), FlError> {
+        // From stage 0 of the current version, also when a finished run is resumed.
         self.round = server.version();
+        self.stage = 0;
+        self.attempt = 0;
         self.open_stage(server)
     }
 

@@ -246,6 +246,14 @@ pub struct ClientData {
 }
 
 impl ClientData {
+    /// A client holding the labeled samples `indices` and no unlabeled ones.
+    pub fn from_labeled(indices: impl Into<Arc<[usize]>>) -> Self {
+        Self {
+            labeled: indices.into(),
+            unlabeled: Arc::from([]),
+        }
+    }
+
     /// A fingerprint of an index list, order included (FNV-1a over the indices as
     /// little-endian `u64`s, cut to 53 bits so a trace record's `f64` holds it exactly).
     /// Participants record it for their labeled and unlabeled lists at start

@@ -7,9 +7,9 @@
 use flotilla_data::SyntheticConfig;
 use flotilla_fl::{
     AsyncConfig, AsyncMethod, AsyncRule, Asynchronous, ClientData, ClientStrategy, Coordinator,
-    CoordinatorConfig, Fate, FedAvg, FedAvgConfig, FlMessage, JobTally, LearningTask,
-    LocalTraining, LocalWorker, ModelRole, Participant, Payload, RoundPolicy, ServerLogic,
-    Staleness, Synchronous, UpdateRecord, Work,
+    CoordinatorConfig, Fate, FedAvg, FedAvgConfig, Federation, FlMessage, JobTally, LearningTask,
+    LocalTraining, LocalWorker, ModelRole, Participant, Payload, Placement, RoundPolicy,
+    ServerLogic, Staleness, Synchronous, UpdateRecord, Work,
 };
 use flotilla_nn::{LrSchedule, SgdConfig, Weights};
 use flotilla_sim::{
@@ -275,17 +275,27 @@ pub(crate) fn run_with<L: ServerLogic<Work = Work>, C: ClientStrategy<Work = Wor
     devices: &[Option<DeviceProfile>],
     network: NetworkModel,
 ) -> Run {
-    let mut b = Simulation::builder(Seed(seed), network).keep_records();
-    let server = b.add_node("server", coordinator, None);
+    let builder = Simulation::builder(Seed(seed), network).keep_records();
+    let mut fed = Federation::new(
+        builder,
+        "server",
+        move |_| coordinator,
+        Placement::default(),
+    );
+    let server_parent = fed.server();
     for (k, device) in devices.iter().enumerate() {
         let data = shard(task, k, devices.len());
-        b.add_node(
+        let (worker, task) = (worker.clone(), task.clone());
+        fed.client(
+            server_parent,
             format!("client-{k}"),
-            Participant::new(worker.clone(), task.clone(), data, server),
-            device.clone(),
-        );
+            move |server| Participant::new(worker, task, data, server),
+            Placement::new(device.clone(), None),
+        )
+        .unwrap();
     }
-    let mut sim = b.build();
+    let (mut sim, handle) = fed.build().unwrap();
+    let server = handle.server();
     let report = sim.run(StopAt::Idle);
     assert!(report.failures.is_empty(), "{:?}", report.failures);
     let (world, _, hosts) = sim.into_parts();
