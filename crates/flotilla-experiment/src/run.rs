@@ -5,9 +5,10 @@ use crate::{ExperimentError, Method, Prepared};
 use flotilla_actors::ActixRuntime;
 use flotilla_fl::{
     AsyncConfig, AsyncMethod, AsyncRule, Asynchronous, ClientData, Coordinator, CoordinatorConfig,
-    Evaluation, FedAvg, FedAvgConfig, FlMessage, JobTally, LearningTask, LocalWorker, ModelRole,
-    Observer, OnDeviceKd, OnDeviceKdConfig, Participant, Payload, RoundRecord,
-    ServerEnsembleConfig, ServerLogic, ServerLogitEnsemble, Synchronous, UpdateRecord, Work,
+    Evaluation, FedAvg, FedAvgConfig, Federation, FlMessage, JobTally, LearningTask, LocalWorker,
+    ModelRole, Observer, OnDeviceKd, OnDeviceKdConfig, Participant, Payload, Placement,
+    RoundRecord, ServerEnsembleConfig, ServerLogic, ServerLogitEnsemble, Synchronous, UpdateRecord,
+    Work,
 };
 use flotilla_nn::LrSchedule;
 use flotilla_sim::{
@@ -436,8 +437,19 @@ impl Prepared {
         if let Some(observer) = options.observer {
             coordinator = coordinator.with_observer(observer);
         }
-        let server = builder.add_infrastructure_node("server", coordinator, server_device);
-        debug_assert_eq!(server, SERVER);
+        // A wiring error is a bug here, never the user's input; it is reported, not unwrapped.
+        let topology = |e: flotilla_fl::TopologyError| ExperimentError::Incomplete {
+            method: method.to_string(),
+            seed,
+            reason: format!("wiring the federation: {e}"),
+        };
+        let mut fed = Federation::new(
+            builder,
+            "server",
+            move |_| coordinator,
+            Placement::new(Some(server_device), None),
+        );
+        let server = fed.server();
         let faults = &options.faults;
         let worker = Arc::new(LocalWorker);
         let rejoin = c
@@ -454,35 +466,44 @@ impl Prepared {
             if let Some(loss) = faults.loss {
                 link.loss = loss;
             }
-            let mut participant = Participant::new(worker.clone(), task.clone(), data, server);
-            if let Some(rejoin) = rejoin {
-                participant = participant.with_rejoin(rejoin);
-            }
-            let name = format!("client-{i}");
-            let id = match faults.panic {
-                Some((client, round)) if client == i => {
-                    let node = Panicking {
-                        inner: participant,
-                        round,
-                    };
-                    builder.add_node(name, node, Some(device))
+            let (worker, task) = (worker.clone(), task.clone());
+            let participant = move |server| {
+                let participant = Participant::new(worker, task, data, server);
+                match rejoin {
+                    Some(rejoin) => participant.with_rejoin(rejoin),
+                    None => participant,
                 }
-                _ => builder.add_node(name, participant, Some(device)),
             };
-            builder.network().set_node_link(id, link);
+            let name = format!("client-{i}");
+            let placement = Placement::new(Some(device), Some(link));
+            let id = match faults.panic {
+                Some((client, round)) if client == i => fed.client(
+                    server,
+                    name,
+                    move |server| Panicking {
+                        inner: participant(server),
+                        round,
+                    },
+                    placement,
+                ),
+                _ => fed.client(server, name, participant, placement),
+            }
+            .map_err(topology)?;
             ids.push(id);
         }
-        c.network.install(builder.network())?;
+        c.network.install(fed.network())?;
         for &(client, from, until) in &faults.outages {
             let node = *ids.get(client).ok_or_else(|| {
                 crate::ConfigError::new("faults.outages", client, "no such client")
             })?;
-            builder.network().rule(Outage {
+            fed.network().rule(Outage {
                 nodes: Some([node].into()),
                 windows: vec![(from, until)],
             });
         }
-        let sim = builder.build();
+        let (sim, handle) = fed.build().map_err(topology)?;
+        let server = handle.server();
+        debug_assert_eq!(server, SERVER);
         let started = Instant::now();
         let sim = ActixRuntime::new(options.threads.max(1)).run(sim, StopAt::IdleOrFailure)?;
         let wall_time_s = started.elapsed().as_secs_f64();

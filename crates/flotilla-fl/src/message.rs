@@ -118,7 +118,7 @@ impl fmt::Display for AssignmentId {
     }
 }
 
-/// Work the server hands to one client: a [`Task`] stamped with its [`AssignmentId`].
+/// Work the server hands to one client: a [`WorkOrder`] stamped with its [`AssignmentId`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Assignment<W> {
     /// Which assignment this is (the coordinator stamps it).
