@@ -4,6 +4,7 @@
 //! [`ConfigError`] naming the key and the value.
 
 use crate::policy::{AsyncSection, RoundPolicyConfig};
+use crate::topology::TopologyConfig;
 use crate::{ConfigError, ExperimentError, FleetConfig, Method, Named, Standardize};
 use flotilla_data::SyntheticConfig;
 use flotilla_fl::{KdConfig, ModelRole, ServerDistillation};
@@ -106,6 +107,9 @@ pub struct ExperimentConfig {
     /// The asynchronous methods' server (`fedasync`, `fedbuff`, `ondevice_kd_async`).
     #[serde(default, rename = "async")]
     pub asynchronous: AsyncSection,
+    /// Who answers whom: a star (absent) or clients under edge aggregators.
+    #[serde(default)]
+    pub topology: TopologyConfig,
     /// Test accuracies (fractions in (0, 1]) whose first reaching each run reports, in
     /// virtual seconds (`summary.json` and the table).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -610,6 +614,19 @@ impl ExperimentConfig {
         self.network.validate(f.clients)?;
         self.round_policy.policy(self.training.stage_timeout_s)?;
         self.asynchronous.validate(f.clients)?;
+        self.topology.validate(f.clients)?;
+        if self.topology.hierarchical()
+            && let Some(m) = self.methods.iter().find(|m| m.is_asynchronous())
+        {
+            return err(
+                "topology.edges",
+                &self.topology.edges,
+                &format!(
+                    "edge aggregators run synchronous rounds; {m} runs on a star (leave \
+                     [topology] out for it)"
+                ),
+            );
+        }
         if let Some(rejoin) = f.rejoin_s {
             crate::policy::duration("fleet.rejoin_s", rejoin)?;
         }

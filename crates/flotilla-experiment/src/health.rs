@@ -204,6 +204,7 @@ mod tests {
             final_models: Vec::new(),
             jobs: flotilla_fl::JobTally::default(),
             updates: Vec::new(),
+            edges: Vec::new(),
             client_nodes: Vec::new(),
             virtual_time_s: 1.0,
             simulation_end_s: 1.0,

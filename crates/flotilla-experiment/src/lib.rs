@@ -27,6 +27,7 @@ pub mod policy;
 pub mod report;
 mod run;
 mod setup;
+pub mod topology;
 
 pub use config::{
     BUILT_IN, ConfigSource, DataConfig, ExperimentConfig, FedAvgSection, ModelsConfig,
@@ -38,5 +39,5 @@ pub use fleet::FleetConfig;
 pub use health::Verdict;
 pub use method::Method;
 pub use output::{OutputDir, OutputError};
-pub use run::{Faults, GroupParticipation, RunOptions, RunOutcome, SERVER};
+pub use run::{EdgeBooks, Faults, GroupParticipation, RunOptions, RunOutcome, SERVER};
 pub use setup::Prepared;

@@ -56,11 +56,12 @@ pub(crate) fn duration(key: &str, secs: f64) -> Result<SimDuration, ConfigError>
 }
 
 impl RoundPolicyConfig {
-    /// The policy, with `stage_timeout_s` as the deadline when none is given.
-    pub fn policy(&self, stage_timeout_s: f64) -> Result<RoundPolicy, ConfigError> {
+    /// The policy, with `default_deadline_s` (the stage timeout, or what a hierarchy
+    /// needs) as the deadline when none is given.
+    pub fn policy(&self, default_deadline_s: f64) -> Result<RoundPolicy, ConfigError> {
         let deadline = match self.deadline_s {
             Some(d) => duration("round_policy.deadline_s", d)?,
-            None => duration("training.stage_timeout_s", stage_timeout_s)?,
+            None => duration("training.stage_timeout_s", default_deadline_s)?,
         };
         if !(1.0..=MAX_OVER_SELECTION).contains(&self.over_selection) {
             return Err(ConfigError::new(

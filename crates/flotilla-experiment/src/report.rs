@@ -75,16 +75,19 @@ pub fn stages_csv(outcomes: &[RunOutcome]) -> String {
 
 /// The header of `updates.csv`.
 pub const UPDATES_HEADER: &str =
-    "method,seed,client,node,round,stage,attempt,arrived_s,version,staleness,fate";
+    "method,seed,server,client,node,round,stage,attempt,arrived_s,version,staleness,fate";
 
-/// `updates.csv`: every reply that reached the server, in arrival order per run: the
-/// client (index and node), the assignment it answered (the version its work started from,
+/// `updates.csv`: every reply that reached the server (node 0) or an edge aggregator
+/// (`server` is the receiving node), in arrival order per run and receiver: the client
+/// (index, when a client sent it, and node), the assignment it answered (the version its work started from,
 /// stage, attempt), when it arrived, the version when its fate was decided, its staleness
 /// and its fate (`aggregated`, `rejected`, `late`, `cancelled`, `short_stage`).
 pub fn updates_csv(outcomes: &[RunOutcome]) -> String {
     let mut out = format!("{UPDATES_HEADER}\n");
     for o in outcomes {
-        for u in &o.updates {
+        let receivers = std::iter::once((flotilla_sim::NodeId(0), &o.updates))
+            .chain(o.edges.iter().map(|e| (e.node, &e.updates)));
+        for (server, u) in receivers.flat_map(|(n, us)| us.iter().map(move |u| (n, u))) {
             let client = o
                 .client_nodes
                 .iter()
@@ -92,9 +95,10 @@ pub fn updates_csv(outcomes: &[RunOutcome]) -> String {
                 .map_or(String::new(), |c| c.to_string());
             let _ = writeln!(
                 out,
-                "{},{},{},{},{},{},{},{},{},{},{}",
+                "{},{},{},{},{},{},{},{},{},{},{},{}",
                 o.method,
                 o.seed,
+                server.0,
                 client,
                 u.client.0,
                 u.assignment.round,
@@ -177,6 +181,9 @@ pub struct RunSummary {
     pub groups: Vec<GroupParticipation>,
     /// Every assignment by what became of it: `assigned` is the sum of the other counts.
     pub jobs: flotilla_fl::JobTally,
+    /// Under edge aggregators: each edge's node, clients and its clients' job tally.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub edges: Vec<crate::EdgeBooks>,
     /// Aggregated updates by staleness (versions committed while they were out).
     pub staleness_histogram: BTreeMap<u32, u64>,
     /// Per client, assignments given and replies aggregated.
@@ -221,14 +228,21 @@ impl RunOutcome {
                 aggregated: 0,
             })
             .collect();
-        for stage in self.rounds.iter().flat_map(|r| &r.stages) {
+        let edge_rounds = self.edges.iter().flat_map(|e| &e.rounds);
+        for stage in self
+            .rounds
+            .iter()
+            .chain(edge_rounds)
+            .flat_map(|r| &r.stages)
+        {
             for node in &stage.assigned {
                 if let Some(&c) = index.get(node) {
                     rows[c].assigned += 1;
                 }
             }
         }
-        for u in &self.updates {
+        let edge_updates = self.edges.iter().flat_map(|e| &e.updates);
+        for u in self.updates.iter().chain(edge_updates) {
             if u.fate == flotilla_fl::Fate::Aggregated
                 && let Some(&c) = index.get(&u.client)
             {
@@ -294,6 +308,7 @@ impl RunSummary {
             clients: o.clients,
             groups: o.groups.clone(),
             jobs: o.jobs.clone(),
+            edges: o.edges.clone(),
             staleness_histogram: o.staleness_histogram(),
             client_participation: o.client_participation(),
             time_to_accuracy: o.time_to_accuracy(o.method.reported_model(fedavg_model), targets),

@@ -117,6 +117,8 @@ pub struct RunOutcome {
     /// (`updates.csv`).
     #[serde(skip)]
     pub updates: Vec<UpdateRecord>,
+    /// Each edge aggregator's books, when clients answer edges (`[topology]`).
+    pub edges: Vec<EdgeBooks>,
     /// The node of each client, by client index (client `c` is node `c + 1`).
     #[serde(skip)]
     pub client_nodes: Vec<NodeId>,
@@ -130,6 +132,23 @@ pub struct RunOutcome {
     pub wall_time_s: f64,
     /// Hash of the whole trace: equal hashes mean identical runs.
     pub trace_hash: String,
+}
+
+/// One edge aggregator's view of a run: its clients' jobs, rounds and replies.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EdgeBooks {
+    /// The edge's node.
+    pub node: NodeId,
+    /// Clients answering it.
+    pub clients: usize,
+    /// Its clients' assignments by what became of them.
+    pub jobs: JobTally,
+    /// Its local rounds.
+    #[serde(skip)]
+    pub rounds: Vec<RoundRecord>,
+    /// Its clients' replies, with their fates.
+    #[serde(skip)]
+    pub updates: Vec<UpdateRecord>,
 }
 
 /// How one group of clients took part in a run (in `summary.json`).
@@ -267,7 +286,14 @@ impl Prepared {
             )
         };
         let k = Some(t.clients_per_round);
-        let policy = c.round_policy.policy(t.stage_timeout_s)?;
+        let topology = &c.topology;
+        let server_deadline_s = if topology.hierarchical() {
+            let edge = topology.edge_deadline_s.unwrap_or(t.stage_timeout_s);
+            f64::from(topology.local_rounds + 1) * edge
+        } else {
+            t.stage_timeout_s
+        };
+        let policy = c.round_policy.policy(server_deadline_s)?;
         match method {
             Method::OndeviceKd => {
                 let strategy = OnDeviceKd::new(
@@ -424,19 +450,22 @@ impl Prepared {
         if let Some(out) = options.trace {
             builder = builder.trace_jsonl(out);
         }
-        let mut coordinator = Coordinator::new(
-            logic,
-            task.clone(),
-            CoordinatorConfig {
-                rounds: c.rounds,
-                registration_window: secs(60),
-                eval_every: c.eval_every,
-            },
-            c.fleet.clients,
-        );
-        if let Some(observer) = options.observer {
-            coordinator = coordinator.with_observer(observer);
-        }
+        let config = CoordinatorConfig {
+            rounds: c.rounds,
+            registration_window: secs(60),
+            eval_every: c.eval_every,
+        };
+        let observer = options.observer;
+        let coordinator_task = task.clone();
+        // The coordinator expects the nodes that answer it: the clients of a star, or the
+        // edges.
+        let coordinator = move |answering| {
+            let coordinator = Coordinator::new(logic, coordinator_task, config, answering);
+            match observer {
+                Some(observer) => coordinator.with_observer(observer),
+                None => coordinator,
+            }
+        };
         // A wiring error is a bug here, never the user's input; it is reported, not unwrapped.
         let topology = |e: flotilla_fl::TopologyError| ExperimentError::Incomplete {
             method: method.to_string(),
@@ -446,10 +475,42 @@ impl Prepared {
         let mut fed = Federation::new(
             builder,
             "server",
-            move |_| coordinator,
+            coordinator,
             Placement::new(Some(server_device), None),
         );
-        let server = fed.server();
+        let groups: Vec<std::ops::Range<usize>> =
+            self.groups().iter().map(|g| g.clients.clone()).collect();
+        let edge_of = c.topology.edge_of(c.fleet.clients, &groups);
+        let mut parents = vec![fed.server()];
+        if let Some(edge_of) = &edge_of {
+            let t = &c.topology;
+            let edges = edge_of.iter().max().map_or(0, |e| e + 1);
+            let deadline = t.edge_deadline_s.unwrap_or(c.training.stage_timeout_s);
+            let policy = flotilla_fl::RoundPolicy::wait_all(Some(crate::policy::duration(
+                "topology.edge_deadline_s",
+                deadline,
+            )?));
+            let link = t.link()?;
+            parents.clear();
+            for e in 0..edges {
+                let edge = fed
+                    .edge(
+                        fed.server(),
+                        format!("edge-{e}"),
+                        flotilla_fl::EdgeConfig {
+                            task: task.clone(),
+                            local_rounds: t.local_rounds,
+                            policy: policy.clone(),
+                            weighted: c.training.weighted,
+                            clients_per_round: t.clients_per_edge,
+                            registration_window: secs(30),
+                        },
+                        Placement::new(None, Some(link.clone())),
+                    )
+                    .map_err(topology)?;
+                parents.push(edge);
+            }
+        }
         let faults = &options.faults;
         let worker = Arc::new(LocalWorker);
         let rejoin = c
@@ -476,9 +537,10 @@ impl Prepared {
             };
             let name = format!("client-{i}");
             let placement = Placement::new(Some(device), Some(link));
+            let parent = parents[edge_of.as_ref().map_or(0, |e| e[i])];
             let id = match faults.panic {
                 Some((client, round)) if client == i => fed.client(
-                    server,
+                    parent,
                     name,
                     move |server| Panicking {
                         inner: participant(server),
@@ -486,7 +548,7 @@ impl Prepared {
                     },
                     placement,
                 ),
-                _ => fed.client(server, name, participant, placement),
+                _ => fed.client(parent, name, participant, placement),
             }
             .map_err(topology)?;
             ids.push(id);
@@ -553,8 +615,29 @@ impl Prepared {
         let client_of: BTreeMap<NodeId, usize> =
             ids.iter().enumerate().map(|(c, &id)| (id, c)).collect();
         let strong = self.strong_clients(&self.clients(seed));
-        let groups =
-            GroupParticipation::tally(coordinator.history(), &client_of, self.groups(), &strong);
+        // Under edges, clients' work is in the edges' books; the coordinator's records hold
+        // the edges.
+        let edges: Vec<EdgeBooks> = handle
+            .edges()
+            .iter()
+            .filter_map(|&node| {
+                let edge = handle.edge(&sim, node)?;
+                Some(EdgeBooks {
+                    node,
+                    clients: handle.children(node).len(),
+                    jobs: edge.tally(),
+                    rounds: edge.history().to_vec(),
+                    updates: edge.updates().to_vec(),
+                })
+            })
+            .collect();
+        let all_rounds: Vec<RoundRecord> = coordinator
+            .history()
+            .iter()
+            .chain(edges.iter().flat_map(|e| &e.rounds))
+            .cloned()
+            .collect();
+        let groups = GroupParticipation::tally(&all_rounds, &client_of, self.groups(), &strong);
         let outcome = RunOutcome {
             method,
             seed,
@@ -568,6 +651,7 @@ impl Prepared {
             groups,
             jobs: coordinator.tally(),
             updates: coordinator.updates().to_vec(),
+            edges,
             client_nodes: ids.clone(),
             virtual_time_s: coordinator
                 .finished_at()

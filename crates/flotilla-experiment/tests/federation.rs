@@ -62,6 +62,14 @@ fn bad_policy_and_async_keys_are_refused_by_name() {
         ("async.job_timeout_s=-1.0", "async.job_timeout_s"),
         ("fleet.rejoin_s=0.0", "fleet.rejoin_s"),
         ("accuracy_targets=[0.5, 80.0]", "accuracy_targets[1]"),
+        ("topology.edges=13", "topology.edges"),
+        ("topology.local_rounds=0", "topology.local_rounds"),
+        ("topology.edge_deadline_s=-2.0", "topology.edge_deadline_s"),
+        ("topology.clients_per_edge=0", "topology.clients_per_edge"),
+        (
+            "topology.edge_link=\"carrier-pigeon\"",
+            "topology.edge_link",
+        ),
     ] {
         let e = config(&[set]).map(|_| ()).unwrap_err().to_string();
         assert!(e.contains(key), "{set}: {e}");
@@ -228,4 +236,70 @@ fn time_to_accuracy_and_updates_csv_follow_the_run() {
     assert_eq!(rows.len(), o.updates.len());
     assert!(rows.iter().all(|r| r.starts_with("weak_only,4,")));
     assert!(rows.iter().all(|r| r.ends_with(",aggregated")));
+}
+
+#[test]
+fn a_topology_is_one_of_edges_or_edge_per_group_and_synchronous() {
+    let both = config(&["topology.edges=2", "topology.edge_per_group=true"]);
+    assert!(both.unwrap_err().to_string().contains("topology.edges"));
+    let fedbuff = config(&["topology.edges=2", "methods=[\"fedbuff\"]"]);
+    let e = fedbuff.unwrap_err().to_string();
+    assert!(e.contains("topology.edges") && e.contains("fedbuff"), "{e}");
+}
+
+#[test]
+fn clients_under_edges_are_accounted_for_in_the_edges_books() {
+    let prepared = tiny(&[
+        "fleet.dropout=0.1",
+        "topology.edges=3",
+        "topology.local_rounds=2",
+        "topology.edge_deadline_s=20.0",
+    ]);
+    let o = prepared
+        .run(Method::WeakOnly, 6, RunOptions::default())
+        .unwrap();
+    assert_eq!(o.edges.len(), 3);
+    // Edges are nodes after the clients; each holds a third of the twelve clients.
+    assert_eq!(
+        o.edges
+            .iter()
+            .map(|e| (e.node.0, e.clients))
+            .collect::<Vec<_>>(),
+        [(13, 4), (14, 4), (15, 4)]
+    );
+    // The server's stages assign edges only; each edge's books add up.
+    for stage in o.rounds.iter().flat_map(|r| &r.stages) {
+        assert!(
+            stage.assigned.iter().all(|n| n.0 >= 13),
+            "{:?}",
+            stage.assigned
+        );
+    }
+    assert!(o.jobs.adds_up());
+    for e in &o.edges {
+        assert!(e.jobs.adds_up(), "{:?}", e.jobs);
+        assert!(e.jobs.aggregated > 0);
+    }
+    // Every client is counted where it worked: at its edge.
+    let participation = o.client_participation();
+    assert!(
+        participation.iter().all(|p| p.assigned > 0),
+        "{participation:?}"
+    );
+    let aggregated: u64 = o.edges.iter().map(|e| e.jobs.aggregated).sum();
+    assert_eq!(
+        participation
+            .iter()
+            .map(|p| u64::from(p.aggregated))
+            .sum::<u64>(),
+        aggregated
+    );
+    let csv = updates_csv(std::slice::from_ref(&o));
+    assert!(csv.lines().nth(1).is_some());
+    assert!(
+        csv.lines()
+            .skip(1)
+            .any(|r| r.split(',').nth(2) == Some("13"))
+    );
+    assert!(o.final_accuracy(ModelRole::Auxiliary).is_some());
 }
