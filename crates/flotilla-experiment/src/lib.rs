@@ -27,6 +27,7 @@ pub mod policy;
 pub mod report;
 mod run;
 mod setup;
+pub mod strategies;
 pub mod topology;
 
 pub use config::{
@@ -41,3 +42,4 @@ pub use method::Method;
 pub use output::{OutputDir, OutputError};
 pub use run::{EdgeBooks, Faults, GroupParticipation, RunOptions, RunOutcome, SERVER};
 pub use setup::Prepared;
+pub use strategies::{Strategies, StrategyContext, StrategyFactory};

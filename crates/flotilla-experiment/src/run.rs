@@ -387,6 +387,19 @@ impl Prepared {
                     options,
                 )
             }
+            Method::Custom(name) => {
+                let factory = self.strategies.get(name.as_str()).ok_or_else(|| {
+                    crate::ConfigError::new("methods", name.as_str(), "not registered")
+                })?;
+                let logic = factory(&crate::StrategyContext {
+                    task: &task,
+                    config: c,
+                    schedule: &schedule,
+                    policy: &policy,
+                    seed,
+                })?;
+                self.simulate(method, seed, task, split, logic, options)
+            }
             Method::Fedasync | Method::Fedbuff | Method::OndeviceKdAsync => {
                 let a = &c.asynchronous;
                 let rule = match method {

@@ -36,6 +36,8 @@ pub struct Prepared {
     groups: Vec<Group>,
     traces: Vec<Option<DeviceTrace>>,
     server: (DeviceProfile, LinkSpec),
+    /// Strategies the program registered, selectable by name in `methods`.
+    pub(crate) strategies: crate::Strategies,
 }
 
 /// `0, 1, 2, …` for a list of client numbers (the first 10, then how many more).
@@ -60,6 +62,16 @@ impl Prepared {
     /// Checks the models (their size before anything is allocated, then against the data
     /// and the devices), loads the data and checks the split and the declared work.
     pub fn new(config: ExperimentConfig) -> Result<Self, ExperimentError> {
+        Self::with_strategies(config, crate::Strategies::default())
+    }
+
+    /// As [`Prepared::new`], with the program's own `strategies` selectable by name; every
+    /// method the config names must be built in or registered.
+    pub fn with_strategies(
+        config: ExperimentConfig,
+        strategies: crate::Strategies,
+    ) -> Result<Self, ExperimentError> {
+        strategies.check(&config)?;
         let d = &config.data;
         let parse = |key: &str, text: &str| -> Result<ModelSpec, ConfigError> {
             text.parse::<ModelSpec>()
@@ -122,6 +134,7 @@ impl Prepared {
         };
         let (train, test) = (Arc::new(loaded.train), Arc::new(loaded.test));
         let prepared = Self {
+            strategies,
             config,
             train,
             test,

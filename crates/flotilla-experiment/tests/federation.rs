@@ -303,3 +303,48 @@ fn clients_under_edges_are_accounted_for_in_the_edges_books() {
     );
     assert!(o.final_accuracy(ModelRole::Auxiliary).is_some());
 }
+
+#[test]
+fn a_programs_own_strategy_is_selected_by_name_from_the_toml() {
+    use flotilla_experiment::Strategies;
+    use flotilla_fl::{FedAvg, FedAvgConfig, Synchronous};
+    // Unregistered, a name that is not built in is refused before anything loads.
+    let cfg = config(&["methods=[\"fedavg_weighted\"]"]).unwrap();
+    let e = Prepared::new(cfg.clone()).unwrap_err().to_string();
+    assert!(
+        e.contains("methods[0]") && e.contains("fedavg_weighted"),
+        "{e}"
+    );
+    assert!(config(&["methods=[\"Not A Name\"]"]).is_err());
+
+    let mut strategies = Strategies::default();
+    strategies
+        .register("fedavg_weighted", |ctx| {
+            let fedavg = FedAvg::new(
+                ctx.task,
+                FedAvgConfig {
+                    model: ModelRole::Target,
+                    clients_per_round: Some(ctx.config.training.clients_per_round),
+                    weighted: true,
+                    schedule: ctx.schedule.clone(),
+                },
+            )?;
+            Ok(Box::new(Synchronous::new(fedavg, ctx.policy.clone())))
+        })
+        .unwrap();
+    assert!(strategies.register("fedavg", |_| unreachable!()).is_err());
+    assert!(
+        strategies
+            .register("fedavg_weighted", |_| unreachable!())
+            .is_err()
+    );
+    let prepared = Prepared::with_strategies(cfg, strategies).unwrap();
+    let method = prepared.config.methods[0];
+    assert_eq!(method.name(), "fedavg_weighted");
+    let o = prepared.run(method, 2, RunOptions::default()).unwrap();
+    assert!(o.final_accuracy(ModelRole::Target).is_some());
+    assert!(o.jobs.adds_up() && o.jobs.aggregated > 0);
+    let summary = Summary::new(&prepared.config, std::slice::from_ref(&o));
+    let json = serde_json::to_string(&summary).unwrap();
+    assert!(json.contains("\"method\":\"fedavg_weighted\""), "{json}");
+}

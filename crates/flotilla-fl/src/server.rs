@@ -271,6 +271,46 @@ pub trait ServerLogic: fmt::Debug + Send + 'static {
     }
 }
 
+/// A boxed logic is a logic (a strategy chosen at run time, e.g. registered by name).
+impl<W> ServerLogic for Box<dyn ServerLogic<Work = W>>
+where
+    W: serde::Serialize + serde::de::DeserializeOwned + Clone + fmt::Debug + Send + 'static,
+{
+    type Work = W;
+
+    fn start(&mut self, server: &mut Server<'_, '_, W>) -> Result<(), FlError> {
+        (**self).start(server)
+    }
+
+    fn on_update(&mut self, update: Update, server: &mut Server<'_, '_, W>) -> Result<(), FlError> {
+        (**self).on_update(update, server)
+    }
+
+    fn on_timer(&mut self, tag: u64, server: &mut Server<'_, '_, W>) -> Result<(), FlError> {
+        (**self).on_timer(tag, server)
+    }
+
+    fn on_server_work(
+        &mut self,
+        done: ServerWorkDone,
+        server: &mut Server<'_, '_, W>,
+    ) -> Result<(), FlError> {
+        (**self).on_server_work(done, server)
+    }
+
+    fn on_join(&mut self, client: NodeId, server: &mut Server<'_, '_, W>) -> Result<(), FlError> {
+        (**self).on_join(client, server)
+    }
+
+    fn global_models(&self) -> Vec<Payload> {
+        (**self).global_models()
+    }
+
+    fn centralised_samples(&self) -> u64 {
+        (**self).centralised_samples()
+    }
+}
+
 /// The coordinator's settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CoordinatorConfig {
