@@ -163,6 +163,11 @@ fn synchronous_replies_are_never_stale_and_asynchronous_ones_can_be() {
     .unwrap();
     assert!(kd.final_accuracy(ModelRole::Target).is_some());
     assert!(kd.final_accuracy(ModelRole::Auxiliary).is_some());
+    // Both models were updated, and the records show it: each model's step has its own
+    // stage record within a version.
+    for role in [ModelRole::Target, ModelRole::Auxiliary] {
+        assert!(kd.verdict(role).is_ok(), "{role}: {:?}", kd.verdict(role));
+    }
     // Strong clients' replies carry both models (ws trained, wl distilled).
     let strong_stats = kd
         .rounds

@@ -213,6 +213,9 @@ pub struct Asynchronous {
     next_tag: u64,
     /// A refill is due once this instant's events are handled (see [`REFILL_TAG`]).
     refill_pending: bool,
+    /// The record the next flush goes to within the current version: 0, then one more
+    /// for each flush of a model other than the result model.
+    stage: u32,
 }
 
 /// The timer that refills free slots after every event of the instant it was set in:
@@ -255,6 +258,7 @@ impl Asynchronous {
             timeouts: BTreeMap::new(),
             next_tag: 0,
             refill_pending: false,
+            stage: 0,
         })
     }
 
@@ -504,9 +508,14 @@ impl Asynchronous {
             server.aggregated(flushed.iter().map(|(c, r, _)| (*c, r)));
             if role == result_role {
                 server.commit(self.global_models())?;
-                if !server.finished() {
-                    server.open_stage(0, 0);
-                }
+                self.stage = 0;
+            } else {
+                // Another model's step within the version: its own record, so each
+                // flush's replies, models and statistics stay apart.
+                self.stage += 1;
+            }
+            if !server.finished() {
+                server.open_stage(self.stage, 0);
             }
         }
         Ok(())

@@ -74,7 +74,8 @@ pub struct AssignmentId {
     /// The version of the global models the work starts from: the round under synchronous
     /// policies, the number of server updates so far under asynchronous ones.
     pub round: u32,
-    /// The stage of the round (0 for asynchronous strategies).
+    /// The stage of the round (asynchronous: 0, or under on-device KD one more for each
+    /// step of the auxiliary model within the version).
     pub stage: u16,
     /// How many times this client was given this round's stage before (retries).
     pub attempt: u16,
