@@ -274,17 +274,6 @@ impl Prepared {
         let task = self.task(seed)?;
         let split = self.split(seed)?;
         let schedule = self.schedule();
-        let fedavg = |model, clients_per_round| {
-            FedAvg::new(
-                &task,
-                FedAvgConfig {
-                    model,
-                    clients_per_round,
-                    weighted: t.weighted,
-                    schedule: schedule.clone(),
-                },
-            )
-        };
         let k = Some(t.clients_per_round);
         let topology = &c.topology;
         let server_deadline_s = if topology.hierarchical() {
@@ -294,6 +283,12 @@ impl Prepared {
             t.stage_timeout_s
         };
         let policy = c.round_policy.policy(server_deadline_s)?;
+        // Every arm ends the same way: simulate the method's server logic.
+        macro_rules! simulate {
+            ($logic:expr) => {
+                self.simulate(method, seed, task, split, $logic, options)
+            };
+        }
         match method {
             Method::OndeviceKd => {
                 let strategy = OnDeviceKd::new(
@@ -307,58 +302,25 @@ impl Prepared {
                         rounds: c.rounds,
                     },
                 )?;
-                self.simulate(
-                    method,
-                    seed,
-                    task,
-                    split,
-                    Synchronous::new(strategy, policy),
-                    options,
-                )
+                simulate!(Synchronous::new(strategy, policy))
             }
-            Method::StrongOnly => {
-                let strategy = fedavg(ModelRole::Target, t.strong_per_round)?;
-                self.simulate(
-                    method,
-                    seed,
-                    task,
-                    split,
-                    Synchronous::new(strategy, policy),
-                    options,
-                )
-            }
-            Method::WeakOnly => {
-                let strategy = fedavg(ModelRole::Auxiliary, k)?;
-                self.simulate(
-                    method,
-                    seed,
-                    task,
-                    split,
-                    Synchronous::new(strategy, policy),
-                    options,
-                )
-            }
-            Method::Fedavg => {
-                let strategy = fedavg(c.fedavg.model, k)?;
-                self.simulate(
-                    method,
-                    seed,
-                    task,
-                    split,
-                    Synchronous::new(strategy, policy),
-                    options,
-                )
-            }
-            Method::FedavgAllLarge => {
-                let strategy = fedavg(ModelRole::Target, k)?;
-                self.simulate(
-                    method,
-                    seed,
-                    task,
-                    split,
-                    Synchronous::new(strategy, policy),
-                    options,
-                )
+            Method::StrongOnly | Method::WeakOnly | Method::Fedavg | Method::FedavgAllLarge => {
+                let (model, clients) = match method {
+                    Method::StrongOnly => (ModelRole::Target, t.strong_per_round),
+                    Method::WeakOnly => (ModelRole::Auxiliary, k),
+                    Method::Fedavg => (c.fedavg.model, k),
+                    _ => (ModelRole::Target, k),
+                };
+                let strategy = FedAvg::new(
+                    &task,
+                    FedAvgConfig {
+                        model,
+                        clients_per_round: clients,
+                        weighted: t.weighted,
+                        schedule,
+                    },
+                )?;
+                simulate!(Synchronous::new(strategy, policy))
             }
             Method::ServerLogitEnsemble => {
                 let centralised: Vec<usize> = split
@@ -378,14 +340,7 @@ impl Prepared {
                     centralised.into(),
                     SERVER,
                 )?;
-                self.simulate(
-                    method,
-                    seed,
-                    task,
-                    split,
-                    Synchronous::new(strategy, policy),
-                    options,
-                )
+                simulate!(Synchronous::new(strategy, policy))
             }
             Method::Custom(name) => {
                 let factory = self.strategies.get(name.as_str()).ok_or_else(|| {
@@ -398,7 +353,7 @@ impl Prepared {
                     policy: &policy,
                     seed,
                 })?;
-                self.simulate(method, seed, task, split, logic, options)
+                simulate!(logic)
             }
             Method::Fedasync | Method::Fedbuff | Method::OndeviceKdAsync => {
                 let a = &c.asynchronous;
@@ -443,7 +398,7 @@ impl Prepared {
                     },
                     initial,
                 )?;
-                self.simulate(method, seed, task, split, logic, options)
+                simulate!(logic)
             }
         }
     }
