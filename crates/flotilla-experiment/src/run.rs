@@ -338,7 +338,6 @@ impl Prepared {
                         kd_temperature: c.kd.temperature,
                     },
                     centralised.into(),
-                    SERVER,
                 )?;
                 simulate!(Synchronous::new(strategy, policy))
             }

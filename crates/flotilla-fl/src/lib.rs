@@ -39,7 +39,8 @@ pub use strategies::{
     ServerDistillation, ServerEnsembleConfig, ServerLogitEnsemble, Work,
 };
 pub use strategy::{
-    ClientEnv, ClientStrategy, FlError, Fleet, Selection, ServerJob, ServerStrategy,
+    ClientEnv, ClientStrategy, FlError, Fleet, Selection, ServerComputation, ServerJob,
+    ServerStrategy,
 };
 pub use synchronous::{RoundPolicy, ShortStage, Synchronous};
 pub use task::{ClientData, LearningTask, LocalTraining, ModelInfo, ModelRole};

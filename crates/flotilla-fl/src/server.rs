@@ -13,7 +13,7 @@ use crate::{
     AssignmentId, Evaluation, FlError, FlMessage, Fleet, ModelRole, Payload, Reply, Selection,
     ServerJob, ServerWorkDone, WorkOrder,
 };
-use flotilla_sim::{Context, NodeError, NodeId, SimDuration, SimTime};
+use flotilla_sim::{Context, NodeError, NodeId, Purpose, SimDuration, SimTime};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -343,6 +343,8 @@ pub(crate) struct Books {
     pub(crate) held: BTreeSet<(NodeId, AssignmentId)>,
     /// Jobs given to each client in the current version, per stage (for attempts).
     pub(crate) given: BTreeMap<(NodeId, u16), u16>,
+    /// Server jobs spawned in the current version (for their streams).
+    pub(crate) server_jobs: u32,
     pub(crate) observer: Option<Observer>,
     /// Whether committed versions are evaluated (an edge aggregator's are not: its
     /// parent evaluates the global models).
@@ -364,6 +366,7 @@ impl Books {
             outstanding: BTreeMap::new(),
             held: BTreeSet::new(),
             given: BTreeMap::new(),
+            server_jobs: 0,
             observer: None,
             evaluate: true,
         }
@@ -565,11 +568,21 @@ impl<W: Send + 'static> Server<'_, '_, W> {
     }
 
     /// Runs `job` on the server's device; its result comes to
-    /// [`ServerLogic::on_server_work`].
+    /// [`ServerLogic::on_server_work`]. The job draws from the server's `TRAINING`
+    /// sub-stream named by its identity: the current version, plus `n·2³²` for the version's
+    /// `n`-th server job, so no two server jobs share a stream.
     pub fn spawn(&mut self, job: ServerJob) {
+        let n = self.books.server_jobs;
+        self.books.server_jobs += 1;
+        let index = u64::from(self.books.version) | (u64::from(n) << 32);
+        let mut rng = self
+            .books
+            .task
+            .seed
+            .substream(self.ctx.id(), Purpose::TRAINING, index);
         let run = job.run;
         self.ctx.spawn_job(job.flops, move || {
-            run().map(FlMessage::ServerWork).map_err(node_error)
+            run(&mut rng).map(FlMessage::ServerWork).map_err(node_error)
         });
     }
 
@@ -607,6 +620,7 @@ impl<W: Send + 'static> Server<'_, '_, W> {
         }
         books.version += 1;
         books.given.clear();
+        books.server_jobs = 0;
         if last {
             books.finished = true;
             books.finished_at = Some(now);

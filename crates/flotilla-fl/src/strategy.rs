@@ -89,9 +89,15 @@ impl Fleet {
 pub struct ServerJob {
     /// Declared work \[FLOP\].
     pub flops: u64,
-    /// The computation; its result goes to [`ServerStrategy::server_work_done`].
-    pub run: Box<dyn FnOnce() -> Result<ServerWorkDone, FlError> + Send>,
+    /// The computation; its result goes to [`ServerStrategy::server_work_done`]. It draws
+    /// only from the stream it is given, which the coordinator derives from the job's
+    /// identity (see [`crate::Server::spawn`]).
+    pub run: ServerComputation,
 }
+
+/// The computation of a [`ServerJob`], given its stream.
+pub type ServerComputation =
+    Box<dyn FnOnce(&mut ChaCha8Rng) -> Result<ServerWorkDone, FlError> + Send>;
 
 impl fmt::Debug for ServerJob {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -8,9 +8,10 @@ use crate::{
     ServerWorkDone, Work, WorkOrder, average_replies,
 };
 use flotilla_nn::{LossStats, LrSchedule, Weights};
-use flotilla_sim::{NodeId, Purpose};
+use flotilla_sim::NodeId;
 use flotilla_train::{Teacher, TeacherMode, Trainer};
 use ndarray::{Array2, Axis};
+use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -69,20 +70,18 @@ pub struct ServerLogitEnsemble {
     config: ServerEnsembleConfig,
     task: Arc<LearningTask>,
     centralised: Arc<[usize]>,
-    server: NodeId,
     target: Weights,
     auxiliary: Weights,
     members: Vec<Payload>,
 }
 
 impl ServerLogitEnsemble {
-    /// The strategy at node `server`, distilling on `centralised`: the training-set
-    /// indices of the unlabeled data moved off the devices.
+    /// The strategy, distilling on `centralised`: the training-set indices of the
+    /// unlabeled data moved off the devices.
     pub fn new(
         task: Arc<LearningTask>,
         config: ServerEnsembleConfig,
         centralised: Arc<[usize]>,
-        server: NodeId,
     ) -> Result<Self, FlError> {
         Ok(Self {
             target: task.initial_weights(ModelRole::Target)?,
@@ -90,7 +89,6 @@ impl ServerLogitEnsemble {
             config,
             task,
             centralised,
-            server,
             members: Vec::new(),
         })
     }
@@ -118,10 +116,7 @@ impl ServerLogitEnsemble {
         let (steps, batch) = (d.steps, d.batch_size);
         let temperature = d.temperature.unwrap_or(c.kd_temperature);
         let lr = d.lr.unwrap_or_else(|| c.schedule.lr_at(round as usize));
-        let mut rng = task
-            .seed
-            .substream(self.server, Purpose::TRAINING, u64::from(round));
-        let run = move || {
+        let run = move |rng: &mut ChaCha8Rng| {
             let mut teachers = Vec::with_capacity(members.len());
             for m in members {
                 teachers.push(Teacher::new(
@@ -133,11 +128,11 @@ impl ServerLogitEnsemble {
             let mut weights = student;
             let mut trainer = Trainer::new(task.network(ModelRole::Target)?, task.local.sgd)?;
             let loader = task.loader();
-            let mut batches = flotilla_data::StepSampler::new(&indices, steps, batch, &mut rng)
+            let mut batches = flotilla_data::StepSampler::new(&indices, steps, batch, rng)
                 .map_err(flotilla_train::TrainError::from)?;
             let (mut kd_sum, mut taken, mut ensemble) = (0.0f64, 0usize, LossStats::default());
             while let Some(b) = batches.next_batch() {
-                let (x, y) = loader.load(b, &mut rng)?;
+                let (x, y) = loader.load(b, rng)?;
                 let soft = ensemble_logits(&mut teachers, &x, temperature);
                 ensemble.add_batch(&soft.view(), &y)?;
                 let loss =
