@@ -203,6 +203,7 @@ mod tests {
             chance_accuracy: 0.1,
             final_models: Vec::new(),
             jobs: flotilla_fl::JobTally::default(),
+            unanswered: None,
             updates: Vec::new(),
             edges: Vec::new(),
             client_nodes: Vec::new(),

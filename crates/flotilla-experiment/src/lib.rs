@@ -40,6 +40,6 @@ pub use fleet::FleetConfig;
 pub use health::Verdict;
 pub use method::Method;
 pub use output::{OutputDir, OutputError};
-pub use run::{EdgeBooks, Faults, GroupParticipation, RunOptions, RunOutcome, SERVER};
+pub use run::{EdgeBooks, Faults, GroupParticipation, RunOptions, RunOutcome, SERVER, Unanswered};
 pub use setup::Prepared;
 pub use strategies::{Strategies, StrategyContext, StrategyFactory};

@@ -181,6 +181,10 @@ pub struct RunSummary {
     pub groups: Vec<GroupParticipation>,
     /// Every assignment by what became of it: `assigned` is the sum of the other counts.
     pub jobs: flotilla_fl::JobTally,
+    /// Why the `unanswered` jobs went unanswered: assignments lost, replies lost, devices
+    /// failed, refused (they add up to `jobs.unanswered`; absent under edges).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unanswered: Option<crate::Unanswered>,
     /// Under edge aggregators: each edge's node, clients and its clients' job tally.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub edges: Vec<crate::EdgeBooks>,
@@ -308,6 +312,7 @@ impl RunSummary {
             clients: o.clients,
             groups: o.groups.clone(),
             jobs: o.jobs.clone(),
+            unanswered: o.unanswered,
             edges: o.edges.clone(),
             staleness_histogram: o.staleness_histogram(),
             client_participation: o.client_participation(),

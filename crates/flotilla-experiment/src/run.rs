@@ -113,6 +113,8 @@ pub struct RunOutcome {
     pub groups: Vec<GroupParticipation>,
     /// Every assignment by what became of it (the counts add up to `assigned`).
     pub jobs: JobTally,
+    /// Why the unanswered assignments went unanswered (a star's; `None` under edges).
+    pub unanswered: Option<Unanswered>,
     /// Every reply that reached the server, in arrival order, with its fate and staleness
     /// (`updates.csv`).
     #[serde(skip)]
@@ -132,6 +134,58 @@ pub struct RunOutcome {
     pub wall_time_s: f64,
     /// Hash of the whole trace: equal hashes mean identical runs.
     pub trace_hash: String,
+}
+
+/// Why assignments went unanswered, from the simulation's own counts: the four add up to
+/// [`JobTally::unanswered`] (at the end of a run nothing is in flight).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Unanswered {
+    /// Assignments the network dropped (the server sends nothing else).
+    pub assignments_lost: u64,
+    /// Replies the network dropped: the clients' dropped messages less their lost
+    /// announcements.
+    pub replies_lost: u64,
+    /// Jobs the devices lost (dropped out, went offline).
+    pub devices_failed: u64,
+    /// Assignments a device refused (its memory could not hold the work).
+    pub refused: u64,
+}
+
+impl Unanswered {
+    /// From the world's counters and the nodes after a run; `None` if a client is not a
+    /// plain participant.
+    fn of(
+        sim: &Simulation<FlMessage<Work>>,
+        counters: &Counters,
+        server: NodeId,
+        clients: &[NodeId],
+        coordinator: &Coordinator<impl ServerLogic<Work = Work>>,
+    ) -> Option<Self> {
+        let (mut hellos, mut refused, mut sent_lost, mut devices_failed) = (0, 0, 0, 0);
+        for id in clients {
+            let p = sim.node::<Participant<LocalWorker>>(*id)?;
+            hellos += p.hellos_sent();
+            refused += p.refused();
+            sent_lost += counters.dropped_by_sender.get(id).copied().unwrap_or(0);
+            devices_failed += counters.jobs_lost_by_node.get(id).copied().unwrap_or(0);
+        }
+        let hellos_lost = hellos.saturating_sub(coordinator.hellos_received());
+        Some(Self {
+            assignments_lost: counters
+                .dropped_by_sender
+                .get(&server)
+                .copied()
+                .unwrap_or(0),
+            replies_lost: sent_lost.saturating_sub(hellos_lost),
+            devices_failed,
+            refused,
+        })
+    }
+
+    /// Their sum.
+    pub fn total(&self) -> u64 {
+        self.assignments_lost + self.replies_lost + self.devices_failed + self.refused
+    }
 }
 
 /// One edge aggregator's view of a run: its clients' jobs, rounds and replies.
@@ -598,6 +652,9 @@ impl Prepared {
                 })
             })
             .collect();
+        let unanswered = (edges.is_empty())
+            .then(|| Unanswered::of(&sim, &report.counters, server, &ids, coordinator))
+            .flatten();
         let all_rounds: Vec<RoundRecord> = coordinator
             .history()
             .iter()
@@ -617,6 +674,7 @@ impl Prepared {
             final_models: coordinator.logic().global_models(),
             groups,
             jobs: coordinator.tally(),
+            unanswered,
             updates: coordinator.updates().to_vec(),
             edges,
             client_nodes: ids.clone(),

@@ -83,6 +83,8 @@ fn bad_policy_and_async_keys_are_refused_by_name() {
 fn every_assignment_of_every_method_ends_in_one_fate() {
     let prepared = tiny(&[
         "fleet.dropout=0.2",
+        "fleet.link={latency = {kind = \"fixed\", ms = 20.0}, loss = 0.1}",
+        "fleet.rejoin_s=30.0",
         "async.concurrency=4",
         "async.buffer=2",
         "async.job_timeout_s=20.0",
@@ -97,6 +99,14 @@ fn every_assignment_of_every_method_ends_in_one_fate() {
     ] {
         let o = prepared.run(method, 3, RunOptions::default()).unwrap();
         assert!(o.jobs.adds_up(), "{method}: {:?}", o.jobs);
+        // Every unanswered assignment has a cause the simulation counted.
+        let why = o.unanswered.unwrap();
+        assert_eq!(
+            why.total(),
+            o.jobs.unanswered,
+            "{method}: {why:?} vs {:?}",
+            o.jobs
+        );
         assert!(o.jobs.aggregated > 0, "{method}: {:?}", o.jobs);
         // One update record per reply that arrived; the unanswered are the rest.
         assert_eq!(

@@ -107,6 +107,11 @@ impl<L: ServerLogic> Coordinator<L> {
         self.books.tally()
     }
 
+    /// Announcements received (first ones and repeats).
+    pub fn hellos_received(&self) -> u64 {
+        self.books.hellos_received
+    }
+
     /// Whether every round ran.
     pub fn finished(&self) -> bool {
         self.books.finished
@@ -218,6 +223,7 @@ impl<L: ServerLogic> Node<FlMessage<L::Work>> for Coordinator<L> {
                 msg: FlMessage::Hello(capabilities),
             } => {
                 let known = self.books.fleet.get(from).is_some();
+                self.books.hellos_received += 1;
                 self.books.fleet.announce(from, capabilities);
                 if self.registering && self.books.fleet.len() >= self.expected_clients {
                     self.begin(ctx)?;

@@ -26,6 +26,8 @@ pub struct Participant<C: ClientStrategy> {
     rejoins: u32,
     heard_from_server: bool,
     hello: Option<Capabilities>,
+    hellos_sent: u64,
+    refused: u64,
 }
 
 impl<C: ClientStrategy> Participant<C> {
@@ -46,6 +48,8 @@ impl<C: ClientStrategy> Participant<C> {
             server,
             rejoin: None,
             rejoins: 0,
+            hellos_sent: 0,
+            refused: 0,
             heard_from_server: false,
             hello: None,
         }
@@ -58,6 +62,16 @@ impl<C: ClientStrategy> Participant<C> {
     pub fn with_rejoin(mut self, after: SimDuration) -> Self {
         self.rejoin = Some(after);
         self
+    }
+
+    /// Announcements sent (one, plus the repeats of [`Participant::with_rejoin`]).
+    pub fn hellos_sent(&self) -> u64 {
+        self.hellos_sent
+    }
+
+    /// Assignments refused because the device's memory could not hold them.
+    pub fn refused(&self) -> u64 {
+        self.refused
     }
 }
 
@@ -93,6 +107,7 @@ impl<C: ClientStrategy> Node<FlMessage<C::Work>> for Participant<C> {
                     unlabeled: self.env.data.unlabeled.len() as u32,
                 };
                 ctx.send(self.server, FlMessage::Hello(hello.clone()));
+                self.hellos_sent += 1;
                 if let Some(after) = self.rejoin {
                     self.hello = Some(hello);
                     ctx.set_timer(after, REJOIN_TAG);
@@ -102,6 +117,7 @@ impl<C: ClientStrategy> Node<FlMessage<C::Work>> for Participant<C> {
                 if let (Some(hello), Some(after)) = (&self.hello, self.rejoin) {
                     ctx.record("rejoin", ctx.now().as_secs_f64());
                     ctx.send(self.server, FlMessage::Hello(hello.clone()));
+                    self.hellos_sent += 1;
                     self.rejoins += 1;
                     if self.rejoins < MAX_REJOINS {
                         let next = micros(after.as_micros().saturating_mul(2));
@@ -118,6 +134,7 @@ impl<C: ClientStrategy> Node<FlMessage<C::Work>> for Participant<C> {
                 let needed = self.strategy.memory_bytes(&self.env, &assignment);
                 if ctx.device().is_some_and(|d| !d.fits(needed)) {
                     ctx.record("cannot_train", needed as f64);
+                    self.refused += 1;
                     return Ok(());
                 }
                 let flops = self

@@ -345,6 +345,8 @@ pub(crate) struct Books {
     pub(crate) given: BTreeMap<(NodeId, u16), u16>,
     /// Server jobs spawned in the current version (for their streams).
     pub(crate) server_jobs: u32,
+    /// Announcements received (first ones and repeats).
+    pub(crate) hellos_received: u64,
     pub(crate) observer: Option<Observer>,
     /// Whether committed versions are evaluated (an edge aggregator's are not: its
     /// parent evaluates the global models).
@@ -367,6 +369,7 @@ impl Books {
             held: BTreeSet::new(),
             given: BTreeMap::new(),
             server_jobs: 0,
+            hellos_received: 0,
             observer: None,
             evaluate: true,
         }

@@ -33,6 +33,12 @@ pub struct Counters {
     pub jobs_lost: BTreeMap<DropReason, u64>,
     /// Node failures.
     pub node_failures: u64,
+    /// Messages dropped, by sending node.
+    #[serde(skip)]
+    pub dropped_by_sender: BTreeMap<NodeId, u64>,
+    /// Jobs lost, by node.
+    #[serde(skip)]
+    pub jobs_lost_by_node: BTreeMap<NodeId, u64>,
 }
 
 impl Counters {
@@ -70,13 +76,15 @@ impl Counters {
                 }
             }
             TraceEvent::Deliver { .. } => self.delivered += 1,
-            TraceEvent::Drop { reason, .. } => {
+            TraceEvent::Drop { reason, src, .. } => {
                 *self.dropped.entry(reason.clone()).or_default() += 1;
+                *self.dropped_by_sender.entry(*src).or_default() += 1;
             }
             TraceEvent::JobStart { .. } => self.jobs_started += 1,
             TraceEvent::JobDone { .. } => self.jobs_done += 1,
-            TraceEvent::JobLost { reason, .. } => {
+            TraceEvent::JobLost { reason, job } => {
                 *self.jobs_lost.entry(reason.clone()).or_default() += 1;
+                *self.jobs_lost_by_node.entry(job.node).or_default() += 1;
             }
             TraceEvent::NodeFailed { .. } => self.node_failures += 1,
             TraceEvent::Timer { .. } | TraceEvent::Record { .. } => {}
