@@ -202,4 +202,21 @@ impl<'a, M> Context<'a, M> {
 pub trait Node<M>: Send + 'static {
     /// Handles one event. An error isolates the node (see [`NodeError`]).
     fn on_event(&mut self, event: Event<M>, ctx: &mut Context<'_, M>) -> Result<(), NodeError>;
+
+    /// The node's state for a checkpoint: everything [`on_event`](Node::on_event) may have
+    /// changed, encoded as the node likes. What the node was built with (its configuration,
+    /// datasets, strategies) is not part of it: a checkpoint is restored onto nodes built
+    /// again from the same configuration. The default refuses, so a node type takes part
+    /// in checkpoints only by overriding both methods.
+    fn save_state(&self) -> Result<Vec<u8>, NodeError> {
+        Err(NodeError::new("this node type does not support checkpoints"))
+    }
+
+    /// Puts back a state written by [`save_state`](Node::save_state), on a node freshly
+    /// built from the same configuration; afterwards the node must behave exactly as the
+    /// one that was saved. An error names what does not match.
+    fn restore_state(&mut self, state: &[u8]) -> Result<(), NodeError> {
+        let _ = state;
+        Err(NodeError::new("this node type does not support checkpoints"))
+    }
 }
