@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod centralised;
+mod checkpoint;
 mod parity;
 mod simulation;
 mod stragglers;

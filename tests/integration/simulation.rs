@@ -72,6 +72,18 @@ impl Node<Msg> for Gossip {
         }
         Ok(())
     }
+
+    /// A gossip node changes nothing of its own: its state is empty.
+    fn save_state(&self) -> Result<Vec<u8>, NodeError> {
+        Ok(Vec::new())
+    }
+
+    fn restore_state(&mut self, state: &[u8]) -> Result<(), NodeError> {
+        match state {
+            [] => Ok(()),
+            _ => Err(NodeError::new("a gossip node's state is empty")),
+        }
+    }
 }
 
 /// Parameters of one random scenario.

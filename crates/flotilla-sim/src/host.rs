@@ -8,8 +8,8 @@ use crate::{
     Command, Context, DeviceProfile, Envelope, Event, JobId, Node, NodeId, Purpose, Seed, SimTime,
     StreamCursor, wire,
 };
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use std::any::Any;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
@@ -187,6 +187,47 @@ impl<M: Serialize + DeserializeOwned + 'static> NodeHost<M> {
                 })
             })
             .collect()
+    }
+}
+
+/// A node host's part of a checkpoint: its stream position, job counter and failure, and
+/// the node's own state ([`Node::save_state`]); a failed node handles nothing more, so
+/// its state is not needed.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct HostState {
+    rng: StreamCursor,
+    next_job: u64,
+    failed: bool,
+    node: Option<Vec<u8>>,
+}
+
+impl<M: 'static> NodeHost<M> {
+    /// This host's part of a checkpoint.
+    pub(crate) fn checkpoint(&self) -> Result<HostState, String> {
+        let node = match self.failed {
+            true => None,
+            false => Some(self.node.save_state().map_err(|e| e.0)?),
+        };
+        Ok(HostState {
+            rng: self.rng,
+            next_job: self.next_job,
+            failed: self.failed,
+            node,
+        })
+    }
+
+    /// Puts back a checkpoint's part on a host built from the same configuration.
+    pub(crate) fn restore(&mut self, state: HostState) -> Result<(), String> {
+        if !state.rng.same_stream(&self.rng) {
+            return Err("the checkpoint's node stream is not this run's (another seed?)".into());
+        }
+        if let Some(node) = &state.node {
+            self.node.restore_state(node).map_err(|e| e.0)?;
+        }
+        self.rng = state.rng;
+        self.next_job = state.next_job;
+        self.failed = state.failed;
+        Ok(())
     }
 }
 

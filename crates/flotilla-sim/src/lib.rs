@@ -43,6 +43,7 @@
 //! handling it or an earlier event of the same instant; the failure itself is traced and
 //! the node isolated. A job is done, lost with a reason, or still running.
 
+mod checkpoint;
 mod device;
 mod envelope;
 mod host;
@@ -59,6 +60,7 @@ mod trace;
 pub mod wire;
 mod world;
 
+pub use checkpoint::{Checkpoint, CheckpointError};
 pub use device::{
     Availability, AvailabilityState, DeviceError, DeviceProfile, DeviceTrace, PRESET_NAMES,
     ProfileConfig, SyntheticTrace, TraceDevice,

@@ -209,7 +209,9 @@ pub trait Node<M>: Send + 'static {
     /// again from the same configuration. The default refuses, so a node type takes part
     /// in checkpoints only by overriding both methods.
     fn save_state(&self) -> Result<Vec<u8>, NodeError> {
-        Err(NodeError::new("this node type does not support checkpoints"))
+        Err(NodeError::new(
+            "this node type does not support checkpoints",
+        ))
     }
 
     /// Puts back a state written by [`save_state`](Node::save_state), on a node freshly
@@ -217,6 +219,8 @@ pub trait Node<M>: Send + 'static {
     /// one that was saved. An error names what does not match.
     fn restore_state(&mut self, state: &[u8]) -> Result<(), NodeError> {
         let _ = state;
-        Err(NodeError::new("this node type does not support checkpoints"))
+        Err(NodeError::new(
+            "this node type does not support checkpoints",
+        ))
     }
 }

@@ -94,6 +94,12 @@ impl StreamCursor {
         self.word_pos = rng.get_word_pos();
     }
 
+    /// Whether both cursors are on the same stream (seed, node and purpose), wherever they
+    /// stand in it: what a restored checkpoint checks against the run it resumes.
+    pub fn same_stream(&self, other: &StreamCursor) -> bool {
+        (self.seed, self.node, self.purpose) == (other.seed, other.node, other.purpose)
+    }
+
     /// Runs `f` with the generator and saves its position afterwards.
     pub fn with<T>(&mut self, f: impl FnOnce(&mut ChaCha8Rng) -> T) -> T {
         let mut rng = self.rng();

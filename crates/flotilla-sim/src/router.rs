@@ -1,6 +1,8 @@
 //! The network side of a run: the network model and every sender's network stream.
 
+use crate::network::Congestion;
 use crate::{DropReason, Envelope, NetworkModel, NodeId, Purpose, Seed, SimDuration, StreamCursor};
+use serde::{Deserialize, Serialize};
 
 /// Decides each message's fate: the [`NetworkModel`] drawing from the sender's `NETWORK`
 /// stream. The sequential executor calls it inline; the actix runtime hosts it in the
@@ -28,5 +30,41 @@ impl Router {
                 self.streams[env.src.index()].with(|rng| network.route(env, env.sent_at, rng))
             })
             .collect()
+    }
+}
+
+/// The network side's part of a checkpoint: the senders' stream positions and the
+/// reservations on shared links. Rules and links are configuration: a resumed run builds
+/// them again, so a rule must not keep state of its own between verdicts.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct RouterState {
+    streams: Vec<StreamCursor>,
+    congestion: Congestion,
+}
+
+impl Router {
+    /// The network side's part of a checkpoint.
+    pub(crate) fn checkpoint(&self) -> RouterState {
+        RouterState {
+            streams: self.streams.clone(),
+            congestion: self.network.congestion().clone(),
+        }
+    }
+
+    /// Puts back a checkpoint's network side on a router built from the same
+    /// configuration.
+    pub(crate) fn restore(&mut self, state: RouterState) -> Result<(), String> {
+        if state.streams.len() != self.streams.len()
+            || state
+                .streams
+                .iter()
+                .zip(&self.streams)
+                .any(|(a, b)| !a.same_stream(b))
+        {
+            return Err("the checkpoint's network streams are not this run's".into());
+        }
+        self.streams = state.streams;
+        self.network.restore_congestion(state.congestion);
+        Ok(())
     }
 }

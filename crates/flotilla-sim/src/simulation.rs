@@ -6,7 +6,7 @@ use crate::router::Router;
 use crate::trace::Recorder;
 use crate::trace::TraceSummary;
 use crate::world::{Registration, RunReport, StopAt, World};
-use crate::{DeviceProfile, NetworkModel, Node, NodeId, Seed};
+use crate::{Checkpoint, CheckpointError, DeviceProfile, NetworkModel, Node, NodeId, Seed};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::io::Write;
@@ -175,6 +175,18 @@ impl<M: Serialize + DeserializeOwned + 'static> Simulation<M> {
         self.world.report()
     }
 
+    /// Makes the run pause after every instant in which a node records `label` (see
+    /// [`World::pause_after_record`]): the moments to take a checkpoint.
+    pub fn pause_after_record(&mut self, label: impl Into<String>) {
+        self.world.pause_after_record(label);
+    }
+
+    /// Whether the last run paused rather than stopped (see
+    /// [`Simulation::pause_after_record`]); clears the pause.
+    pub fn take_pause(&mut self) -> bool {
+        self.world.take_pause()
+    }
+
     /// The clock side.
     pub fn world(&self) -> &World<M> {
         &self.world
@@ -203,6 +215,112 @@ impl<M: Serialize + DeserializeOwned + 'static> Simulation<M> {
             inline: InlineRunner::default(),
             hosts,
         }
+    }
+
+    /// Takes a checkpoint of the run as it stands between instants (see
+    /// [`Checkpoint`]), jobs executed by `runner` (the runner the run uses: jobs still
+    /// running are waited for). The run goes on unchanged, but for the trace hash, which
+    /// a checkpoint folds (see [`TraceHash`](crate::TraceHash)).
+    ///
+    /// # Errors
+    /// A node that does not support checkpoints or fails to save, a job output that does
+    /// not encode, a trace write error.
+    pub fn checkpoint_with(
+        &mut self,
+        runner: &mut dyn JobRunner<M>,
+    ) -> Result<Checkpoint, CheckpointError>
+    where
+        M: Send,
+    {
+        let hosts = self
+            .hosts
+            .iter()
+            .map(|host| {
+                host.checkpoint().map_err(|reason| CheckpointError::Node {
+                    node: host.id().0,
+                    name: self.world.name(host.id()).to_string(),
+                    reason,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let (world, jobs) = self
+            .world
+            .checkpoint(runner)
+            .map_err(CheckpointError::Mismatch)?;
+        Ok(Checkpoint {
+            world,
+            router: self.router.checkpoint(),
+            hosts,
+            jobs,
+        })
+    }
+
+    /// [`Simulation::checkpoint_with`] for a run driven by [`Simulation::run`].
+    ///
+    /// # Errors
+    /// As [`Simulation::checkpoint_with`].
+    pub fn checkpoint(&mut self) -> Result<Checkpoint, CheckpointError>
+    where
+        M: Send,
+    {
+        let mut inline = std::mem::take(&mut self.inline);
+        let checkpoint = self.checkpoint_with(&mut inline);
+        self.inline = inline;
+        checkpoint
+    }
+
+    /// Puts `checkpoint` back on this simulation, built from the same configuration as the
+    /// one saved and not yet run, with the saved jobs' outputs going to `runner` (the
+    /// runner the resumed run will use). Running it then continues the saved run.
+    ///
+    /// # Errors
+    /// The checkpoint does not fit this simulation (another seed, other nodes or devices),
+    /// or a node refuses its state. The simulation must then not be run.
+    pub fn restore_with(
+        &mut self,
+        checkpoint: Checkpoint,
+        runner: &mut dyn JobRunner<M>,
+    ) -> Result<(), CheckpointError>
+    where
+        M: Send,
+    {
+        if checkpoint.hosts.len() != self.hosts.len() {
+            return Err(CheckpointError::Mismatch(format!(
+                "the checkpoint has {} nodes, the run {}",
+                checkpoint.hosts.len(),
+                self.hosts.len()
+            )));
+        }
+        self.world
+            .restore(checkpoint.world, checkpoint.jobs, runner)
+            .map_err(CheckpointError::Mismatch)?;
+        self.router
+            .restore(checkpoint.router)
+            .map_err(CheckpointError::Mismatch)?;
+        for (host, state) in self.hosts.iter_mut().zip(checkpoint.hosts) {
+            let id = host.id();
+            host.restore(state)
+                .map_err(|reason| CheckpointError::Node {
+                    node: id.0,
+                    name: self.world.name(id).to_string(),
+                    reason,
+                })?;
+        }
+        Ok(())
+    }
+
+    /// [`Simulation::restore_with`] for a run to be driven by [`Simulation::run`].
+    ///
+    /// # Errors
+    /// As [`Simulation::restore_with`].
+    pub fn restore(&mut self, checkpoint: Checkpoint) -> Result<(), CheckpointError>
+    where
+        M: Send,
+    {
+        let mut inline = std::mem::take(&mut self.inline);
+        let restored = self.restore_with(checkpoint, &mut inline);
+        self.inline = inline;
+        restored
     }
 
     /// Flushes the trace and returns its summary (hash, counters, kept records).

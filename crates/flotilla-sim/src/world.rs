@@ -17,12 +17,13 @@
 use crate::host::{Handled, Inbound, Outgoing};
 use crate::jobs::JobRunner;
 use crate::queue::EventQueue;
-use crate::trace::{Counters, Recorder, TraceEvent, TraceHash, TraceSummary};
+use crate::trace::{Counters, Recorder, RecorderState, TraceEvent, TraceHash, TraceSummary};
 use crate::{
-    AvailabilityState, DeviceProfile, DropReason, Envelope, JobId, MessageId, NodeId, Purpose,
-    Seed, SimDuration, SimTime, StreamCursor,
+    AvailabilityState, DeviceProfile, DropReason, Envelope, JobId, MessageId, NodeError, NodeId,
+    Purpose, Seed, SimDuration, SimTime, StreamCursor,
 };
-use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use std::marker::PhantomData;
 use std::sync::Arc;
 
@@ -51,7 +52,7 @@ impl StopAt {
 }
 
 /// A node that failed and was isolated.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeFailure {
     /// The node.
     pub node: NodeId,
@@ -81,7 +82,7 @@ pub struct RunReport {
 }
 
 /// What is queued: payloads are bytes, so the queue is independent of the message type.
-#[derive(Debug)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 enum Pending {
     Start(NodeId),
     Deliver { env: Envelope, bytes: Vec<u8> },
@@ -100,7 +101,7 @@ pub struct Batch<M> {
 }
 
 /// Per-node state kept by the clock: streams, counters, availability, failure.
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct NodeClock {
     name: String,
     device: Option<u32>,
@@ -124,8 +125,38 @@ pub struct World<M> {
     sends: Vec<(Envelope, Vec<u8>)>,
     instants: u64,
     events: u64,
+    /// A record label after whose instant the run pauses (see [`World::pause_after_record`]).
+    pause_label: Option<String>,
+    /// Whether the last instant made such a record.
+    paused: bool,
     _message: PhantomData<fn() -> M>,
 }
+
+/// The clock side's part of a checkpoint: everything but the device profiles, which are
+/// rebuilt from the configuration (each node's profile index and name are checked).
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct WorldState {
+    now: SimTime,
+    queue: Vec<(SimTime, u64, Pending)>,
+    next_seq: u64,
+    nodes: Vec<NodeClock>,
+    pub(crate) recorder: RecorderState,
+    failures: Vec<NodeFailure>,
+    instants: u64,
+    events: u64,
+}
+
+impl WorldState {
+    /// The virtual time of the last instant before the checkpoint.
+    pub(crate) fn now(&self) -> SimTime {
+        self.now
+    }
+}
+
+/// A job's output as a checkpoint keeps it: the wire bytes of the output, or the job's
+/// error. Jobs still running at a checkpoint are waited for, so their outputs travel in the
+/// checkpoint and their completions arrive at the same virtual times after a resume.
+pub(crate) type SavedJob = (JobId, Result<Vec<u8>, String>);
 
 impl<M> std::fmt::Debug for World<M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -195,6 +226,8 @@ impl<M> World<M> {
             sends: Vec::new(),
             instants: 0,
             events: 0,
+            pause_label: None,
+            paused: false,
             _message: PhantomData,
         }
     }
@@ -256,7 +289,25 @@ impl<M> World<M> {
         self.recorder.finish()
     }
 
+    /// Makes the run pause after every instant in which a node records `label`: the
+    /// runtime returns as at a stop (with the rest of the run still queued), and
+    /// [`World::take_pause`] tells that it paused. A checkpoint is taken at such a pause.
+    pub fn pause_after_record(&mut self, label: impl Into<String>) {
+        self.pause_label = Some(label.into());
+    }
+
+    /// Whether the run paused (see [`World::pause_after_record`]); clears the pause, so the
+    /// next run goes on.
+    pub fn take_pause(&mut self) -> bool {
+        std::mem::take(&mut self.paused)
+    }
+
     fn trace(&mut self, event: TraceEvent) {
+        if let TraceEvent::Record { label, .. } = &event
+            && self.pause_label.as_ref() == Some(label)
+        {
+            self.paused = true;
+        }
         // Records are only ever made at `self.now`, which never decreases, and every
         // record is far below the wire limit (labels and reasons are short strings).
         self.recorder
@@ -272,7 +323,8 @@ impl<M> World<M> {
         stop: StopAt,
         runner: &mut dyn JobRunner<M>,
     ) -> Option<(SimTime, Vec<Batch<M>>)> {
-        if self.queue.peek_time()? > stop.limit()
+        if self.paused
+            || self.queue.peek_time()? > stop.limit()
             || (stop == StopAt::IdleOrFailure && !self.failures.is_empty())
         {
             return None;
@@ -557,5 +609,136 @@ impl<M> World<M> {
             time: self.now,
             reason,
         });
+    }
+}
+
+impl<M: Serialize + DeserializeOwned + Send + 'static> World<M> {
+    /// The clock side's part of a checkpoint, between instants. Jobs still running are
+    /// waited for through `runner`; their outputs are returned encoded and handed back to
+    /// `runner`, so the run goes on unchanged.
+    pub(crate) fn checkpoint(
+        &mut self,
+        runner: &mut dyn JobRunner<M>,
+    ) -> Result<(WorldState, Vec<SavedJob>), String> {
+        if !self.sends.is_empty() {
+            return Err("a checkpoint is taken between instants, not within one".into());
+        }
+        let running: Vec<JobId> = self
+            .queue
+            .iter()
+            .filter_map(|p| match p {
+                Pending::JobDone(job) => Some(*job),
+                _ => None,
+            })
+            .collect();
+        let mut jobs = Vec::with_capacity(running.len());
+        for job in running {
+            let output = runner.take(job);
+            let saved = match &output {
+                Ok(m) => Ok(crate::wire::encode(m).map_err(|e| {
+                    format!("output of job {} of node {}: {e}", job.seq, job.node.0)
+                })?),
+                Err(e) => Err(e.0.clone()),
+            };
+            jobs.push((job, saved));
+            runner.submit(job, Box::new(move || output));
+        }
+        jobs.sort_by_key(|(job, _)| *job);
+        let recorder = self
+            .recorder
+            .checkpoint()
+            .map_err(|e| format!("the trace could not be written: {e}"))?;
+        let state = WorldState {
+            now: self.now,
+            queue: self
+                .queue
+                .entries()
+                .into_iter()
+                .map(|(time, seq, p)| (time, seq, p.clone()))
+                .collect(),
+            next_seq: self.queue.next_seq(),
+            nodes: self.nodes.clone(),
+            recorder,
+            failures: self.failures.clone(),
+            instants: self.instants,
+            events: self.events,
+        };
+        Ok((state, jobs))
+    }
+
+    /// Puts back a checkpoint's clock side on a world built from the same configuration
+    /// and not yet run; the saved jobs' outputs go to `runner`.
+    pub(crate) fn restore(
+        &mut self,
+        state: WorldState,
+        jobs: Vec<SavedJob>,
+        runner: &mut dyn JobRunner<M>,
+    ) -> Result<(), String> {
+        if self.instants != 0 {
+            return Err("a checkpoint is restored onto a run that has not started".into());
+        }
+        if state.nodes.len() != self.nodes.len() {
+            return Err(format!(
+                "the checkpoint has {} nodes, the run {}",
+                state.nodes.len(),
+                self.nodes.len()
+            ));
+        }
+        for (i, (saved, built)) in state.nodes.iter().zip(&self.nodes).enumerate() {
+            if saved.name != built.name || saved.device != built.device {
+                return Err(format!(
+                    "node {i} is `{}` in the checkpoint and `{}` in the run, or its device \
+                     differs",
+                    saved.name, built.name
+                ));
+            }
+            for (a, b) in [
+                (&saved.compute, &built.compute),
+                (&saved.dropout, &built.dropout),
+                (&saved.availability, &built.availability),
+            ] {
+                if !a.same_stream(b) {
+                    return Err(format!(
+                        "node {i} (`{}`): the checkpoint's random streams are not this run's \
+                         (another seed?)",
+                        built.name
+                    ));
+                }
+            }
+        }
+        let running: std::collections::BTreeSet<JobId> = state
+            .queue
+            .iter()
+            .filter_map(|(_, _, p)| match p {
+                Pending::JobDone(job) => Some(*job),
+                _ => None,
+            })
+            .collect();
+        let saved: std::collections::BTreeSet<JobId> = jobs.iter().map(|(job, _)| *job).collect();
+        if running != saved {
+            return Err("the checkpoint's job outputs do not match its queued jobs".into());
+        }
+        self.queue = EventQueue::from_entries(state.queue, state.next_seq)?;
+        self.recorder.restore(state.recorder)?;
+        self.now = state.now;
+        self.nodes = state.nodes;
+        self.failures = state.failures;
+        self.instants = state.instants;
+        self.events = state.events;
+        for (job, output) in jobs {
+            runner.submit(
+                job,
+                Box::new(move || match output {
+                    Ok(bytes) => crate::wire::decode::<M>(&bytes).map_err(|e| {
+                        NodeError(format!(
+                            "saved output of job {} does not decode: {e}",
+                            job.seq
+                        ))
+                    }),
+                    Err(reason) => Err(NodeError(reason)),
+                }),
+            );
+        }
+        Ok(())
     }
 }

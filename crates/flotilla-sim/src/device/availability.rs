@@ -133,7 +133,7 @@ fn micros(secs: f64) -> i128 {
 /// The Markov process is drawn sojourn by sojourn, and a sojourn only when the process is
 /// advanced past the end of the previous one, never at a query time: its trajectory is a
 /// function of the stream alone, whatever the queries.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AvailabilityState {
     /// Whether the first sojourn has been drawn.
     started: bool,

@@ -16,7 +16,8 @@ pub use rules::{NetworkPartition, Outage};
 
 use crate::{DropReason, Envelope, NodeId, SimDuration, SimTime};
 use rand_chacha::ChaCha8Rng;
-use shared::{Congestion, Piece, Resource};
+pub(crate) use shared::Congestion;
+use shared::{Piece, Resource};
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -213,6 +214,17 @@ impl NetworkModel {
     pub fn set_pair_link(&mut self, src: NodeId, dst: NodeId, link: LinkSpec) {
         let k = self.intern(link);
         self.pair_links.insert((src, dst), k);
+    }
+
+    /// The reservations on shared links: the network's only state that changes during a
+    /// run (rules and links are configuration, rebuilt on resume), for a checkpoint.
+    pub(crate) fn congestion(&self) -> &Congestion {
+        &self.congestion
+    }
+
+    /// Puts back reservations saved by a checkpoint.
+    pub(crate) fn restore_congestion(&mut self, congestion: Congestion) {
+        self.congestion = congestion;
     }
 
     /// Installs a rule after the existing ones.

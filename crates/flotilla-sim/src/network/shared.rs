@@ -2,6 +2,7 @@
 //! discipline is described on [`NetworkModel`](super::NetworkModel)).
 
 use crate::{NodeId, SimTime};
+use serde::{Deserialize, Serialize};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, btree_map};
 use std::iter::Peekable;
@@ -17,7 +18,7 @@ const FIT: f64 = 1e-12;
 
 /// A capacity-tracked resource: a node's uplink or downlink (a full-duplex access link is two
 /// resources), or the pair link from one node to another.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub(super) enum Resource {
     /// A node's uplink.
     Up(NodeId),
@@ -54,7 +55,7 @@ impl Transmission {
 }
 
 /// The rate reserved on one resource: a step function of virtual time.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 struct Timeline {
     /// Step start \[µs\] → reserved rate \[bytes/s\] from there to the next step; the last
     /// step's rate is zero.
@@ -165,8 +166,8 @@ impl<'a> Cursor<'a> {
 }
 
 /// Every shared resource's reservations, pruned as time advances.
-#[derive(Debug, Default)]
-pub(super) struct Congestion {
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct Congestion {
     links: BTreeMap<Resource, Timeline>,
     /// When each reservation ends, and on which resource: pruning is driven by these, so
     /// memory follows the transfers in flight.

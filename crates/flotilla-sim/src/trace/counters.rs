@@ -41,7 +41,84 @@ pub struct Counters {
     pub jobs_lost_by_node: BTreeMap<NodeId, u64>,
 }
 
+/// Every field of [`Counters`] in declaration order: what a checkpoint stores (the
+/// `Serialize` impl is the report's view, which skips the per-node maps).
+pub(crate) type CountersState = (
+    u64,
+    u64,
+    BTreeMap<DropReason, u64>,
+    u64,
+    u64,
+    u64,
+    u64,
+    BTreeMap<DropReason, u64>,
+    u64,
+    BTreeMap<NodeId, u64>,
+    BTreeMap<NodeId, u64>,
+);
+
 impl Counters {
+    /// The whole state, for a checkpoint. Destructures every field, so a field added later
+    /// fails to compile here until the checkpoint covers it.
+    pub(crate) fn state(&self) -> CountersState {
+        let Counters {
+            sent,
+            delivered,
+            dropped,
+            bytes_up,
+            bytes_down,
+            jobs_started,
+            jobs_done,
+            jobs_lost,
+            node_failures,
+            dropped_by_sender,
+            jobs_lost_by_node,
+        } = self.clone();
+        (
+            sent,
+            delivered,
+            dropped,
+            bytes_up,
+            bytes_down,
+            jobs_started,
+            jobs_done,
+            jobs_lost,
+            node_failures,
+            dropped_by_sender,
+            jobs_lost_by_node,
+        )
+    }
+
+    /// The counters a checkpoint stored with [`Counters::state`].
+    pub(crate) fn from_state(state: CountersState) -> Self {
+        let (
+            sent,
+            delivered,
+            dropped,
+            bytes_up,
+            bytes_down,
+            jobs_started,
+            jobs_done,
+            jobs_lost,
+            node_failures,
+            dropped_by_sender,
+            jobs_lost_by_node,
+        ) = state;
+        Counters {
+            sent,
+            delivered,
+            dropped,
+            bytes_up,
+            bytes_down,
+            jobs_started,
+            jobs_done,
+            jobs_lost,
+            node_failures,
+            dropped_by_sender,
+            jobs_lost_by_node,
+        }
+    }
+
     /// Messages dropped, for any reason.
     pub fn dropped_total(&self) -> u64 {
         self.dropped.values().sum()

@@ -14,6 +14,7 @@ mod recorder;
 pub use counters::Counters;
 pub use event::{TraceEvent, TraceRecord};
 pub use jsonl::read_jsonl;
+pub(crate) use recorder::RecorderState;
 pub use recorder::{Recorder, TraceHash, TraceSummary};
 
 use crate::SimTime;

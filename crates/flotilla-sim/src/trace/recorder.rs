@@ -1,8 +1,9 @@
 //! The recorder: counts, hashes and optionally writes or keeps every record.
 
+use super::counters::CountersState;
 use super::{Counters, TraceError, TraceEvent, TraceRecord, jsonl};
 use crate::{SimTime, wire};
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Serialize, Serializer};
 use std::fmt;
 use std::io::{self, BufWriter, Write};
 
@@ -14,6 +15,10 @@ use std::io::{self, BufWriter, Write};
 /// that encoding. So it is independent of JSON formatting, covers float bits exactly, and
 /// is the same on every platform: two runs with equal hashes recorded the same events at
 /// the same virtual times in the same order.
+///
+/// A checkpoint folds the hash: from there on the hasher starts over from
+/// `"flotilla checkpoint" ‖ hash so far`, so that a resumed run hashes exactly as the
+/// uninterrupted run with the same checkpoints (a run without checkpoints has another hash).
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct TraceHash(pub [u8; 32]);
 
@@ -66,7 +71,7 @@ pub struct Recorder {
     /// Reused for each record's length prefix and wire encoding.
     scratch: Vec<u8>,
     last: SimTime,
-    jsonl: Option<BufWriter<Box<dyn Write + Send>>>,
+    jsonl: Option<BufWriter<Counting>>,
     /// The first JSONL write error; writing stops there and `finish` returns it.
     io_error: Option<io::Error>,
     memory: Option<Vec<TraceRecord>>,
@@ -105,7 +110,10 @@ impl Recorder {
     /// Also writes every record as a JSON line to `out`, buffered. Write errors do not stop
     /// the run: the first is kept and returned by [`Recorder::finish`].
     pub fn with_jsonl(mut self, out: Box<dyn Write + Send>) -> Self {
-        self.jsonl = Some(BufWriter::new(out));
+        self.jsonl = Some(BufWriter::new(Counting {
+            inner: out,
+            written: 0,
+        }));
         self
     }
 
@@ -166,6 +174,78 @@ impl Recorder {
         self.memory.as_deref().unwrap_or_default()
     }
 
+    /// Flushes the JSONL output and folds the hash (see [`TraceHash`]): the recorder's part
+    /// of a checkpoint. A JSONL write error is returned, as [`Recorder::finish`] would.
+    pub(crate) fn checkpoint(&mut self) -> io::Result<RecorderState> {
+        if let Some(e) = self.io_error.take() {
+            return Err(e);
+        }
+        let jsonl_bytes = match &mut self.jsonl {
+            Some(out) => {
+                out.flush()?;
+                Some(out.get_ref().written)
+            }
+            None => None,
+        };
+        let chain = *self.hasher.finalize().as_bytes();
+        self.hasher = chained(&chain);
+        Ok(RecorderState {
+            counters: self.counters.state(),
+            chain,
+            last: self.last,
+            jsonl_bytes,
+            records: self
+                .memory
+                .as_ref()
+                .map(|records| {
+                    let mut text = Vec::new();
+                    records
+                        .iter()
+                        .try_for_each(|r| jsonl::write_line(&mut text, r))
+                        .map(|()| text)
+                })
+                .transpose()?,
+        })
+    }
+
+    /// Puts back the state of [`Recorder::checkpoint`], on a recorder built like the saved
+    /// one: a JSONL output must continue the saved file (truncated to
+    /// [`RecorderState::jsonl_bytes`]), and records are kept if and only if they were.
+    pub(crate) fn restore(&mut self, state: RecorderState) -> Result<(), String> {
+        if state.jsonl_bytes.is_some() != self.jsonl.is_some() {
+            return Err(format!(
+                "the checkpoint was taken {} a JSONL trace and is resumed {} one",
+                if state.jsonl_bytes.is_some() {
+                    "with"
+                } else {
+                    "without"
+                },
+                if self.jsonl.is_some() {
+                    "with"
+                } else {
+                    "without"
+                },
+            ));
+        }
+        if state.records.is_some() != self.memory.is_some() {
+            return Err(
+                "the checkpoint and the resumed run differ in keeping trace records".into(),
+            );
+        }
+        self.counters = Counters::from_state(state.counters);
+        self.hasher = chained(&state.chain);
+        self.last = state.last;
+        if let (Some(out), Some(bytes)) = (&mut self.jsonl, state.jsonl_bytes) {
+            out.get_mut().written = bytes;
+        }
+        self.memory = state
+            .records
+            .map(|text| jsonl::read_jsonl(&text[..]))
+            .transpose()
+            .map_err(|e| format!("the checkpoint's trace records: {e}"))?;
+        Ok(())
+    }
+
     /// Flushes the JSONL output and returns the summary, or the first write error.
     pub fn finish(mut self) -> io::Result<TraceSummary> {
         if let Some(e) = self.io_error.take() {
@@ -180,4 +260,45 @@ impl Recorder {
             records: self.memory.unwrap_or_default(),
         })
     }
+}
+
+/// A hasher that continues a trace folded at a checkpoint whose hash was `chain`.
+fn chained(chain: &[u8; 32]) -> blake3::Hasher {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(b"flotilla checkpoint");
+    hasher.update(chain);
+    hasher
+}
+
+/// The JSONL sink, counting the bytes it passed on: after a flush, the length of the
+/// trace file so far (where a resumed run continues it).
+struct Counting {
+    inner: Box<dyn Write + Send>,
+    written: u64,
+}
+
+impl Write for Counting {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// A recorder's part of a checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct RecorderState {
+    counters: CountersState,
+    /// The trace hash at the checkpoint, which the hasher continues from.
+    chain: [u8; 32],
+    last: SimTime,
+    /// Bytes of JSONL trace written, if the run writes one.
+    pub(crate) jsonl_bytes: Option<u64>,
+    /// The kept records as JSON lines, if the run keeps them (records are internally
+    /// tagged for JSON, which the wire format cannot read back).
+    records: Option<Vec<u8>>,
 }
