@@ -21,6 +21,10 @@ enum Command {
     /// Run a federated experiment: every configured method for every seed, as an actor
     /// simulation; writes metrics.csv, stages.csv, summary.json and accuracy.png.
     Run(commands::run::RunArgs),
+    /// Continue an experiment started with `flotilla run --checkpoint-every N` from its
+    /// checkpoint folder, after a crash or a kill: the outputs are those of the
+    /// uninterrupted run, bit for bit.
+    Resume(commands::run::ResumeArgs),
     /// List a model spec's layers, parameter count and forward FLOPs per sample.
     Models(commands::models::ModelsArgs),
     /// Print the fleet a config describes (groups, strong clients, speeds, availability,
@@ -39,6 +43,7 @@ fn main() -> ExitCode {
         Command::Fleet(args) => commands::fleet::run(args).map(|()| true),
         Command::Trace(args) => commands::trace::run(args).map(|()| true),
         Command::Run(args) => commands::run::run(args),
+        Command::Resume(args) => commands::run::resume(args),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

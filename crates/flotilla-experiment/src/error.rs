@@ -84,6 +84,9 @@ pub enum ExperimentError {
         /// What the node reported.
         reason: String,
     },
+    /// A checkpoint could not be taken, or does not fit the run it should resume.
+    #[error("checkpoint: {0}")]
+    Checkpoint(#[from] flotilla_sim::CheckpointError),
     /// The output folder cannot be used.
     #[error(transparent)]
     Output(#[from] crate::OutputError),
@@ -107,6 +110,7 @@ impl ExperimentError {
                 | ExperimentError::Syntax { .. }
                 | ExperimentError::Data { .. }
                 | ExperimentError::Output(_)
+                | ExperimentError::Checkpoint(_)
         )
     }
 }

@@ -16,11 +16,14 @@
 //! # Ok::<(), flotilla_experiment::ExperimentError>(())
 //! ```
 
+use crate::checkpoints::CheckpointDir;
 use crate::report::{Summary, metrics_csv, stages_csv, updates_csv};
+use crate::run::RunCheckpoints;
 use crate::{ConfigError, ExperimentError, Method, Prepared, RunOptions, RunOutcome};
 use flotilla_fl::{Evaluation, ModelRole, Observer};
+use flotilla_sim::Checkpoint;
 use std::fs;
-use std::io::Write;
+use std::io::{Seek, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
@@ -36,6 +39,9 @@ pub struct ExperimentOptions {
     /// Where to write every run's event trace (JSONL), each run's preceded by a
     /// `{"run":{"method":…,"seed":…}}` line; no trace when `None`.
     pub trace: Option<PathBuf>,
+    /// Where to keep checkpoints, and from where to resume (see [`crate::checkpoints`]):
+    /// each run resumes from its latest checkpoint there, if it has one.
+    pub checkpoints: Option<CheckpointDir>,
 }
 
 /// Which run of an experiment: its place and what it runs.
@@ -93,9 +99,11 @@ pub fn run_all(
     }
     let prepared = &*prepared;
     let config = &prepared.config;
-    let mut trace_file = match &options.trace {
-        Some(path) => Some(fs::File::create(path).map_err(io_error(path))?),
-        None => None,
+    // With checkpoints, each run's trace goes to a file of its own in the checkpoint
+    // folder (a resumed run cuts it to the checkpoint's length), joined at the end.
+    let mut trace_file = match (&options.trace, &options.checkpoints) {
+        (Some(path), None) => Some(fs::File::create(path).map_err(io_error(path))?),
+        _ => None,
     };
     let runs: Vec<(u64, Method)> = config
         .seed_list()
@@ -110,17 +118,28 @@ pub fn run_all(
             method,
             seed,
         };
-        let trace = match (&mut trace_file, &options.trace) {
+        let mut trace = match (&mut trace_file, &options.trace) {
             (Some(file), Some(path)) => {
-                writeln!(
-                    file,
-                    "{{\"run\":{{\"method\":\"{method}\",\"seed\":{seed}}}}}"
-                )
-                .map_err(io_error(path))?;
+                write_run_header(file, method, seed).map_err(io_error(path))?;
                 let handle = file.try_clone().map_err(io_error(path))?;
                 Some(Box::new(std::io::BufWriter::new(handle)) as Box<dyn Write + Send>)
             }
             _ => None,
+        };
+        let checkpoints = match &options.checkpoints {
+            Some(dir) => {
+                let resume = dir.load(index, method, seed)?;
+                if options.trace.is_some() {
+                    let cut = resume.as_ref().and_then(Checkpoint::trace_bytes);
+                    trace = Some(continue_trace(&dir.trace_file(index), cut.unwrap_or(0))?);
+                }
+                Some(RunCheckpoints {
+                    every: dir.every(),
+                    resume,
+                    save: dir.saver(index, method, seed),
+                })
+            }
+            None => None,
         };
         progress(Progress::Started(id));
         let outcome = run_one(
@@ -129,6 +148,7 @@ pub fn run_all(
             RunOptions {
                 threads: options.threads,
                 trace,
+                checkpoints,
                 ..RunOptions::default()
             },
             progress,
@@ -136,7 +156,47 @@ pub fn run_all(
         progress(Progress::Finished(id, &outcome));
         outcomes.push(outcome);
     }
+    if let (Some(path), Some(dir)) = (&options.trace, &options.checkpoints) {
+        let mut file = fs::File::create(path).map_err(io_error(path))?;
+        for (index, &(seed, method)) in runs.iter().enumerate() {
+            write_run_header(&mut file, method, seed).map_err(io_error(path))?;
+            let part = dir.trace_file(index);
+            let mut run = fs::File::open(&part).map_err(io_error(&part))?;
+            std::io::copy(&mut run, &mut file).map_err(io_error(path))?;
+        }
+    }
     Ok(outcomes)
+}
+
+/// The line that opens a run's part of `trace.jsonl`.
+fn write_run_header(out: &mut impl Write, method: Method, seed: u64) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "{{\"run\":{{\"method\":\"{method}\",\"seed\":{seed}}}}}"
+    )
+}
+
+/// Opens a run's own trace file to continue it from its first `len` bytes (what its
+/// checkpoint covers; 0 for a run starting afresh).
+fn continue_trace(path: &Path, len: u64) -> Result<Box<dyn Write + Send>, ExperimentError> {
+    let mut file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(io_error(path))?;
+    if file.metadata().map_err(io_error(path))?.len() < len {
+        return Err(ConfigError::new(
+            "checkpoint",
+            path.display(),
+            format!("the trace is shorter than the {len} bytes its checkpoint covers"),
+        )
+        .into());
+    }
+    file.set_len(len).map_err(io_error(path))?;
+    file.seek(std::io::SeekFrom::End(0))
+        .map_err(io_error(path))?;
+    Ok(Box::new(std::io::BufWriter::new(file)))
 }
 
 /// What a run's thread sends the calling thread.

@@ -14,6 +14,7 @@
 //! # Ok::<(), flotilla_experiment::ExperimentError>(())
 //! ```
 
+pub mod checkpoints;
 mod config;
 mod datasets;
 mod error;
@@ -40,6 +41,9 @@ pub use fleet::FleetConfig;
 pub use health::Verdict;
 pub use method::Method;
 pub use output::{OutputDir, OutputError};
-pub use run::{EdgeBooks, Faults, GroupParticipation, RunOptions, RunOutcome, SERVER, Unanswered};
+pub use run::{
+    EdgeBooks, Faults, GroupParticipation, RunCheckpoints, RunOptions, RunOutcome, SERVER,
+    Unanswered,
+};
 pub use setup::Prepared;
 pub use strategies::{Strategies, StrategyContext, StrategyFactory};

@@ -2,18 +2,18 @@
 
 use crate::fleet::Client;
 use crate::{ExperimentError, Method, Prepared};
-use flotilla_actors::ActixRuntime;
+use flotilla_actors::{ActixRuntime, PoolRunner};
 use flotilla_fl::{
     AsyncConfig, AsyncMethod, AsyncRule, Asynchronous, ClientData, Coordinator, CoordinatorConfig,
     Evaluation, FedAvg, FedAvgConfig, Federation, FlMessage, JobTally, LearningTask, LocalWorker,
     ModelRole, Observer, OnDeviceKd, OnDeviceKdConfig, Participant, Payload, Placement,
     RoundRecord, ServerEnsembleConfig, ServerLogic, ServerLogitEnsemble, Synchronous, UpdateRecord,
-    Work,
+    VERSION_COMMITTED, Work,
 };
 use flotilla_nn::LrSchedule;
 use flotilla_sim::{
-    Context, Counters, Event, NetworkModel, Node, NodeError, NodeId, Outage, Seed, SimTime,
-    Simulation, StopAt, secs,
+    Checkpoint, Context, Counters, Event, NetworkModel, Node, NodeError, NodeId, Outage, Seed,
+    SimTime, Simulation, StopAt, secs,
 };
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -32,6 +32,68 @@ pub struct RunOptions {
     pub observer: Option<Observer>,
     /// Faults injected on top of the configured fleet (none by default).
     pub faults: Faults,
+    /// Checkpoints to take, and one to resume from (none by default).
+    pub checkpoints: Option<RunCheckpoints>,
+}
+
+/// Checkpoints of one run: taken every `every` versions of the server's model (right after
+/// the version's instant) and once more when the run has finished, each handed to `save`;
+/// and a checkpoint to resume from. A resumed run gives the bits of the uninterrupted one
+/// with the same `every` (results and records; see [`flotilla_sim::Checkpoint`]).
+pub struct RunCheckpoints {
+    /// Versions between checkpoints (at least 1).
+    pub every: u32,
+    /// A checkpoint of this same run (method, seed, configuration) to continue from.
+    pub resume: Option<Checkpoint>,
+    /// Stores a checkpoint durably before returning (e.g. write, sync, rename).
+    pub save: Box<dyn FnMut(&Checkpoint) -> Result<(), ExperimentError> + Send>,
+}
+
+impl std::fmt::Debug for RunCheckpoints {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunCheckpoints")
+            .field("every", &self.every)
+            .field("resume", &self.resume.as_ref().map(Checkpoint::time))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Runs `sim` on actix to its end (or its first node failure), taking the checkpoints of
+/// `checkpoints` if any.
+fn drive<L: ServerLogic>(
+    mut sim: Simulation<FlMessage<L::Work>>,
+    threads: usize,
+    checkpoints: Option<RunCheckpoints>,
+) -> Result<Simulation<FlMessage<L::Work>>, ExperimentError> {
+    let runtime = ActixRuntime::new(threads.max(1));
+    let Some(mut plan) = checkpoints else {
+        return Ok(runtime.run(sim, StopAt::IdleOrFailure)?);
+    };
+    let version = |sim: &Simulation<FlMessage<L::Work>>| {
+        sim.node::<Coordinator<L>>(SERVER)
+            .map_or(0, Coordinator::version)
+    };
+    let mut pool = PoolRunner::new(threads.max(1));
+    if let Some(checkpoint) = plan.resume.take() {
+        sim.restore_with(checkpoint, &mut pool)?;
+    }
+    let mut saved = version(&sim);
+    sim.pause_after_record(VERSION_COMMITTED);
+    loop {
+        (sim, pool) = runtime.run_with_pool(sim, StopAt::IdleOrFailure, pool)?;
+        let paused = sim.take_pause();
+        let now = version(&sim);
+        if !paused {
+            if sim.world().report().failures.is_empty() {
+                (plan.save)(&sim.checkpoint_with(&mut pool)?)?;
+            }
+            return Ok(sim);
+        }
+        if now != saved && now.is_multiple_of(plan.every.max(1)) {
+            (plan.save)(&sim.checkpoint_with(&mut pool)?)?;
+            saved = now;
+        }
+    }
 }
 
 impl std::fmt::Debug for RunOptions {
@@ -588,7 +650,7 @@ impl Prepared {
         let server = handle.server();
         debug_assert_eq!(server, SERVER);
         let started = Instant::now();
-        let sim = ActixRuntime::new(options.threads.max(1)).run(sim, StopAt::IdleOrFailure)?;
+        let sim = drive::<L>(sim, options.threads, options.checkpoints)?;
         let wall_time_s = started.elapsed().as_secs_f64();
         let report = sim.world().report();
         let incomplete = |reason: String| ExperimentError::Incomplete {

@@ -112,6 +112,11 @@ impl<L: ServerLogic> Coordinator<L> {
         self.books.hellos_received
     }
 
+    /// The model versions committed so far.
+    pub fn version(&self) -> u32 {
+        self.books.version
+    }
+
     /// Whether every round ran.
     pub fn finished(&self) -> bool {
         self.books.finished

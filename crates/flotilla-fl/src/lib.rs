@@ -32,7 +32,7 @@ pub use message::{
 pub use participant::Participant;
 pub use server::{
     CoordinatorConfig, Fate, JobTally, Observer, RoundRecord, Server, ServerLogic, StageRecord,
-    Update, UpdateRecord,
+    Update, UpdateRecord, VERSION_COMMITTED,
 };
 pub use strategies::{
     FedAvg, FedAvgConfig, KdConfig, KdMode, KdPlan, LocalWorker, OnDeviceKd, OnDeviceKdConfig,

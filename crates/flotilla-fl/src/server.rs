@@ -20,6 +20,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::Arc;
 
+/// The record a coordinator makes each time it commits a model version (its value: the
+/// new version count). A run pauses after these instants to take checkpoints.
+pub const VERSION_COMMITTED: &str = "version_committed";
+
 /// What became of a reply at the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -622,6 +626,7 @@ impl<W: Send + 'static> Server<'_, '_, W> {
             }
         }
         books.version += 1;
+        self.ctx.record(VERSION_COMMITTED, f64::from(books.version));
         books.given.clear();
         books.server_jobs = 0;
         if last {

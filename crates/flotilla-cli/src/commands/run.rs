@@ -3,6 +3,7 @@
 use super::new_file::NewFile;
 use crate::plot::{AccuracyPoint, AccuracySeries, draw_accuracy};
 use anyhow::Context;
+use flotilla_experiment::checkpoints::{CheckpointDir, Manifest};
 use flotilla_experiment::experiment::{
     ExperimentOptions, Progress, parse_init, run_all, write_outputs,
 };
@@ -54,6 +55,41 @@ pub(crate) struct RunArgs {
     /// Replace the --export-split file(s) if they exist.
     #[arg(long, requires = "export_split")]
     force_export: bool,
+    /// Take a checkpoint of each run every N versions of its global model (and at its
+    /// end), so that `flotilla resume` can continue the experiment after a crash or a
+    /// kill, with the same results bit for bit.
+    #[arg(long, value_name = "N")]
+    checkpoint_every: Option<u32>,
+    /// Where to keep the checkpoints (default `<out>.checkpoint`); it must not exist. It
+    /// is removed once the outputs are in place.
+    #[arg(long, value_name = "DIR", requires = "checkpoint_every")]
+    checkpoint_dir: Option<PathBuf>,
+}
+
+/// Arguments of `flotilla resume`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ResumeArgs {
+    /// The checkpoint folder of an unfinished `flotilla run --checkpoint-every N`.
+    dir: PathBuf,
+    /// Worker threads (default: as the run had; results are identical for any number).
+    #[arg(long, value_name = "N")]
+    threads: Option<usize>,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+/// An experiment to carry out, from `run`'s arguments or a checkpoint folder's manifest.
+struct Job {
+    config: ExperimentConfig,
+    out: PathBuf,
+    output: OutputDir,
+    threads: usize,
+    quiet: bool,
+    trace: bool,
+    init: Vec<(ModelRole, PathBuf)>,
+    exports: Vec<(u64, PathBuf, NewFile)>,
+    checkpoints: Option<CheckpointDir>,
 }
 
 /// Where `--export-split FILE` writes each seed's split: FILE itself for a single seed, else
@@ -157,6 +193,18 @@ const MAX_THREADS: usize = 1024;
 /// never updated): the outputs are written and the warnings say which.
 pub(crate) const EXIT_NOT_ALL_RESULTS: u8 = 3;
 
+/// Checks a `--threads` value.
+fn check_threads(threads: usize) -> anyhow::Result<usize> {
+    if !(1..=MAX_THREADS).contains(&threads) {
+        anyhow::bail!(flotilla_experiment::ConfigError::new(
+            "--threads",
+            threads,
+            format!("must be from 1 to {MAX_THREADS}")
+        ));
+    }
+    Ok(threads)
+}
+
 /// Runs the experiment; `Ok(false)` when it finished but some model is not a result.
 pub(crate) fn run(args: RunArgs) -> anyhow::Result<bool> {
     let source = ConfigSource::resolve(args.config.as_deref().unwrap_or("quickstart"))?;
@@ -165,16 +213,15 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<bool> {
         overrides.push(format!("seeds={n}"));
     }
     let config = ExperimentConfig::load(&source, &overrides)?;
-    let threads = args
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    if !(1..=MAX_THREADS).contains(&threads) {
-        anyhow::bail!(flotilla_experiment::ConfigError::new(
-            "--threads",
-            threads,
-            format!("must be from 1 to {MAX_THREADS}")
-        ));
-    }
+    let threads = check_threads(
+        args.threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+    )?;
+    let init: Vec<(ModelRole, PathBuf)> = args
+        .init
+        .iter()
+        .map(|item| parse_init(item))
+        .collect::<Result<_, _>>()?;
     let out = args
         .out
         .clone()
@@ -192,30 +239,105 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<bool> {
         None => Vec::new(),
     };
     let output = OutputDir::claim(&out)?;
-    let staging = output.staging().to_path_buf();
+    let checkpoints = match args.checkpoint_every {
+        Some(every) => {
+            let dir = args.checkpoint_dir.clone().unwrap_or_else(|| {
+                let mut name = out.as_os_str().to_owned();
+                name.push(".checkpoint");
+                PathBuf::from(name)
+            });
+            let manifest = Manifest {
+                format: 1,
+                cwd: std::env::current_dir().context("the working folder")?,
+                config: config.clone(),
+                out: out.clone(),
+                threads,
+                trace: args.trace,
+                init: init.clone(),
+                every,
+            };
+            Some(CheckpointDir::create(&dir, &manifest)?)
+        }
+        None => None,
+    };
+    execute(Job {
+        config,
+        out,
+        output,
+        threads,
+        quiet: args.quiet,
+        trace: args.trace,
+        init,
+        exports,
+        checkpoints,
+    })
+}
+
+/// Continues the experiment of a checkpoint folder: each run from its latest checkpoint
+/// (a run that had not started starts afresh), then writes the outputs as `run` would.
+pub(crate) fn resume(args: ResumeArgs) -> anyhow::Result<bool> {
+    let dir = std::path::absolute(&args.dir)
+        .with_context(|| format!("the checkpoint folder {}", args.dir.display()))?;
+    let (checkpoints, manifest) = CheckpointDir::open(&dir)?;
+    // The manifest's paths are relative to the folder the run was started in.
+    std::env::set_current_dir(&manifest.cwd).with_context(|| {
+        format!(
+            "the experiment was started in {}, which is gone",
+            manifest.cwd.display()
+        )
+    })?;
+    let threads = check_threads(args.threads.unwrap_or(manifest.threads))?;
+    let output = OutputDir::claim(&manifest.out)?;
     if !args.quiet {
+        eprintln!("resuming the experiment of {}", dir.display());
+    }
+    execute(Job {
+        config: manifest.config,
+        out: manifest.out,
+        output,
+        threads,
+        quiet: args.quiet,
+        trace: manifest.trace,
+        init: manifest.init,
+        exports: Vec::new(),
+        checkpoints: Some(checkpoints),
+    })
+}
+
+/// Runs a [`Job`]'s experiment and writes its outputs.
+fn execute(job: Job) -> anyhow::Result<bool> {
+    let Job {
+        config,
+        out,
+        output,
+        threads,
+        quiet,
+        trace,
+        init,
+        exports,
+        checkpoints,
+    } = job;
+    let staging = output.staging().to_path_buf();
+    if !quiet {
         eprintln!("loading {} data…", config.data.dataset.name());
     }
     let mut prepared = Prepared::new(config)?;
     for (seed, path, target) in &exports {
         let json = prepared.split_file(*seed)?;
         target.write(|w| std::io::Write::write_all(w, json.as_bytes()))?;
-        if !args.quiet {
+        if !quiet {
             eprintln!("wrote the split of seed {seed} to {}", path.display());
         }
     }
     let options = ExperimentOptions {
         threads,
-        init: args
-            .init
-            .iter()
-            .map(|item| parse_init(item))
-            .collect::<Result<_, _>>()?,
-        trace: args.trace.then(|| staging.join("trace.jsonl")),
+        init,
+        trace: trace.then(|| staging.join("trace.jsonl")),
+        checkpoints: checkpoints.clone(),
     };
     let rounds = u64::from(prepared.config.rounds);
     let runs = (prepared.config.methods.len() * prepared.config.seed_list().len()) as u64;
-    let bar = if args.quiet {
+    let bar = if quiet {
         ProgressBar::hidden()
     } else {
         let bar = ProgressBar::with_draw_target(Some(runs * rounds), ProgressDrawTarget::stderr());
@@ -229,7 +351,7 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<bool> {
     };
     let fedavg_model = prepared.config.fedavg.model;
     let outcomes = run_all(&mut prepared, &options, &mut |event| {
-        show(&bar, args.quiet, rounds, fedavg_model, event);
+        show(&bar, quiet, rounds, fedavg_model, event);
     })?;
     bar.finish_and_clear();
     let config = &prepared.config;
@@ -251,6 +373,9 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<bool> {
         &series(config, &outcomes),
     )?;
     output.commit()?;
+    if let Some(checkpoints) = checkpoints {
+        checkpoints.remove()?;
+    }
 
     println!("{}", summary.table());
     let wall: f64 = outcomes.iter().map(|o| o.wall_time_s).sum();

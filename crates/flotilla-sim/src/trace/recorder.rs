@@ -17,8 +17,9 @@ use std::io::{self, BufWriter, Write};
 /// the same virtual times in the same order.
 ///
 /// A checkpoint folds the hash: from there on the hasher starts over from
-/// `"flotilla checkpoint" ‖ hash so far`, so that a resumed run hashes exactly as the
-/// uninterrupted run with the same checkpoints (a run without checkpoints has another hash).
+/// `"flotilla checkpoint" ‖ hash so far` (and until the next record the hash stays the
+/// folded one), so that a resumed run hashes exactly as the uninterrupted run with the
+/// same checkpoints; a run without checkpoints has another hash.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct TraceHash(pub [u8; 32]);
 
@@ -68,6 +69,8 @@ pub struct Recorder {
     is_edge: Vec<bool>,
     counters: Counters,
     hasher: blake3::Hasher,
+    /// The hash at the last checkpoint, while no record has followed it.
+    folded: Option<[u8; 32]>,
     /// Reused for each record's length prefix and wire encoding.
     scratch: Vec<u8>,
     last: SimTime,
@@ -99,6 +102,7 @@ impl Recorder {
             is_edge,
             counters: Counters::default(),
             hasher: blake3::Hasher::new(),
+            folded: None,
             scratch: Vec::with_capacity(64),
             last: SimTime::ZERO,
             jsonl: None,
@@ -156,6 +160,7 @@ impl Recorder {
         let len = wire::encode_into(&(time, event), &mut self.scratch)?;
         self.scratch[..PREFIX].copy_from_slice(&(len as u64).to_le_bytes());
         self.hasher.update(&self.scratch);
+        self.folded = None;
         Ok(())
     }
 
@@ -166,7 +171,10 @@ impl Recorder {
 
     /// The hash of the records so far; recording can go on.
     pub fn hash(&self) -> TraceHash {
-        TraceHash(*self.hasher.finalize().as_bytes())
+        TraceHash(
+            self.folded
+                .unwrap_or_else(|| *self.hasher.finalize().as_bytes()),
+        )
     }
 
     /// The kept records (empty unless [`Recorder::with_memory`]).
@@ -187,8 +195,9 @@ impl Recorder {
             }
             None => None,
         };
-        let chain = *self.hasher.finalize().as_bytes();
+        let chain = self.hash().0;
         self.hasher = chained(&chain);
+        self.folded = Some(chain);
         Ok(RecorderState {
             counters: self.counters.state(),
             chain,
@@ -234,6 +243,7 @@ impl Recorder {
         }
         self.counters = Counters::from_state(state.counters);
         self.hasher = chained(&state.chain);
+        self.folded = Some(state.chain);
         self.last = state.last;
         if let (Some(out), Some(bytes)) = (&mut self.jsonl, state.jsonl_bytes) {
             out.get_mut().written = bytes;
