@@ -8,8 +8,8 @@
 //! re-encodings mean equal values even where NaN defeats `==`.
 
 use flotilla_fl::{
-    Assignment, Capabilities, Evaluation, FlMessage, KdMode, KdPlan, ModelRole, Payload, Reply,
-    ServerWorkDone, Work,
+    Assignment, AssignmentId, Capabilities, Evaluation, FlMessage, KdMode, KdPlan, ModelRole,
+    Payload, Reply, ServerWorkDone, Work,
 };
 use flotilla_nn::{ModelSpec, Shape, Weights};
 use flotilla_sim::wire;
@@ -56,8 +56,11 @@ pub fn seeds() -> Vec<(String, Vec<u8>)> {
     };
     let assign = |work| {
         FlMessage::Assign(Assignment {
-            round: 3,
-            stage: 1,
+            id: AssignmentId {
+                round: 3,
+                stage: 1,
+                attempt: 0,
+            },
             lr: 0.05,
             models: models.clone(),
             work,
@@ -87,10 +90,21 @@ pub fn seeds() -> Vec<(String, Vec<u8>)> {
             }),
         ),
         (
+            "assign-train-then-distill",
+            assign(Work::TrainThenDistill {
+                trained: ModelRole::Auxiliary,
+                student: ModelRole::Target,
+                plan,
+            }),
+        ),
+        (
             "reply",
             FlMessage::Reply(Reply {
-                round: 3,
-                stage: 0,
+                assignment: AssignmentId {
+                    round: 3,
+                    stage: 0,
+                    attempt: 2,
+                },
                 models: models.clone(),
                 samples: 120,
                 stats: stats.clone(),
