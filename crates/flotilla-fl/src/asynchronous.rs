@@ -20,9 +20,10 @@
 //! buffers. Each model counts its own updates (staleness is measured in them); the run's
 //! versions (`rounds`, evaluations) are the target's updates.
 
+use crate::checkpoint::check_weights;
 use crate::{
     AssignmentId, Fate, FlError, KdConfig, ModelRole, Payload, Reply, Server, ServerLogic, Update,
-    Work, WorkOrder, average_weights,
+    Work, WorkOrder, average_weights, decode_state, encode_state,
 };
 use flotilla_nn::{LrSchedule, Weights};
 use flotilla_sim::{NodeId, SimDuration};
@@ -182,7 +183,7 @@ impl AsyncConfig {
 
 /// One global model's state: its weights, its own update count, the versions running jobs
 /// started from, its buffer.
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 struct Track {
     global: Weights,
     /// Server updates of this model so far.
@@ -203,6 +204,12 @@ struct Track {
 #[derive(Debug)]
 pub struct Asynchronous {
     config: AsyncConfig,
+    state: AsyncState,
+}
+
+/// What [`Asynchronous`] changes while running: its checkpoint state.
+#[derive(Debug, Serialize, Deserialize)]
+struct AsyncState {
     tracks: BTreeMap<ModelRole, Track>,
     /// The job each busy client is on.
     active: BTreeMap<NodeId, AssignmentId>,
@@ -216,6 +223,60 @@ pub struct Asynchronous {
     /// The record the next flush goes to within the current version: 0, then one more
     /// for each flush of a model other than the result model.
     stage: u32,
+}
+
+impl AsyncState {
+    /// Checks a restored state against `fresh`, the state of a logic built from the same
+    /// configuration: the same models, of the same lengths, and buffered updates of
+    /// their own model only.
+    fn check(&self, fresh: &AsyncState) -> Result<(), FlError> {
+        let mismatch = |what: String| Err(FlError::Checkpoint(format!("asynchronous: {what}")));
+        let roles = |s: &AsyncState| s.tracks.keys().copied().collect::<Vec<_>>();
+        if roles(self) != roles(fresh) {
+            return mismatch(format!(
+                "the state has models {:?}, the method trains {:?}",
+                roles(self),
+                roles(fresh)
+            ));
+        }
+        for ((role, track), model) in self.tracks.iter().zip(fresh.tracks.values()) {
+            let fresh = &model.global;
+            check_weights(&format!("the global {role} model"), fresh, &track.global)?;
+            for (v, w) in &track.snapshots {
+                check_weights(&format!("the {role} model of version {v}"), fresh, w)?;
+            }
+            for (client, reply, _) in &track.buffer {
+                let [payload] = reply.models.as_slice() else {
+                    return mismatch(format!(
+                        "{client}'s buffered {role} update holds {} models",
+                        reply.models.len()
+                    ));
+                };
+                if payload.role != *role {
+                    return mismatch(format!(
+                        "{client}'s {} update is in the {role} buffer",
+                        payload.role
+                    ));
+                }
+                check_weights(
+                    &format!("{client}'s buffered {role} update"),
+                    fresh,
+                    &payload.weights,
+                )?;
+            }
+        }
+        if let Some((role, _)) = self
+            .starts
+            .values()
+            .flatten()
+            .find(|(r, _)| !self.tracks.contains_key(r))
+        {
+            return mismatch(format!(
+                "a job started from a {role} model the method has not"
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// The timer that refills free slots after every event of the instant it was set in:
@@ -252,19 +313,21 @@ impl Asynchronous {
         }
         Ok(Self {
             config,
-            tracks,
-            active: BTreeMap::new(),
-            starts: BTreeMap::new(),
-            timeouts: BTreeMap::new(),
-            next_tag: 0,
-            refill_pending: false,
-            stage: 0,
+            state: AsyncState {
+                tracks,
+                active: BTreeMap::new(),
+                starts: BTreeMap::new(),
+                timeouts: BTreeMap::new(),
+                next_tag: 0,
+                refill_pending: false,
+                stage: 0,
+            },
         })
     }
 
     /// The global weights of `role`.
     pub fn global(&self, role: ModelRole) -> Option<&Weights> {
-        self.tracks.get(&role).map(|t| &t.global)
+        self.state.tracks.get(&role).map(|t| &t.global)
     }
 
     /// The role every client trains (and is chosen for).
@@ -287,7 +350,7 @@ impl Asynchronous {
     fn order(&self, client: NodeId, server: &Server<'_, '_, Work>) -> WorkOrder<Work> {
         let version = server.version();
         let lr = self.config.schedule.lr_at(version as usize);
-        let payload = |role: ModelRole| Payload::of(role, &self.tracks[&role].global);
+        let payload = |role: ModelRole| Payload::of(role, &self.state.tracks[&role].global);
         match &self.config.method {
             AsyncMethod::FedAvg { model } => WorkOrder {
                 lr,
@@ -331,9 +394,9 @@ impl Asynchronous {
             .fleet()
             .capable(self.base_role())
             .into_iter()
-            .filter(|c| !self.active.contains_key(c))
+            .filter(|c| !self.state.active.contains_key(c))
             .collect();
-        while self.active.len() < self.config.concurrency && !idle.is_empty() {
+        while self.state.active.len() < self.config.concurrency && !idle.is_empty() {
             let Some(&client) = idle.choose(server.rng()) else {
                 break;
             };
@@ -341,7 +404,7 @@ impl Asynchronous {
             let order = self.order(client, server);
             let mut starts = Vec::with_capacity(order.models.len());
             for payload in &order.models {
-                if let Some(track) = self.tracks.get_mut(&payload.role) {
+                if let Some(track) = self.state.tracks.get_mut(&payload.role) {
                     track
                         .snapshots
                         .entry(track.version)
@@ -350,12 +413,12 @@ impl Asynchronous {
                 }
             }
             let id = server.assign(client, order)?;
-            self.active.insert(client, id);
-            self.starts.insert((client, id), starts);
+            self.state.active.insert(client, id);
+            self.state.starts.insert((client, id), starts);
             if let Some(timeout) = self.config.job_timeout {
-                let tag = self.next_tag;
-                self.next_tag += 1;
-                self.timeouts.insert(tag, (client, id));
+                let tag = self.state.next_tag;
+                self.state.next_tag += 1;
+                self.state.timeouts.insert(tag, (client, id));
                 server.set_timer(timeout, tag);
             }
         }
@@ -364,8 +427,9 @@ impl Asynchronous {
 
     /// Drops snapshots no unanswered job started from and no buffered update needs.
     fn prune(&mut self) {
-        for (role, track) in self.tracks.iter_mut() {
+        for (role, track) in self.state.tracks.iter_mut() {
             let mut used: Vec<u32> = self
+                .state
                 .starts
                 .values()
                 .flatten()
@@ -382,7 +446,11 @@ impl Asynchronous {
     fn flush(&self, role: ModelRole) -> Result<Weights, FlError> {
         let rule = self.config.rule;
         let weighted = self.config.weighted;
-        let track = self.tracks.get(&role).ok_or(FlError::MissingModel(role))?;
+        let track = self
+            .state
+            .tracks
+            .get(&role)
+            .ok_or(FlError::MissingModel(role))?;
         let missing = |what: &str| FlError::Protocol(format!("{role} buffer: {what}"));
         let buffer = &track.buffer;
         let s = rule.staleness();
@@ -454,12 +522,12 @@ impl Asynchronous {
         server: &mut Server<'_, '_, Work>,
     ) -> Result<(), FlError> {
         let id = reply.assignment;
-        let starts = self.starts.remove(&(client, id)).unwrap_or_default();
+        let starts = self.state.starts.remove(&(client, id)).unwrap_or_default();
         let fedbuff = matches!(self.config.rule, AsyncRule::FedBuff { .. });
         let mut parts = 0;
         for payload in reply.models {
             let (Some(track), Some(&(_, start))) = (
-                self.tracks.get_mut(&payload.role),
+                self.state.tracks.get_mut(&payload.role),
                 starts.iter().find(|(r, _)| *r == payload.role),
             ) else {
                 continue;
@@ -487,18 +555,20 @@ impl Asynchronous {
         }
         let buffer = self.config.rule.buffer();
         let result_role = self.result_role();
-        let roles: Vec<ModelRole> = self.tracks.keys().copied().collect();
+        let roles: Vec<ModelRole> = self.state.tracks.keys().copied().collect();
         for role in roles {
-            if server.finished() || self.tracks[&role].buffer.len() < buffer {
+            if server.finished() || self.state.tracks[&role].buffer.len() < buffer {
                 continue;
             }
             let track = self
+                .state
                 .tracks
                 .get_mut(&role)
                 .ok_or(FlError::MissingModel(role))?;
             track.buffer.sort_by_key(|(c, r, _)| (*c, r.assignment));
             let global = self.flush(role)?;
             let track = self
+                .state
                 .tracks
                 .get_mut(&role)
                 .ok_or(FlError::MissingModel(role))?;
@@ -508,14 +578,14 @@ impl Asynchronous {
             server.aggregated(flushed.iter().map(|(c, r, _)| (*c, r)));
             if role == result_role {
                 server.commit(self.global_models())?;
-                self.stage = 0;
+                self.state.stage = 0;
             } else {
                 // Another model's step within the version: its own record, so each
                 // flush's replies, models and statistics stay apart.
-                self.stage += 1;
+                self.state.stage += 1;
             }
             if !server.finished() {
-                server.open_stage(self.stage, 0);
+                server.open_stage(self.state.stage, 0);
             }
         }
         Ok(())
@@ -542,20 +612,20 @@ impl ServerLogic for Asynchronous {
             ..
         } = update;
         let id = reply.assignment;
-        if self.active.get(&client) == Some(&id) {
-            self.active.remove(&client);
+        if self.state.active.get(&client) == Some(&id) {
+            self.state.active.remove(&client);
         }
         if finite && !server.finished() {
             self.take(client, reply, server)?;
         } else {
-            self.starts.remove(&(client, id));
+            self.state.starts.remove(&(client, id));
             if finite {
                 server.discard(client, id, Fate::Late);
             }
         }
         self.prune();
-        if !self.refill_pending {
-            self.refill_pending = true;
+        if !self.state.refill_pending {
+            self.state.refill_pending = true;
             server.set_timer(SimDuration::ZERO, REFILL_TAG);
         }
         Ok(())
@@ -563,16 +633,16 @@ impl ServerLogic for Asynchronous {
 
     fn on_timer(&mut self, tag: u64, server: &mut Server<'_, '_, Work>) -> Result<(), FlError> {
         if tag == REFILL_TAG {
-            self.refill_pending = false;
+            self.state.refill_pending = false;
             return self.fill(server);
         }
-        if let Some((client, id)) = self.timeouts.remove(&tag)
-            && self.active.get(&client) == Some(&id)
+        if let Some((client, id)) = self.state.timeouts.remove(&tag)
+            && self.state.active.get(&client) == Some(&id)
         {
             // Its start versions are let go with it (so a dead device holds no snapshot);
             // if its reply still comes, it is counted cancelled.
-            self.active.remove(&client);
-            self.starts.remove(&(client, id));
+            self.state.active.remove(&client);
+            self.state.starts.remove(&(client, id));
             server.record("job_given_up", f64::from(client.0));
             self.prune();
             self.fill(server)?;
@@ -589,9 +659,23 @@ impl ServerLogic for Asynchronous {
     }
 
     fn global_models(&self) -> Vec<Payload> {
-        self.tracks
+        self.state
+            .tracks
             .iter()
             .map(|(role, t)| Payload::of(*role, &t.global))
             .collect()
+    }
+
+    /// Every model's track (weights, version, snapshots, buffer), the busy clients, their
+    /// jobs' start versions and timeouts.
+    fn save_state(&self) -> Result<Vec<u8>, FlError> {
+        encode_state("an asynchronous logic", &self.state)
+    }
+
+    fn restore_state(&mut self, state: &[u8]) -> Result<(), FlError> {
+        let state: AsyncState = decode_state("an asynchronous logic", state)?;
+        state.check(&self.state)?;
+        self.state = state;
+        Ok(())
     }
 }

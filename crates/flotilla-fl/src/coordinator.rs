@@ -12,10 +12,10 @@
 //!  participant: job of the strategy's declared FLOPs ── Reply(id, models) ──► coordinator
 //! ```
 
-use crate::server::Books;
+use crate::server::{Books, Setup};
 use crate::{
     CoordinatorConfig, FlMessage, Fleet, JobTally, LearningTask, Observer, RoundRecord, Server,
-    ServerLogic, Update, UpdateRecord,
+    ServerLogic, Update, UpdateRecord, decode_state, encode_state,
 };
 use crate::{Fate, RoundPolicy, ServerStrategy, Synchronous};
 use flotilla_sim::{Context, Event, Node, NodeError, SimTime};
@@ -27,16 +27,18 @@ const REGISTRATION_TAG: u64 = u64::MAX;
 /// The server node: runs a [`ServerLogic`] from registration to its last version.
 pub struct Coordinator<L: ServerLogic> {
     logic: L,
-    books: Books,
+    setup: Setup,
+    observer: Option<Observer>,
     expected_clients: usize,
-    registering: bool,
+    /// With the logic's state, the checkpoint state.
+    books: Books,
 }
 
 impl<L: ServerLogic> fmt::Debug for Coordinator<L> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Coordinator")
             .field("logic", &self.logic)
-            .field("config", &self.books.config)
+            .field("config", &self.setup.config)
             .field("version", &self.books.version)
             .finish_non_exhaustive()
     }
@@ -70,15 +72,20 @@ impl<L: ServerLogic> Coordinator<L> {
     ) -> Self {
         Self {
             logic,
-            books: Books::new(task, config),
+            books: Books::new(config.rounds),
+            setup: Setup {
+                task,
+                config,
+                evaluate: true,
+            },
+            observer: None,
             expected_clients,
-            registering: true,
         }
     }
 
     /// Calls `observer` with every evaluation as it completes.
     pub fn with_observer(mut self, observer: Observer) -> Self {
-        self.books.observer = Some(observer);
+        self.observer = Some(observer);
         self
     }
 
@@ -130,7 +137,7 @@ impl<L: ServerLogic> Coordinator<L> {
 
     /// Whether registration is over.
     pub(crate) fn registered(&self) -> bool {
-        !self.registering
+        !self.books.registering
     }
 
     /// The server logic, to change between runs (an edge aggregator's next job).
@@ -140,7 +147,7 @@ impl<L: ServerLogic> Coordinator<L> {
 
     /// Commits versions without evaluating them (an edge aggregator's parent evaluates).
     pub(crate) fn without_evaluation(mut self) -> Self {
-        self.books.evaluate = false;
+        self.setup.evaluate = false;
         self
     }
 
@@ -153,7 +160,7 @@ impl<L: ServerLogic> Coordinator<L> {
         rounds: u32,
         ctx: &mut Context<'_, FlMessage<L::Work>>,
     ) -> Result<(), crate::FlError> {
-        if self.registering || !self.books.finished {
+        if self.books.registering || !self.books.finished {
             return Err(crate::FlError::Protocol(
                 "a coordinator resumes only after its last version".into(),
             ));
@@ -162,7 +169,7 @@ impl<L: ServerLogic> Coordinator<L> {
             return Ok(());
         }
         let version = self.books.version;
-        self.books.config.rounds = version.checked_add(rounds).ok_or_else(|| {
+        self.books.rounds = version.checked_add(rounds).ok_or_else(|| {
             crate::FlError::Protocol(format!("{rounds} more rounds after {version} overflow u32"))
         })?;
         self.books.finished = false;
@@ -173,14 +180,14 @@ impl<L: ServerLogic> Coordinator<L> {
             stages: Vec::new(),
             evaluations: Vec::new(),
         });
-        let mut server = Self::server(&mut self.books, ctx);
+        let mut server = Self::server(&self.setup, &mut self.books, ctx);
         self.logic.start(&mut server)
     }
 
     fn begin(&mut self, ctx: &mut Context<'_, FlMessage<L::Work>>) -> Result<(), NodeError> {
-        self.registering = false;
+        self.books.registering = false;
         ctx.record("clients_registered", self.books.fleet.len() as f64);
-        if self.books.config.rounds == 0 {
+        if self.books.rounds == 0 {
             self.books.finished = true;
             self.books.finished_at = Some(ctx.now());
             return Ok(());
@@ -191,22 +198,36 @@ impl<L: ServerLogic> Coordinator<L> {
             stages: Vec::new(),
             evaluations: Vec::new(),
         });
-        let mut server = Server {
-            books: &mut self.books,
-            ctx,
-        };
+        let mut server = Self::server(&self.setup, &mut self.books, ctx);
         self.logic.start(&mut server).map_err(node_error)
     }
 
     fn running(&self) -> bool {
-        !self.registering && !self.books.finished
+        !self.books.registering && !self.books.finished
     }
 
     fn server<'b, 'c>(
+        setup: &'b Setup,
         books: &'b mut Books,
         ctx: &'b mut Context<'c, FlMessage<L::Work>>,
     ) -> Server<'b, 'c, L::Work> {
-        Server { books, ctx }
+        Server { setup, books, ctx }
+    }
+
+    /// The checkpoint state: the books, then the logic's state.
+    pub(crate) fn save(&self) -> Result<Vec<u8>, crate::FlError> {
+        let logic = self.logic.save_state()?;
+        encode_state("a coordinator", &(&self.books, logic))
+    }
+
+    /// Puts back a state written by [`Coordinator::save`], checked against this
+    /// coordinator's task and settings; on an error nothing is changed.
+    pub(crate) fn restore(&mut self, state: &[u8]) -> Result<(), crate::FlError> {
+        let (books, logic): (Books, Vec<u8>) = decode_state("a coordinator", state)?;
+        books.check(&self.setup)?;
+        self.logic.restore_state(&logic)?;
+        self.books = books;
+        Ok(())
     }
 }
 
@@ -222,7 +243,7 @@ impl<L: ServerLogic> Node<FlMessage<L::Work>> for Coordinator<L> {
     ) -> Result<(), NodeError> {
         match event {
             Event::Start if self.expected_clients == 0 => self.begin(ctx)?,
-            Event::Start => ctx.set_timer(self.books.config.registration_window, REGISTRATION_TAG),
+            Event::Start => ctx.set_timer(self.setup.config.registration_window, REGISTRATION_TAG),
             Event::Message {
                 from,
                 msg: FlMessage::Hello(capabilities),
@@ -230,16 +251,16 @@ impl<L: ServerLogic> Node<FlMessage<L::Work>> for Coordinator<L> {
                 let known = self.books.fleet.get(from).is_some();
                 self.books.hellos_received += 1;
                 self.books.fleet.announce(from, capabilities);
-                if self.registering && self.books.fleet.len() >= self.expected_clients {
+                if self.books.registering && self.books.fleet.len() >= self.expected_clients {
                     self.begin(ctx)?;
                 } else if self.running() && !known {
-                    let mut server = Self::server(&mut self.books, ctx);
+                    let mut server = Self::server(&self.setup, &mut self.books, ctx);
                     self.logic.on_join(from, &mut server).map_err(node_error)?;
                 }
             }
             Event::Timer {
                 tag: REGISTRATION_TAG,
-            } if self.registering => self.begin(ctx)?,
+            } if self.books.registering => self.begin(ctx)?,
             Event::Message {
                 from,
                 msg: FlMessage::Reply(reply),
@@ -258,7 +279,7 @@ impl<L: ServerLogic> Node<FlMessage<L::Work>> for Coordinator<L> {
                         .chain(&p.weights.state)
                         .all(|v| v.is_finite())
                 });
-                if !known || self.registering {
+                if !known || self.books.registering {
                     ctx.record("unknown_reply", f64::from(from.0));
                     return Ok(());
                 }
@@ -277,13 +298,13 @@ impl<L: ServerLogic> Node<FlMessage<L::Work>> for Coordinator<L> {
                     reply,
                     finite,
                 };
-                let mut server = Self::server(&mut self.books, ctx);
+                let mut server = Self::server(&self.setup, &mut self.books, ctx);
                 self.logic
                     .on_update(update, &mut server)
                     .map_err(node_error)?;
             }
             Event::Timer { tag } if self.running() && tag != REGISTRATION_TAG => {
-                let mut server = Self::server(&mut self.books, ctx);
+                let mut server = Self::server(&self.setup, &mut self.books, ctx);
                 self.logic.on_timer(tag, &mut server).map_err(node_error)?;
             }
             Event::JobDone {
@@ -293,7 +314,7 @@ impl<L: ServerLogic> Node<FlMessage<L::Work>> for Coordinator<L> {
                 if let Some(stage) = self.books.current_stage() {
                     stage.server_stats = done.stats.clone();
                 }
-                let mut server = Self::server(&mut self.books, ctx);
+                let mut server = Self::server(&self.setup, &mut self.books, ctx);
                 self.logic
                     .on_server_work(done, &mut server)
                     .map_err(node_error)?;
@@ -303,7 +324,7 @@ impl<L: ServerLogic> Node<FlMessage<L::Work>> for Coordinator<L> {
                 ..
             } => {
                 ctx.record(format!("{}_accuracy", e.role), e.accuracy);
-                if let Some(observer) = &mut self.books.observer {
+                if let Some(observer) = &mut self.observer {
                     observer(&e);
                 }
                 if let Some(record) = self.books.history.get_mut(e.round as usize) {
@@ -313,5 +334,16 @@ impl<L: ServerLogic> Node<FlMessage<L::Work>> for Coordinator<L> {
             _ => {}
         }
         Ok(())
+    }
+
+    /// The books ([`Books`]: registration, fleet, versions, records, outstanding
+    /// assignments) and the logic's [`ServerLogic::save_state`]; a logic without
+    /// checkpoint support makes this an error naming it.
+    fn save_state(&self) -> Result<Vec<u8>, NodeError> {
+        self.save().map_err(node_error)
+    }
+
+    fn restore_state(&mut self, state: &[u8]) -> Result<(), NodeError> {
+        self.restore(state).map_err(node_error)
     }
 }

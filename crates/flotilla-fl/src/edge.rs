@@ -16,14 +16,16 @@
 //! closed, or after the job was answered, is [`Fate::Late`](crate::Fate::Late) in
 //! [`EdgeAggregator::tally`], never dropped silently.
 
+use crate::checkpoint::check_payloads;
 use crate::{
     Assignment, AssignmentId, Capabilities, Coordinator, CoordinatorConfig, FlError, FlMessage,
     Fleet, JobTally, LearningTask, ModelRole, Payload, Reply, RoundPolicy, RoundRecord, Selection,
-    ServerJob, ServerStrategy, Synchronous, UpdateRecord, WorkOrder, average_replies,
+    ServerJob, ServerStrategy, Synchronous, UpdateRecord, WorkOrder, average_replies, decode_state,
+    encode_state,
 };
 use flotilla_sim::{Context, Event, Node, NodeError, NodeId, SimDuration};
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::Arc;
@@ -61,7 +63,7 @@ impl EdgeConfig {
 /// What became of the assignments an edge got from its parent: each is answered or
 /// superseded (a newer one came while it was still working and another was waiting; the
 /// waiting one is given up), or still in progress.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EdgeJobs {
     /// Assignments received from the parent.
     pub received: u64,
@@ -75,11 +77,20 @@ pub struct EdgeJobs {
 /// the edge's current models, which become the mean of the replies.
 #[derive(Debug)]
 pub(crate) struct EdgeRounds<W> {
-    models: Vec<Payload>,
-    lr: f32,
-    work: Option<W>,
+    task: Arc<LearningTask>,
     weighted: bool,
     clients_per_round: Option<usize>,
+    state: RoundsState<W>,
+}
+
+/// What [`EdgeRounds`] changes while running: its checkpoint state.
+#[derive(Debug, Serialize, Deserialize)]
+struct RoundsState<W> {
+    /// The edge's models: the parent's, then the mean of the children's replies.
+    models: Vec<Payload>,
+    /// The current job's learning rate and work.
+    lr: f32,
+    work: Option<W>,
     /// Samples of each child aggregated during the current job (its latest reply's).
     contributors: BTreeMap<NodeId, u32>,
 }
@@ -87,10 +98,11 @@ pub(crate) struct EdgeRounds<W> {
 impl<W> EdgeRounds<W> {
     /// Starts a job: the parent's models, learning rate and work.
     fn begin(&mut self, assignment: Assignment<W>) {
-        self.models = assignment.models;
-        self.lr = assignment.lr;
-        self.work = Some(assignment.work);
-        self.contributors.clear();
+        let state = &mut self.state;
+        state.models = assignment.models;
+        state.lr = assignment.lr;
+        state.work = Some(assignment.work);
+        state.contributors.clear();
     }
 }
 
@@ -109,9 +121,9 @@ where
         if stage > 0 {
             return None;
         }
-        let work = self.work.clone()?;
+        let work = self.state.work.clone()?;
         // A child is asked only for work whose every model its device can train.
-        let roles: Vec<ModelRole> = self.models.iter().map(|p| p.role).collect();
+        let roles: Vec<ModelRole> = self.state.models.iter().map(|p| p.role).collect();
         let pool: Vec<NodeId> = selection
             .fleet()
             .clients()
@@ -120,8 +132,8 @@ where
             .collect();
         let chosen = selection.sample(&pool, self.clients_per_round);
         let order = WorkOrder {
-            lr: self.lr,
-            models: self.models.clone(),
+            lr: self.state.lr,
+            models: self.state.models.clone(),
             work,
         };
         Some(order.for_each(&chosen))
@@ -133,19 +145,32 @@ where
         _stage: u32,
         replies: &BTreeMap<NodeId, Reply>,
     ) -> Result<Option<ServerJob>, FlError> {
-        for payload in &mut self.models {
+        let state = &mut self.state;
+        for payload in &mut state.models {
             if let Some(mean) = average_replies(replies, payload.role, self.weighted) {
                 payload.weights = mean;
             }
         }
         for (child, reply) in replies {
-            self.contributors.insert(*child, reply.samples);
+            state.contributors.insert(*child, reply.samples);
         }
         Ok(None)
     }
 
     fn global_models(&self) -> Vec<Payload> {
-        self.models.clone()
+        self.state.models.clone()
+    }
+
+    /// The job's models, learning rate, work and contributors.
+    fn save_state(&self) -> Result<Vec<u8>, FlError> {
+        encode_state("an edge's local rounds", &self.state)
+    }
+
+    fn restore_state(&mut self, state: &[u8]) -> Result<(), FlError> {
+        let state: RoundsState<W> = decode_state("an edge's local rounds", state)?;
+        check_payloads("an edge's models", &self.task, &state.models)?;
+        self.state = state;
+        Ok(())
     }
 }
 
@@ -160,7 +185,15 @@ where
 {
     parent: NodeId,
     local_rounds: u32,
+    /// The child side; its state is part of the edge's checkpoint state.
     children: Coordinator<Synchronous<EdgeRounds<W>>>,
+    state: EdgeState<W>,
+}
+
+/// What an [`EdgeAggregator`] changes on its parent's side (with its child side's, its
+/// checkpoint state).
+#[derive(Debug, Serialize, Deserialize)]
+struct EdgeState<W> {
     /// The parent's assignment in progress.
     job: Option<AssignmentId>,
     /// The parent's newest assignment, waiting for the current one (or registration).
@@ -182,12 +215,15 @@ where
     pub fn new(config: EdgeConfig, parent: NodeId, children: usize) -> Result<Self, FlError> {
         config.check()?;
         let rounds = EdgeRounds {
-            models: Vec::new(),
-            lr: 0.0,
-            work: None,
+            task: config.task.clone(),
             weighted: config.weighted,
             clients_per_round: config.clients_per_round,
-            contributors: BTreeMap::new(),
+            state: RoundsState {
+                models: Vec::new(),
+                lr: 0.0,
+                work: None,
+                contributors: BTreeMap::new(),
+            },
         };
         // Zero versions: registration ends in a finished run, which each parent
         // assignment resumes for `local_rounds` more.
@@ -203,10 +239,12 @@ where
             parent,
             local_rounds: config.local_rounds,
             children,
-            job: None,
-            waiting: None,
-            announced: false,
-            jobs: EdgeJobs::default(),
+            state: EdgeState {
+                job: None,
+                waiting: None,
+                announced: false,
+                jobs: EdgeJobs::default(),
+            },
         })
     }
 
@@ -234,7 +272,7 @@ where
 
     /// What became of the parent's assignments.
     pub fn jobs(&self) -> &EdgeJobs {
-        &self.jobs
+        &self.state.jobs
     }
 
     /// One record per local round (rounds of all jobs, in order).
@@ -268,7 +306,7 @@ where
     /// children aggregated into them — no models (and 0 samples) when none was, so the
     /// parent stops waiting without averaging in its own models.
     fn reply(&self, id: AssignmentId) -> Reply {
-        let rounds = self.children.logic().strategy();
+        let rounds = &self.children.logic().strategy().state;
         let samples = rounds
             .contributors
             .values()
@@ -276,7 +314,7 @@ where
         let models = if rounds.contributors.is_empty() {
             Vec::new()
         } else {
-            rounds.global_models()
+            rounds.models.clone()
         };
         // The children's statistics of the job's last round that aggregated any.
         let mut stats = self
@@ -298,27 +336,49 @@ where
         }
     }
 
+    /// Checks a restored parent side: the waiting assignment carries the task's models,
+    /// and the job counts add up.
+    fn check(&self, state: &EdgeState<W>) -> Result<(), FlError> {
+        if let Some(waiting) = &state.waiting {
+            let task = &self.children.logic().strategy().task;
+            check_payloads("the edge's waiting assignment", task, &waiting.models)?;
+        }
+        let EdgeJobs {
+            received,
+            answered,
+            superseded,
+        } = state.jobs;
+        let open = u64::from(state.job.is_some()) + u64::from(state.waiting.is_some());
+        if answered + superseded + open != received {
+            return Err(FlError::Checkpoint(format!(
+                "edge: {received} assignments received, but {answered} answered, {superseded} \
+                 superseded and {open} open"
+            )));
+        }
+        Ok(())
+    }
+
     /// Answers a finished job and starts the waiting one, as long as jobs finish.
     fn advance(&mut self, ctx: &mut Context<'_, FlMessage<W>>) -> Result<(), FlError> {
-        if !self.announced && self.children.registered() {
-            self.announced = true;
+        if !self.state.announced && self.children.registered() {
+            self.state.announced = true;
             ctx.send(self.parent, FlMessage::Hello(self.capabilities()));
         }
         loop {
-            if let Some(id) = self.job
+            if let Some(id) = self.state.job
                 && self.children.finished()
             {
                 ctx.send(self.parent, FlMessage::Reply(self.reply(id)));
-                self.jobs.answered += 1;
-                self.job = None;
+                self.state.jobs.answered += 1;
+                self.state.job = None;
             }
-            if self.job.is_some() || !self.children.registered() {
+            if self.state.job.is_some() || !self.children.registered() {
                 return Ok(());
             }
-            let Some(assignment) = self.waiting.take() else {
+            let Some(assignment) = self.state.waiting.take() else {
                 return Ok(());
             };
-            self.job = Some(assignment.id);
+            self.state.job = Some(assignment.id);
             self.children.logic_mut().strategy_mut().begin(assignment);
             self.children.resume(self.local_rounds, ctx)?;
         }
@@ -339,14 +399,30 @@ where
                 from,
                 msg: FlMessage::Assign(assignment),
             } if from == self.parent => {
-                self.jobs.received += 1;
-                if let Some(given_up) = self.waiting.replace(assignment) {
+                self.state.jobs.received += 1;
+                if let Some(given_up) = self.state.waiting.replace(assignment) {
                     ctx.record("edge_superseded", f64::from(given_up.id.round));
-                    self.jobs.superseded += 1;
+                    self.state.jobs.superseded += 1;
                 }
             }
             event => self.children.on_event(event, ctx)?,
         }
         self.advance(ctx).map_err(node_error)
+    }
+
+    /// [`EdgeState`] (the parent's jobs), then the child side's coordinator state (its
+    /// books, round policy and local rounds).
+    fn save_state(&self) -> Result<Vec<u8>, NodeError> {
+        let children = self.children.save().map_err(node_error)?;
+        encode_state("an edge aggregator", &(&self.state, children)).map_err(node_error)
+    }
+
+    fn restore_state(&mut self, state: &[u8]) -> Result<(), NodeError> {
+        let (state, children): (EdgeState<W>, Vec<u8>) =
+            decode_state("an edge aggregator", state).map_err(node_error)?;
+        self.check(&state).map_err(node_error)?;
+        self.children.restore(&children).map_err(node_error)?;
+        self.state = state;
+        Ok(())
     }
 }

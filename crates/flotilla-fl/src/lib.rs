@@ -9,6 +9,7 @@
 
 mod aggregate;
 mod asynchronous;
+mod checkpoint;
 mod coordinator;
 mod edge;
 mod federation;
@@ -22,6 +23,7 @@ mod task;
 
 pub use aggregate::{average_replies, average_weights, sample_clients, weighted_mean};
 pub use asynchronous::{AsyncConfig, AsyncMethod, AsyncRule, Asynchronous, Staleness};
+pub use checkpoint::{decode_state, encode_state};
 pub use coordinator::Coordinator;
 pub use edge::{EdgeAggregator, EdgeConfig, EdgeJobs};
 pub use federation::{ClientGroup, Federation, FederationHandle, Parent, Placement, TopologyError};

@@ -15,7 +15,7 @@ use crate::{
 };
 use flotilla_sim::{Context, NodeError, NodeId, Purpose, SimDuration, SimTime};
 use rand_chacha::ChaCha8Rng;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::Arc;
@@ -25,7 +25,7 @@ use std::sync::Arc;
 pub const VERSION_COMMITTED: &str = "version_committed";
 
 /// What became of a reply at the server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Fate {
     /// Aggregated into a global model (with its staleness).
@@ -88,7 +88,7 @@ pub struct Update {
 }
 
 /// One reply's record (a row of `updates.csv`).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UpdateRecord {
     /// The client.
     pub client: NodeId,
@@ -108,7 +108,7 @@ pub struct UpdateRecord {
 /// fields: a reply that arrived has one [`Fate`]; `unanswered` counts the assignments whose
 /// reply never came (the assignment or the reply was lost, the device dropped out or could
 /// not hold the work, or it was still running when the simulation ended).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobTally {
     /// Assignments sent.
     pub assigned: u64,
@@ -154,7 +154,7 @@ impl JobTally {
 }
 
 /// One stage of a round (or one asynchronous version), as the coordinator saw it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StageRecord {
     /// Stage, from 0.
     pub stage: u32,
@@ -200,7 +200,7 @@ impl StageRecord {
 }
 
 /// One round (one global version), as the coordinator saw it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RoundRecord {
     /// Round (version), from 0.
     pub round: u32,
@@ -273,6 +273,22 @@ pub trait ServerLogic: fmt::Debug + Send + 'static {
     fn centralised_samples(&self) -> u64 {
         0
     }
+
+    /// The logic's state for a checkpoint: everything its handlers may have changed (its
+    /// strategy's state included), not its configuration. The coordinator saves its own
+    /// books apart. By default a logic does not support checkpoints: asked for its state,
+    /// it fails with [`FlError::CheckpointUnsupported`] naming its type.
+    fn save_state(&self) -> Result<Vec<u8>, FlError> {
+        Err(crate::checkpoint::unsupported::<Self>())
+    }
+
+    /// Puts back a state written by [`save_state`](Self::save_state) on a logic freshly
+    /// built from the same configuration, after checking it against that configuration
+    /// (an error names what does not match). By default: [`FlError::CheckpointUnsupported`].
+    fn restore_state(&mut self, state: &[u8]) -> Result<(), FlError> {
+        let _ = state;
+        Err(crate::checkpoint::unsupported::<Self>())
+    }
 }
 
 /// A boxed logic is a logic (a strategy chosen at run time, e.g. registered by name).
@@ -313,6 +329,14 @@ where
     fn centralised_samples(&self) -> u64 {
         (**self).centralised_samples()
     }
+
+    fn save_state(&self) -> Result<Vec<u8>, FlError> {
+        (**self).save_state()
+    }
+
+    fn restore_state(&mut self, state: &[u8]) -> Result<(), FlError> {
+        (**self).restore_state(state)
+    }
 }
 
 /// The coordinator's settings.
@@ -330,10 +354,25 @@ pub struct CoordinatorConfig {
 /// Called with every evaluation as it completes (progress reporting).
 pub type Observer = Box<dyn FnMut(&Evaluation) + Send>;
 
-/// Everything the coordinator keeps besides the logic: the fleet, the books, the records.
-pub(crate) struct Books {
+/// What a coordinator was built with: the task, its settings, whether it evaluates.
+#[derive(Debug)]
+pub(crate) struct Setup {
     pub(crate) task: Arc<LearningTask>,
     pub(crate) config: CoordinatorConfig,
+    /// Whether committed versions are evaluated (an edge aggregator's are not: its
+    /// parent evaluates the global models).
+    pub(crate) evaluate: bool,
+}
+
+/// Everything the coordinator changes besides the logic: the fleet, the books, the
+/// records. Its checkpoint state, with the logic's.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Books {
+    /// Whether registration is still open.
+    pub(crate) registering: bool,
+    /// Versions to commit in all: the configured rounds, raised by each resume of an edge
+    /// aggregator's coordinator.
+    pub(crate) rounds: u32,
     pub(crate) fleet: Fleet,
     pub(crate) version: u32,
     pub(crate) finished: bool,
@@ -351,17 +390,13 @@ pub(crate) struct Books {
     pub(crate) server_jobs: u32,
     /// Announcements received (first ones and repeats).
     pub(crate) hellos_received: u64,
-    pub(crate) observer: Option<Observer>,
-    /// Whether committed versions are evaluated (an edge aggregator's are not: its
-    /// parent evaluates the global models).
-    pub(crate) evaluate: bool,
 }
 
 impl Books {
-    pub(crate) fn new(task: Arc<LearningTask>, config: CoordinatorConfig) -> Self {
+    pub(crate) fn new(rounds: u32) -> Self {
         Self {
-            task,
-            config,
+            registering: true,
+            rounds,
             fleet: Fleet::default(),
             version: 0,
             finished: false,
@@ -374,9 +409,44 @@ impl Books {
             given: BTreeMap::new(),
             server_jobs: 0,
             hellos_received: 0,
-            observer: None,
-            evaluate: true,
         }
+    }
+
+    /// Checks restored books against what the coordinator was built with: the clients
+    /// announce only the task's models, every assignment and held reply is to a client
+    /// of the fleet, and the counts agree with each other.
+    pub(crate) fn check(&self, setup: &Setup) -> Result<(), FlError> {
+        let mismatch = |what: String| Err(FlError::Checkpoint(format!("coordinator: {what}")));
+        for (client, caps) in self.fleet.clients() {
+            if let Some(role) = caps
+                .trainable
+                .iter()
+                .find(|r| setup.task.model(**r).is_err())
+            {
+                return mismatch(format!(
+                    "client {client} announced a {role} model the task has not"
+                ));
+            }
+        }
+        let keys = self.outstanding.keys().chain(&self.held).map(|(c, _)| c);
+        if let Some(client) = keys
+            .chain(self.given.keys().map(|(c, _)| c))
+            .find(|c| self.fleet.get(**c).is_none())
+        {
+            return mismatch(format!(
+                "work of client {client}, which is not in the fleet"
+            ));
+        }
+        if self.rounds < setup.config.rounds || self.version > self.rounds {
+            return mismatch(format!(
+                "version {} of {} rounds, the coordinator is configured for {}",
+                self.version, self.rounds, setup.config.rounds
+            ));
+        }
+        if self.registering && (self.version > 0 || self.finished || !self.history.is_empty()) {
+            return mismatch("still registering, but with versions or records".into());
+        }
+        Ok(())
     }
 
     pub(crate) fn current_stage(&mut self) -> Option<&mut StageRecord> {
@@ -423,6 +493,7 @@ impl Books {
 /// stream, the current version, and the actions (assign, aggregate, commit, timers, server
 /// jobs).
 pub struct Server<'b, 'c, W> {
+    pub(crate) setup: &'b Setup,
     pub(crate) books: &'b mut Books,
     pub(crate) ctx: &'b mut Context<'c, FlMessage<W>>,
 }
@@ -583,7 +654,7 @@ impl<W: Send + 'static> Server<'_, '_, W> {
         self.books.server_jobs += 1;
         let index = u64::from(self.books.version) | (u64::from(n) << 32);
         let mut rng = self
-            .books
+            .setup
             .task
             .seed
             .substream(self.ctx.id(), Purpose::TRAINING, index);
@@ -598,18 +669,18 @@ impl<W: Send + 'static> Server<'_, '_, W> {
     /// round opens — unless this was the last, after which the run is finished and every
     /// reply still to arrive counts as late.
     pub fn commit(&mut self, models: Vec<Payload>) -> Result<(), FlError> {
-        let books = &mut *self.books;
+        let (setup, books) = (self.setup, &mut *self.books);
         let now = self.ctx.now();
         let closed_at_s = now.as_secs_f64();
         if let Some(record) = books.history.last_mut() {
             record.closed_at_s = closed_at_s;
         }
         let round = books.version;
-        let last = round + 1 == books.config.rounds;
-        let due = last || (round + 1).is_multiple_of(books.config.eval_every.max(1));
-        if books.evaluate && due {
+        let last = round + 1 == books.rounds;
+        let due = last || (round + 1).is_multiple_of(setup.config.eval_every.max(1));
+        if setup.evaluate && due {
             for payload in models {
-                let task = books.task.clone();
+                let task = setup.task.clone();
                 let flops = task.evaluation_flops(payload.role)?;
                 self.ctx.spawn_job(flops, move || {
                     let (accuracy, loss) = task

@@ -11,8 +11,8 @@ use crate::{Assignment, Capabilities, ClientData, LearningTask, ModelRole, Paylo
 use crate::{AssignmentId, ServerWorkDone, WorkOrder, sample_clients};
 use flotilla_sim::{NodeId, Purpose};
 use rand_chacha::ChaCha8Rng;
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
@@ -40,10 +40,18 @@ pub enum FlError {
     /// Declared work too large to count: the FLOPs of what is named overflow `u64`.
     #[error("the FLOP count of {0} overflows u64")]
     FlopOverflow(String),
+    /// A checkpoint state could not be saved, is malformed, or does not match the node or
+    /// strategy it is restored onto (what does not match is named).
+    #[error("checkpoint: {0}")]
+    Checkpoint(String),
+    /// A strategy or server logic (named by its type) that does not implement
+    /// `save_state` / `restore_state` was asked to take part in a checkpoint.
+    #[error("{0} does not support checkpoints: it does not implement save_state and restore_state")]
+    CheckpointUnsupported(&'static str),
 }
 
 /// The clients the server has heard from, in id order, with what each announced.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Fleet {
     clients: BTreeMap<NodeId, Capabilities>,
 }
@@ -208,6 +216,24 @@ pub trait ServerStrategy: fmt::Debug + Send + 'static {
     /// that keep data on-device).
     fn centralised_samples(&self) -> u64 {
         0
+    }
+
+    /// The strategy's state for a checkpoint: everything [`assign`](Self::assign),
+    /// [`aggregate`](Self::aggregate) and [`server_work_done`](Self::server_work_done) may
+    /// have changed (global models, models held between stages), not its configuration
+    /// ([`crate::encode_state`] encodes a serializable state struct). By default a strategy
+    /// does not support checkpoints: asked for its state, it fails with
+    /// [`FlError::CheckpointUnsupported`] naming its type, never skipping its state.
+    fn save_state(&self) -> Result<Vec<u8>, FlError> {
+        Err(crate::checkpoint::unsupported::<Self>())
+    }
+
+    /// Puts back a state written by [`save_state`](Self::save_state) on a strategy freshly
+    /// built from the same configuration, after checking it against that configuration
+    /// (an error names what does not match). By default: [`FlError::CheckpointUnsupported`].
+    fn restore_state(&mut self, state: &[u8]) -> Result<(), FlError> {
+        let _ = state;
+        Err(crate::checkpoint::unsupported::<Self>())
     }
 }
 

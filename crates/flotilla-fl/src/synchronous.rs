@@ -13,7 +13,7 @@
 
 use crate::{
     AssignmentId, Fate, FlError, Payload, Reply, Server, ServerLogic, ServerStrategy,
-    ServerWorkDone, Update,
+    ServerWorkDone, Update, decode_state, encode_state,
 };
 use flotilla_sim::{NodeId, SimDuration};
 use serde::{Deserialize, Serialize};
@@ -61,8 +61,9 @@ impl RoundPolicy {
     }
 }
 
-#[derive(Debug)]
-enum State {
+/// Where the current stage is.
+#[derive(Debug, Serialize, Deserialize)]
+enum Phase {
     /// Before start, or between events that open stages.
     Idle,
     /// Waiting for replies of the current stage.
@@ -75,17 +76,56 @@ enum State {
     ServerWork,
 }
 
+/// What [`Synchronous`] changes while running (with its strategy's state, its checkpoint
+/// state): where the round is and what the stage waits for.
+#[derive(Debug, Serialize, Deserialize)]
+struct SyncState {
+    round: u32,
+    stage: u32,
+    attempt: u16,
+    phase: Phase,
+    /// Jobs beyond an over-selection's quota, still running when their stage closed.
+    cancelled: BTreeSet<(NodeId, AssignmentId)>,
+}
+
+impl SyncState {
+    /// Checks a restored state: the stage fits an assignment id, and what the stage waits
+    /// for belongs to it.
+    fn check(&self) -> Result<(), FlError> {
+        let mismatch = |what: String| Err(FlError::Checkpoint(format!("synchronous: {what}")));
+        let Ok(stage) = u16::try_from(self.stage) else {
+            return mismatch(format!(
+                "stage {} beyond the 65535 a round may have",
+                self.stage
+            ));
+        };
+        if let Phase::Collecting {
+            awaiting, received, ..
+        } = &self.phase
+        {
+            let ids = awaiting
+                .values()
+                .chain(received.values().map(|r| &r.assignment));
+            if let Some(id) = ids
+                .into_iter()
+                .find(|id| (id.round, id.stage) != (self.round, stage))
+            {
+                return mismatch(format!(
+                    "the stage of round {} stage {stage} waits for {id}",
+                    self.round
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A [`ServerStrategy`] run round by round under a [`RoundPolicy`].
 #[derive(Debug)]
 pub struct Synchronous<S> {
     strategy: S,
     policy: RoundPolicy,
-    round: u32,
-    stage: u32,
-    attempt: u16,
-    state: State,
-    /// Jobs beyond an over-selection's quota, still running when their stage closed.
-    cancelled: BTreeSet<(NodeId, AssignmentId)>,
+    state: SyncState,
 }
 
 impl<S: ServerStrategy> Synchronous<S> {
@@ -94,11 +134,13 @@ impl<S: ServerStrategy> Synchronous<S> {
         Self {
             strategy,
             policy,
-            round: 0,
-            stage: 0,
-            attempt: 0,
-            state: State::Idle,
-            cancelled: BTreeSet::new(),
+            state: SyncState {
+                round: 0,
+                stage: 0,
+                attempt: 0,
+                phase: Phase::Idle,
+                cancelled: BTreeSet::new(),
+            },
         }
     }
 
@@ -120,26 +162,29 @@ impl<S: ServerStrategy> Synchronous<S> {
     /// The timer tag of the current stage's deadline.
     fn deadline_tag(&self) -> u64 {
         AssignmentId {
-            round: self.round,
-            stage: self.stage as u16,
-            attempt: self.attempt,
+            round: self.state.round,
+            stage: self.state.stage as u16,
+            attempt: self.state.attempt,
         }
         .stream_index()
     }
 
     fn open_stage(&mut self, server: &mut Server<'_, '_, S::Work>) -> Result<(), FlError> {
         let mut selection = server.selection(self.policy.over_selection);
-        let Some(orders) = self.strategy.assign(self.round, self.stage, &mut selection) else {
+        let Some(orders) = self
+            .strategy
+            .assign(self.state.round, self.state.stage, &mut selection)
+        else {
             return self.close_round(server);
         };
         let quota = selection.quota().unwrap_or(orders.len()).min(orders.len());
-        server.open_stage(self.stage, self.attempt);
+        server.open_stage(self.state.stage, self.state.attempt);
         let mut awaiting = BTreeMap::new();
         for (client, order) in orders {
             awaiting.insert(client, server.assign(client, order)?);
         }
         let close_now = awaiting.is_empty() || quota == 0;
-        self.state = State::Collecting {
+        self.state.phase = Phase::Collecting {
             awaiting,
             received: BTreeMap::new(),
             quota,
@@ -154,18 +199,18 @@ impl<S: ServerStrategy> Synchronous<S> {
     }
 
     fn close_stage(&mut self, server: &mut Server<'_, '_, S::Work>) -> Result<(), FlError> {
-        let State::Collecting {
+        let Phase::Collecting {
             awaiting,
             received,
             quota,
-        } = std::mem::replace(&mut self.state, State::Idle)
+        } = std::mem::replace(&mut self.state.phase, Phase::Idle)
         else {
             return Ok(());
         };
         if !awaiting.is_empty() {
             server.record("stage_missing_replies", awaiting.len() as f64);
             if received.len() >= quota {
-                self.cancelled.extend(awaiting);
+                self.state.cancelled.extend(awaiting);
             }
         }
         if received.len() < self.policy.min_updates {
@@ -174,18 +219,21 @@ impl<S: ServerStrategy> Synchronous<S> {
                 server.discard(*client, reply.assignment, Fate::ShortStage);
             }
             if self.policy.short_stage == ShortStage::Retry
-                && self.attempt < self.policy.max_retries
+                && self.state.attempt < self.policy.max_retries
             {
-                self.attempt += 1;
+                self.state.attempt += 1;
             } else {
                 self.next_stage();
             }
             return self.open_stage(server);
         }
         server.aggregated(received.iter().map(|(c, r)| (*c, r)));
-        match self.strategy.aggregate(self.round, self.stage, &received)? {
+        match self
+            .strategy
+            .aggregate(self.state.round, self.state.stage, &received)?
+        {
             Some(job) => {
-                self.state = State::ServerWork;
+                self.state.phase = Phase::ServerWork;
                 server.spawn(job);
                 Ok(())
             }
@@ -197,8 +245,8 @@ impl<S: ServerStrategy> Synchronous<S> {
     }
 
     fn next_stage(&mut self) {
-        self.stage += 1;
-        self.attempt = 0;
+        self.state.stage += 1;
+        self.state.attempt = 0;
     }
 
     fn close_round(&mut self, server: &mut Server<'_, '_, S::Work>) -> Result<(), FlError> {
@@ -206,9 +254,9 @@ impl<S: ServerStrategy> Synchronous<S> {
         if server.finished() {
             return Ok(());
         }
-        self.round = server.version();
-        self.stage = 0;
-        self.attempt = 0;
+        self.state.round = server.version();
+        self.state.stage = 0;
+        self.state.attempt = 0;
         self.open_stage(server)
     }
 }
@@ -218,9 +266,9 @@ impl<S: ServerStrategy> ServerLogic for Synchronous<S> {
 
     fn start(&mut self, server: &mut Server<'_, '_, S::Work>) -> Result<(), FlError> {
         // From stage 0 of the current version, also when a finished run is resumed.
-        self.round = server.version();
-        self.stage = 0;
-        self.attempt = 0;
+        self.state.round = server.version();
+        self.state.stage = 0;
+        self.state.attempt = 0;
         self.open_stage(server)
     }
 
@@ -236,17 +284,17 @@ impl<S: ServerStrategy> ServerLogic for Synchronous<S> {
             ..
         } = update;
         let id = reply.assignment;
-        if self.cancelled.remove(&(client, id)) {
+        if self.state.cancelled.remove(&(client, id)) {
             if finite {
                 server.discard(client, id, Fate::Cancelled);
             }
             return Ok(());
         }
-        let State::Collecting {
+        let Phase::Collecting {
             awaiting,
             received,
             quota,
-        } = &mut self.state
+        } = &mut self.state.phase
         else {
             if finite {
                 server.discard(client, id, Fate::Late);
@@ -270,7 +318,7 @@ impl<S: ServerStrategy> ServerLogic for Synchronous<S> {
     }
 
     fn on_timer(&mut self, tag: u64, server: &mut Server<'_, '_, S::Work>) -> Result<(), FlError> {
-        if matches!(self.state, State::Collecting { .. }) && tag == self.deadline_tag() {
+        if matches!(self.state.phase, Phase::Collecting { .. }) && tag == self.deadline_tag() {
             self.close_stage(server)?;
         }
         Ok(())
@@ -281,17 +329,17 @@ impl<S: ServerStrategy> ServerLogic for Synchronous<S> {
         done: ServerWorkDone,
         server: &mut Server<'_, '_, S::Work>,
     ) -> Result<(), FlError> {
-        if !matches!(self.state, State::ServerWork)
-            || done.round != self.round
-            || done.stage != self.stage
+        if !matches!(self.state.phase, Phase::ServerWork)
+            || done.round != self.state.round
+            || done.stage != self.state.stage
         {
             return Err(FlError::Protocol(format!(
                 "server work of round {} stage {} arrived in round {} stage {}",
-                done.round, done.stage, self.round, self.stage
+                done.round, done.stage, self.state.round, self.state.stage
             )));
         }
         self.strategy.server_work_done(done)?;
-        self.state = State::Idle;
+        self.state.phase = Phase::Idle;
         self.next_stage();
         self.open_stage(server)
     }
@@ -302,5 +350,19 @@ impl<S: ServerStrategy> ServerLogic for Synchronous<S> {
 
     fn centralised_samples(&self) -> u64 {
         self.strategy.centralised_samples()
+    }
+
+    /// The round, stage, attempt and what the stage waits for, then the strategy's state.
+    fn save_state(&self) -> Result<Vec<u8>, FlError> {
+        let strategy = self.strategy.save_state()?;
+        encode_state("a synchronous logic", &(&self.state, strategy))
+    }
+
+    fn restore_state(&mut self, state: &[u8]) -> Result<(), FlError> {
+        let (state, strategy): (SyncState, Vec<u8>) = decode_state("a synchronous logic", state)?;
+        state.check()?;
+        self.strategy.restore_state(&strategy)?;
+        self.state = state;
+        Ok(())
     }
 }

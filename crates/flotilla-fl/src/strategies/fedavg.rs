@@ -1,12 +1,14 @@
 //! FedAvg of one model over the clients able to train it: `fedavg`, `weak_only`,
 //! `strong_only` and `fedavg_all_large` are this strategy with different settings.
 
+use crate::checkpoint::check_weights;
 use crate::{
     FlError, LearningTask, ModelRole, Payload, Reply, Selection, ServerJob, ServerStrategy, Work,
-    WorkOrder, average_replies,
+    WorkOrder, average_replies, decode_state, encode_state,
 };
 use flotilla_nn::{LrSchedule, Weights};
 use flotilla_sim::NodeId;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Settings of [`FedAvg`].
@@ -28,6 +30,13 @@ pub struct FedAvgConfig {
 #[derive(Debug)]
 pub struct FedAvg {
     config: FedAvgConfig,
+    state: FedAvgState,
+}
+
+/// What [`FedAvg`] changes while running: its checkpoint state.
+#[derive(Debug, Serialize, Deserialize)]
+struct FedAvgState {
+    /// The global model.
     global: Weights,
 }
 
@@ -35,12 +44,15 @@ impl FedAvg {
     /// The strategy, starting from the task's initial weights of the model.
     pub fn new(task: &LearningTask, config: FedAvgConfig) -> Result<Self, FlError> {
         let global = task.initial_weights(config.model)?;
-        Ok(Self { config, global })
+        Ok(Self {
+            config,
+            state: FedAvgState { global },
+        })
     }
 
     /// The current global model.
     pub fn global(&self) -> &Weights {
-        &self.global
+        &self.state.global
     }
 }
 
@@ -61,7 +73,7 @@ impl ServerStrategy for FedAvg {
         let chosen = selection.sample(&pool, self.config.clients_per_round);
         let assignment = WorkOrder {
             lr: self.config.schedule.lr_at(round as usize),
-            models: vec![Payload::of(model, &self.global)],
+            models: vec![Payload::of(model, &self.state.global)],
             work: Work::Train { model },
         };
         Some(assignment.for_each(&chosen))
@@ -74,12 +86,25 @@ impl ServerStrategy for FedAvg {
         replies: &BTreeMap<NodeId, Reply>,
     ) -> Result<Option<ServerJob>, FlError> {
         if let Some(global) = average_replies(replies, self.config.model, self.config.weighted) {
-            self.global = global;
+            self.state.global = global;
         }
         Ok(None)
     }
 
     fn global_models(&self) -> Vec<Payload> {
-        vec![Payload::of(self.config.model, &self.global)]
+        vec![Payload::of(self.config.model, &self.state.global)]
+    }
+
+    /// The global model.
+    fn save_state(&self) -> Result<Vec<u8>, FlError> {
+        encode_state("FedAvg", &self.state)
+    }
+
+    fn restore_state(&mut self, state: &[u8]) -> Result<(), FlError> {
+        let state: FedAvgState = decode_state("FedAvg", state)?;
+        let what = format!("FedAvg's global {} model", self.config.model);
+        check_weights(&what, &self.state.global, &state.global)?;
+        self.state = state;
+        Ok(())
     }
 }

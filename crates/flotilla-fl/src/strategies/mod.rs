@@ -10,3 +10,59 @@ pub use fedavg::{FedAvg, FedAvgConfig};
 pub use local::{KdMode, KdPlan, LocalWorker, Work};
 pub use ondevice_kd::{KdConfig, OnDeviceKd, OnDeviceKdConfig};
 pub use server_ensemble::{ServerDistillation, ServerEnsembleConfig, ServerLogitEnsemble};
+
+use crate::checkpoint::check_weights;
+use crate::{FlError, LearningTask, ModelRole, Payload};
+use flotilla_nn::Weights;
+use serde::{Deserialize, Serialize};
+
+/// The global target and auxiliary models of a two-model strategy ([`OnDeviceKd`],
+/// [`ServerLogitEnsemble`]): all or part of its checkpoint state.
+#[derive(Debug, Serialize, Deserialize)]
+struct TwoModels {
+    target: Weights,
+    auxiliary: Weights,
+}
+
+impl TwoModels {
+    /// The task's initial weights of both models.
+    fn initial(task: &LearningTask) -> Result<Self, FlError> {
+        Ok(Self {
+            target: task.initial_weights(ModelRole::Target)?,
+            auxiliary: task.initial_weights(ModelRole::Auxiliary)?,
+        })
+    }
+
+    /// The global model of `role`.
+    fn get(&self, role: ModelRole) -> &Weights {
+        match role {
+            ModelRole::Target => &self.target,
+            ModelRole::Auxiliary => &self.auxiliary,
+        }
+    }
+
+    /// The global model of `role`, to replace.
+    fn get_mut(&mut self, role: ModelRole) -> &mut Weights {
+        match role {
+            ModelRole::Target => &mut self.target,
+            ModelRole::Auxiliary => &mut self.auxiliary,
+        }
+    }
+
+    /// The target, then the auxiliary model.
+    fn payloads(&self) -> Vec<Payload> {
+        vec![
+            Payload::of(ModelRole::Target, &self.target),
+            Payload::of(ModelRole::Auxiliary, &self.auxiliary),
+        ]
+    }
+
+    /// Checks that `restored` models (of `strategy`'s state) have these models' lengths.
+    fn check(&self, strategy: &str, restored: &TwoModels) -> Result<(), FlError> {
+        for role in [ModelRole::Target, ModelRole::Auxiliary] {
+            let what = format!("{strategy}'s global {role} model");
+            check_weights(&what, self.get(role), restored.get(role))?;
+        }
+        Ok(())
+    }
+}

@@ -2,11 +2,12 @@
 //! the auxiliary model `ws`; strong clients then train the target `wl` on their labeled
 //! data and distil the freshly aggregated `ws` into it on their own unlabeled data.
 
+use super::TwoModels;
 use crate::{
     FlError, KdMode, KdPlan, LearningTask, ModelRole, Payload, Reply, Selection, ServerJob,
-    ServerStrategy, Work, WorkOrder, average_replies,
+    ServerStrategy, Work, WorkOrder, average_replies, decode_state, encode_state,
 };
-use flotilla_nn::{LrSchedule, Weights, kd_weight};
+use flotilla_nn::{LrSchedule, kd_weight};
 use flotilla_sim::NodeId;
 use flotilla_train::TeacherMode;
 use serde::{Deserialize, Serialize};
@@ -94,16 +95,15 @@ pub struct OnDeviceKdConfig {
 #[derive(Debug)]
 pub struct OnDeviceKd {
     config: OnDeviceKdConfig,
-    target: Weights,
-    auxiliary: Weights,
+    /// The checkpoint state: both global models.
+    state: TwoModels,
 }
 
 impl OnDeviceKd {
     /// The strategy, starting from the task's initial weights of both models.
     pub fn new(task: &LearningTask, config: OnDeviceKdConfig) -> Result<Self, FlError> {
         Ok(Self {
-            target: task.initial_weights(ModelRole::Target)?,
-            auxiliary: task.initial_weights(ModelRole::Auxiliary)?,
+            state: TwoModels::initial(task)?,
             config,
         })
     }
@@ -129,7 +129,7 @@ impl ServerStrategy for OnDeviceKd {
             0 => (
                 fleet.capable(ModelRole::Auxiliary),
                 Some(self.config.clients_per_round),
-                vec![Payload::of(ModelRole::Auxiliary, &self.auxiliary)],
+                vec![Payload::of(ModelRole::Auxiliary, &self.state.auxiliary)],
                 Work::Train {
                     model: ModelRole::Auxiliary,
                 },
@@ -160,22 +160,31 @@ impl ServerStrategy for OnDeviceKd {
         stage: u32,
         replies: &BTreeMap<NodeId, Reply>,
     ) -> Result<Option<ServerJob>, FlError> {
-        let (role, global) = if stage == 0 {
-            (ModelRole::Auxiliary, &mut self.auxiliary)
+        let role = if stage == 0 {
+            ModelRole::Auxiliary
         } else {
-            (ModelRole::Target, &mut self.target)
+            ModelRole::Target
         };
         if let Some(mean) = average_replies(replies, role, self.config.weighted) {
-            *global = mean;
+            *self.state.get_mut(role) = mean;
         }
         Ok(None)
     }
 
     /// The target, then the auxiliary model (what stage 1 sends a strong client).
     fn global_models(&self) -> Vec<Payload> {
-        vec![
-            Payload::of(ModelRole::Target, &self.target),
-            Payload::of(ModelRole::Auxiliary, &self.auxiliary),
-        ]
+        self.state.payloads()
+    }
+
+    /// Both global models.
+    fn save_state(&self) -> Result<Vec<u8>, FlError> {
+        encode_state("on-device KD", &self.state)
+    }
+
+    fn restore_state(&mut self, state: &[u8]) -> Result<(), FlError> {
+        let state: TwoModels = decode_state("on-device KD", state)?;
+        self.state.check("on-device KD", &state)?;
+        self.state = state;
+        Ok(())
     }
 }

@@ -3,11 +3,13 @@
 //! architecture, then distils the ensemble of every received client model into `wl` on
 //! the unlabeled data moved to the server.
 
+use super::TwoModels;
+use crate::checkpoint::check_weights;
 use crate::{
     FlError, LearningTask, ModelRole, Payload, Reply, Selection, ServerJob, ServerStrategy,
-    ServerWorkDone, Work, WorkOrder, average_replies,
+    ServerWorkDone, Work, WorkOrder, average_replies, decode_state, encode_state,
 };
-use flotilla_nn::{LossStats, LrSchedule, Weights};
+use flotilla_nn::{LossStats, LrSchedule};
 use flotilla_sim::NodeId;
 use flotilla_train::{Teacher, TeacherMode, Trainer};
 use ndarray::{Array2, Axis};
@@ -70,8 +72,16 @@ pub struct ServerLogitEnsemble {
     config: ServerEnsembleConfig,
     task: Arc<LearningTask>,
     centralised: Arc<[usize]>,
-    target: Weights,
-    auxiliary: Weights,
+    state: EnsembleState,
+}
+
+/// What [`ServerLogitEnsemble`] changes while running: its checkpoint state.
+#[derive(Debug, Serialize, Deserialize)]
+struct EnsembleState {
+    /// Both global models.
+    models: TwoModels,
+    /// The client models of the current round, kept from its first aggregate until its
+    /// distillation job takes them.
     members: Vec<Payload>,
 }
 
@@ -84,17 +94,18 @@ impl ServerLogitEnsemble {
         centralised: Arc<[usize]>,
     ) -> Result<Self, FlError> {
         Ok(Self {
-            target: task.initial_weights(ModelRole::Target)?,
-            auxiliary: task.initial_weights(ModelRole::Auxiliary)?,
+            state: EnsembleState {
+                models: TwoModels::initial(&task)?,
+                members: Vec::new(),
+            },
             config,
             task,
             centralised,
-            members: Vec::new(),
         })
     }
 
     fn distillation_job(&mut self, round: u32, stage: u32) -> Result<Option<ServerJob>, FlError> {
-        if self.members.is_empty()
+        if self.state.members.is_empty()
             || self.centralised.is_empty()
             || self.config.distillation.steps == 0
         {
@@ -106,12 +117,12 @@ impl ServerLogitEnsemble {
         let d = &c.distillation;
         let samples = d.steps.checked_mul(d.batch_size).ok_or_else(overflow)?;
         let mut flops = task.step_flops(ModelRole::Target, d.steps, d.batch_size)?;
-        for m in &self.members {
+        for m in &self.state.members {
             let passes = task.inference_flops(m.role, samples)?;
             flops = flops.checked_add(passes).ok_or_else(overflow)?;
         }
-        let members = std::mem::take(&mut self.members);
-        let student = self.target.clone();
+        let members = std::mem::take(&mut self.state.members);
+        let student = self.state.models.target.clone();
         let indices = self.centralised.clone();
         let (steps, batch) = (d.steps, d.batch_size);
         let temperature = d.temperature.unwrap_or(c.kd_temperature);
@@ -203,24 +214,22 @@ impl ServerStrategy for ServerLogitEnsemble {
         selection: &mut Selection<'_>,
     ) -> Option<Vec<(NodeId, WorkOrder<Work>)>> {
         let fleet = selection.fleet();
-        let (role, pool, k, weights) = match stage {
+        let (role, pool, k) = match stage {
             0 => (
                 ModelRole::Auxiliary,
                 fleet.capable(ModelRole::Auxiliary),
                 Some(self.config.clients_per_round),
-                &self.auxiliary,
             ),
             1 => (
                 ModelRole::Target,
                 fleet.capable(ModelRole::Target),
                 self.config.strong_per_round,
-                &self.target,
             ),
             _ => return None,
         };
         let assignment = WorkOrder {
             lr: self.config.schedule.lr_at(round as usize),
-            models: vec![Payload::of(role, weights)],
+            models: vec![Payload::of(role, self.state.models.get(role))],
             work: Work::Train { model: role },
         };
         Some(assignment.for_each(&selection.sample(&pool, k)))
@@ -237,16 +246,15 @@ impl ServerStrategy for ServerLogitEnsemble {
         } else {
             ModelRole::Target
         };
+        let state = &mut self.state;
         if stage == 0 {
-            self.members.clear();
+            state.members.clear();
         }
-        self.members
+        state
+            .members
             .extend(replies.values().filter_map(|r| r.model(role).cloned()));
         if let Some(mean) = average_replies(replies, role, self.config.weighted) {
-            match role {
-                ModelRole::Auxiliary => self.auxiliary = mean,
-                ModelRole::Target => self.target = mean,
-            }
+            *state.models.get_mut(role) = mean;
         }
         if stage == 1 {
             self.distillation_job(round, stage)
@@ -261,18 +269,35 @@ impl ServerStrategy for ServerLogitEnsemble {
             .into_iter()
             .find(|p| p.role == ModelRole::Target)
             .ok_or_else(|| FlError::Protocol("server distillation returned no target".into()))?;
-        self.target = distilled.weights;
+        self.state.models.target = distilled.weights;
         Ok(())
     }
 
     fn global_models(&self) -> Vec<Payload> {
-        vec![
-            Payload::of(ModelRole::Target, &self.target),
-            Payload::of(ModelRole::Auxiliary, &self.auxiliary),
-        ]
+        self.state.models.payloads()
     }
 
     fn centralised_samples(&self) -> u64 {
         self.centralised.len() as u64
     }
+
+    /// Both global models and the round's ensemble members not yet distilled.
+    fn save_state(&self) -> Result<Vec<u8>, FlError> {
+        encode_state(ENSEMBLE, &self.state)
+    }
+
+    fn restore_state(&mut self, state: &[u8]) -> Result<(), FlError> {
+        let state: EnsembleState = decode_state(ENSEMBLE, state)?;
+        let models = &self.state.models;
+        models.check(ENSEMBLE, &state.models)?;
+        for (i, m) in state.members.iter().enumerate() {
+            let what = format!("{ENSEMBLE}'s ensemble member {i} ({})", m.role);
+            check_weights(&what, models.get(m.role), &m.weights)?;
+        }
+        self.state = state;
+        Ok(())
+    }
 }
+
+/// How checkpoint errors name [`ServerLogitEnsemble`].
+const ENSEMBLE: &str = "the server logit ensemble";
