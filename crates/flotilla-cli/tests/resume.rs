@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 /// so that each run takes several checkpoints.
 fn sets() -> Vec<String> {
     let mut sets: Vec<String> = TINY.iter().map(|s| (*s).to_string()).collect();
-    sets.push("rounds=5".into());
+    sets.push("rounds=8".into());
     sets.push("seeds=2".into());
     sets.push("fleet.dropout=0.1".into());
     sets
@@ -57,9 +57,10 @@ fn files(dir: &Path, prefix: &str) -> Vec<PathBuf> {
     found
 }
 
-/// Waits until `ready` holds, then kills `child` with SIGKILL; fails if the child ended
-/// first (the kill point was missed) or nothing happened for two minutes.
-fn kill_when(mut child: Child, what: &str, ready: impl Fn() -> bool) {
+/// Waits until `ready` holds, then kills `child` with SIGKILL and returns what it printed
+/// on stderr; fails if the child ended first (the kill point was missed) or nothing
+/// happened for two minutes.
+fn kill_when(mut child: Child, what: &str, ready: impl Fn() -> bool) -> String {
     let start = Instant::now();
     while !ready() {
         if let Some(status) = child.try_wait().unwrap() {
@@ -76,6 +77,14 @@ fn kill_when(mut child: Child, what: &str, ready: impl Fn() -> bool) {
     child.kill().unwrap();
     let status = child.wait().unwrap();
     assert!(!status.success(), "{what}: killed, not finished");
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    err
+}
+
+/// How many runs a resume said it continued from a checkpoint.
+fn resumed(stderr: &str) -> usize {
+    stderr.matches("resumed from its checkpoint").count()
 }
 
 #[test]
@@ -102,13 +111,18 @@ fn a_run_killed_three_times_and_resumed_gives_the_uninterrupted_outputs() {
         checkpoints.join("experiment.json").is_file()
     });
     // 2. In the middle of the first run, after its first checkpoint.
-    kill_when(spawn(&resume), "run 0 checkpointed", || {
+    let second = kill_when(spawn(&resume), "run 0 checkpointed", || {
         !files(&checkpoints, "run-0-").is_empty()
     });
+    assert_eq!(resumed(&second), 0, "nothing to resume yet: {second}");
     // 3. In a later run, after earlier runs finished.
-    kill_when(spawn(&resume), "run 3 checkpointed", || {
+    let third = kill_when(spawn(&resume), "run 3 checkpointed", || {
         !files(&checkpoints, "run-3-").is_empty()
     });
+    assert!(
+        resumed(&third) >= 1,
+        "run 0 goes on from its checkpoint: {third}"
+    );
     assert!(!out.exists(), "a killed run leaves no output");
     let done = flotilla(&resume);
     assert!(
@@ -116,6 +130,9 @@ fn a_run_killed_three_times_and_resumed_gives_the_uninterrupted_outputs() {
         "{}",
         stderr(&done)
     );
+    // Runs 0 to 3 are not redone: each continues from its checkpoint (the finished ones
+    // from their end).
+    assert!(resumed(&stderr(&done)) >= 4, "{}", stderr(&done));
 
     for name in ["metrics.csv", "stages.csv", "updates.csv", "trace.jsonl"] {
         let a = std::fs::read(reference.join(name)).unwrap();

@@ -10,6 +10,7 @@
 //! to a temporary name, synced, and renamed over the old one, so a kill at any point leaves
 //! either the old checkpoint or the new one, never half of one.
 
+use crate::run::SaveCheckpoint;
 use crate::{ConfigError, ExperimentConfig, ExperimentError, Method};
 use flotilla_fl::ModelRole;
 use flotilla_sim::Checkpoint;
@@ -172,12 +173,7 @@ impl CheckpointDir {
     }
 
     /// Stores checkpoints of run `index`, each replacing the last.
-    pub(crate) fn saver(
-        &self,
-        index: usize,
-        method: Method,
-        seed: u64,
-    ) -> Box<dyn FnMut(&Checkpoint) -> Result<(), ExperimentError> + Send> {
+    pub(crate) fn saver(&self, index: usize, method: Method, seed: u64) -> SaveCheckpoint {
         let path = self.run_file(index, method, seed);
         Box::new(move |checkpoint: &Checkpoint| write_atomically(&path, &checkpoint.to_bytes()?))
     }

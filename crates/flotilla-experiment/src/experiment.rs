@@ -21,7 +21,7 @@ use crate::report::{Summary, metrics_csv, stages_csv, updates_csv};
 use crate::run::RunCheckpoints;
 use crate::{ConfigError, ExperimentError, Method, Prepared, RunOptions, RunOutcome};
 use flotilla_fl::{Evaluation, ModelRole, Observer};
-use flotilla_sim::Checkpoint;
+use flotilla_sim::{Checkpoint, SimTime};
 use std::fs;
 use std::io::{Seek, Write};
 use std::path::{Path, PathBuf};
@@ -62,6 +62,8 @@ pub struct RunId {
 pub enum Progress<'a> {
     /// A run starts.
     Started(RunId),
+    /// A run goes on from its checkpoint, taken at this virtual time (after `Started`).
+    Resumed(RunId, SimTime),
     /// A run evaluated a model (once per evaluation, as it completes).
     Evaluated(RunId, &'a Evaluation),
     /// A run finished.
@@ -126,9 +128,13 @@ pub fn run_all(
             }
             _ => None,
         };
+        progress(Progress::Started(id));
         let checkpoints = match &options.checkpoints {
             Some(dir) => {
                 let resume = dir.load(index, method, seed)?;
+                if let Some(checkpoint) = &resume {
+                    progress(Progress::Resumed(id, checkpoint.time()));
+                }
                 if options.trace.is_some() {
                     let cut = resume.as_ref().and_then(Checkpoint::trace_bytes);
                     trace = Some(continue_trace(&dir.trace_file(index), cut.unwrap_or(0))?);
@@ -141,7 +147,6 @@ pub fn run_all(
             }
             None => None,
         };
-        progress(Progress::Started(id));
         let outcome = run_one(
             prepared,
             id,

@@ -43,7 +43,7 @@ pub use method::Method;
 pub use output::{OutputDir, OutputError};
 pub use run::{
     EdgeBooks, Faults, GroupParticipation, RunCheckpoints, RunOptions, RunOutcome, SERVER,
-    Unanswered,
+    SaveCheckpoint, Unanswered,
 };
 pub use setup::Prepared;
 pub use strategies::{Strategies, StrategyContext, StrategyFactory};

@@ -46,8 +46,11 @@ pub struct RunCheckpoints {
     /// A checkpoint of this same run (method, seed, configuration) to continue from.
     pub resume: Option<Checkpoint>,
     /// Stores a checkpoint durably before returning (e.g. write, sync, rename).
-    pub save: Box<dyn FnMut(&Checkpoint) -> Result<(), ExperimentError> + Send>,
+    pub save: SaveCheckpoint,
 }
+
+/// Stores one checkpoint durably (see [`RunCheckpoints::save`]).
+pub type SaveCheckpoint = Box<dyn FnMut(&Checkpoint) -> Result<(), ExperimentError> + Send>;
 
 impl std::fmt::Debug for RunCheckpoints {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -65,6 +65,7 @@ fn an_experiment_runs_every_seed_and_method_in_order_and_writes_its_files() {
             Progress::Started(id) => Seen::Started(id),
             Progress::Evaluated(id, e) => Seen::Evaluated(id, e.round),
             Progress::Finished(id, o) => Seen::Finished(id, o.evaluations.len()),
+            Progress::Resumed(..) => panic!("an experiment without checkpoints resumed"),
         });
     })
     .unwrap();

@@ -149,14 +149,24 @@ fn series(config: &ExperimentConfig, outcomes: &[RunOutcome]) -> Vec<AccuracySer
 /// result as a line).
 fn show(bar: &ProgressBar, quiet: bool, rounds: u64, fedavg_model: ModelRole, event: Progress<'_>) {
     let (id, base) = match event {
-        Progress::Started(id) | Progress::Evaluated(id, _) | Progress::Finished(id, _) => {
-            (id, id.index as u64 * rounds)
-        }
+        Progress::Started(id)
+        | Progress::Resumed(id, _)
+        | Progress::Evaluated(id, _)
+        | Progress::Finished(id, _) => (id, id.index as u64 * rounds),
     };
     let (method, seed) = (id.method, id.seed);
     let role = method.reported_model(fedavg_model);
     match event {
         Progress::Started(_) => bar.set_message(format!("{method} seed {seed}: starting")),
+        Progress::Resumed(_, at) => {
+            // Said even with --quiet: what a resume did is part of its result.
+            bar.suspend(|| {
+                eprintln!(
+                    "{method} seed {seed}: resumed from its checkpoint at {:.1} s virtual",
+                    at.as_secs_f64()
+                );
+            });
+        }
         Progress::Evaluated(_, e) => {
             bar.set_position(base + u64::from(e.round) + 1);
             if e.role == role {
