@@ -36,8 +36,9 @@ pub struct RunOptions {
     pub checkpoints: Option<RunCheckpoints>,
 }
 
-/// Checkpoints of one run: taken every `every` versions of the server's model (right after
-/// the version's instant) and once more when the run has finished, each handed to `save`;
+/// Checkpoints of one run: taken at the start, every `every` versions of the server's model
+/// (right after the version's instant) and once more when the run has finished, each
+/// handed to `save`;
 /// and a checkpoint to resume from. A resumed run gives the bits of the uninterrupted one
 /// with the same `every` (results and records; see [`flotilla_sim::Checkpoint`]).
 pub struct RunCheckpoints {
@@ -77,24 +78,32 @@ fn drive<L: ServerLogic>(
             .map_or(0, Coordinator::version)
     };
     let mut pool = PoolRunner::new(threads.max(1));
-    if let Some(checkpoint) = plan.resume.take() {
-        sim.restore_with(checkpoint, &mut pool)?;
+    let instants = |sim: &Simulation<FlMessage<L::Work>>| sim.world().report().instants;
+    match plan.resume.take() {
+        Some(checkpoint) => sim.restore_with(checkpoint, &mut pool)?,
+        // A first checkpoint before any work: a node or strategy that cannot be saved is
+        // refused now, not after the first versions' work.
+        None => (plan.save)(&sim.checkpoint_with(&mut pool)?)?,
     }
-    let mut saved = version(&sim);
+    // What the latest checkpoint holds: a version, and how far the run had got.
+    let mut saved = (version(&sim), instants(&sim));
     sim.pause_after_record(VERSION_COMMITTED);
     loop {
         (sim, pool) = runtime.run_with_pool(sim, StopAt::IdleOrFailure, pool)?;
         let paused = sim.take_pause();
-        let now = version(&sim);
-        if !paused {
-            if sim.world().report().failures.is_empty() {
-                (plan.save)(&sim.checkpoint_with(&mut pool)?)?;
-            }
-            return Ok(sim);
-        }
-        if now != saved && now.is_multiple_of(plan.every.max(1)) {
+        let now = (version(&sim), instants(&sim));
+        let due = match paused {
+            true => now.0 != saved.0 && now.0.is_multiple_of(plan.every.max(1)),
+            // The end, unless the run stopped on a failure or the latest checkpoint is
+            // the end already (a resumed finished run).
+            false => now.1 != saved.1 && sim.world().report().failures.is_empty(),
+        };
+        if due {
             (plan.save)(&sim.checkpoint_with(&mut pool)?)?;
             saved = now;
+        }
+        if !paused {
+            return Ok(sim);
         }
     }
 }
