@@ -4,8 +4,9 @@ use crossbeam_channel::{Receiver, Sender, unbounded};
 use flotilla_sim::{Job, JobId, JobRunner, NodeError, run_job};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 /// A finished job: its id and what it computed.
 type Done<M> = (JobId, Result<M, NodeError>);
@@ -37,6 +38,8 @@ pub struct PoolRunner<M> {
     discarded: BTreeSet<JobId>,
     /// Set on drop: workers skip what is still queued.
     stopping: Arc<AtomicBool>,
+    /// Wall-clock nanoseconds the workers spent running jobs, summed over workers.
+    busy_ns: Arc<AtomicU64>,
     threads: Vec<JoinHandle<()>>,
 }
 
@@ -59,10 +62,12 @@ impl<M: Send + 'static> PoolRunner<M> {
         let (jobs, queue) = unbounded::<(JobId, Job<M>)>();
         let (finished, done) = unbounded::<Done<M>>();
         let stopping = Arc::new(AtomicBool::new(false));
+        let busy_ns = Arc::new(AtomicU64::new(0));
         let threads = (0..threads.max(1))
             .map(|i| {
                 let (queue, finished) = (queue.clone(), finished.clone());
                 let stopping = Arc::clone(&stopping);
+                let busy_ns = Arc::clone(&busy_ns);
                 std::thread::Builder::new()
                     .name(format!("flotilla-job-{i}"))
                     .spawn(move || {
@@ -70,7 +75,12 @@ impl<M: Send + 'static> PoolRunner<M> {
                             if stopping.load(Ordering::Relaxed) {
                                 break;
                             }
-                            if finished.send((id, run_job(job))).is_err() {
+                            let started = Instant::now();
+                            let output = run_job(job);
+                            let ns =
+                                u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                            busy_ns.fetch_add(ns, Ordering::Relaxed);
+                            if finished.send((id, output)).is_err() {
                                 break;
                             }
                         }
@@ -85,8 +95,15 @@ impl<M: Send + 'static> PoolRunner<M> {
             outstanding: BTreeSet::new(),
             discarded: BTreeSet::new(),
             stopping,
+            busy_ns,
             threads,
         }
+    }
+
+    /// Wall-clock time the workers have spent running jobs, summed over workers: what a
+    /// benchmark divides the jobs' FLOPs by. Measured, never part of a result.
+    pub fn busy(&self) -> Duration {
+        Duration::from_nanos(self.busy_ns.load(Ordering::Relaxed))
     }
 
     /// The number of worker threads.

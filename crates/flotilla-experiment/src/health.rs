@@ -210,6 +210,8 @@ mod tests {
             virtual_time_s: 1.0,
             simulation_end_s: 1.0,
             wall_time_s: 0.0,
+            job_flops: 0,
+            job_busy_s: 0.0,
             trace_hash: String::new(),
         }
     }

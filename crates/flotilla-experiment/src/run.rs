@@ -19,7 +19,7 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// How to run: threads, trace output, progress, injected faults.
 #[derive(Default)]
@@ -62,23 +62,28 @@ impl std::fmt::Debug for RunCheckpoints {
     }
 }
 
+/// A federation's simulation.
+type FlSimulation<L> = Simulation<FlMessage<<L as ServerLogic>::Work>>;
+
 /// Runs `sim` on actix to its end (or its first node failure), taking the checkpoints of
-/// `checkpoints` if any.
+/// `checkpoints` if any; returns it with the time the job threads spent in jobs.
 fn drive<L: ServerLogic>(
-    mut sim: Simulation<FlMessage<L::Work>>,
+    mut sim: FlSimulation<L>,
     threads: usize,
     checkpoints: Option<RunCheckpoints>,
-) -> Result<Simulation<FlMessage<L::Work>>, ExperimentError> {
+) -> Result<(FlSimulation<L>, Duration), ExperimentError> {
     let runtime = ActixRuntime::new(threads.max(1));
     let Some(mut plan) = checkpoints else {
-        return Ok(runtime.run(sim, StopAt::IdleOrFailure)?);
+        let (sim, pool) =
+            runtime.run_with_pool(sim, StopAt::IdleOrFailure, PoolRunner::new(threads.max(1)))?;
+        return Ok((sim, pool.busy()));
     };
-    let version = |sim: &Simulation<FlMessage<L::Work>>| {
+    let version = |sim: &FlSimulation<L>| {
         sim.node::<Coordinator<L>>(SERVER)
             .map_or(0, Coordinator::version)
     };
     let mut pool = PoolRunner::new(threads.max(1));
-    let instants = |sim: &Simulation<FlMessage<L::Work>>| sim.world().report().instants;
+    let instants = |sim: &FlSimulation<L>| sim.world().report().instants;
     match plan.resume.take() {
         Some(checkpoint) => sim.restore_with(checkpoint, &mut pool)?,
         // A first checkpoint before any work: a node or strategy that cannot be saved is
@@ -103,7 +108,7 @@ fn drive<L: ServerLogic>(
             saved = now;
         }
         if !paused {
-            return Ok(sim);
+            return Ok((sim, pool.busy()));
         }
     }
 }
@@ -206,6 +211,12 @@ pub struct RunOutcome {
     pub simulation_end_s: f64,
     /// Wall-clock time of the simulation \[s\] (reported only; never in metrics).
     pub wall_time_s: f64,
+    /// FLOPs the run's compute jobs declared (training, distillation, evaluation), as
+    /// their virtual durations count them.
+    pub job_flops: u64,
+    /// Wall-clock time the job threads spent running those jobs, summed over threads \[s\]
+    /// (reported only, like `wall_time_s`; after a resume, only the resumed part's).
+    pub job_busy_s: f64,
     /// Hash of the whole trace: equal hashes mean identical runs.
     pub trace_hash: String,
 }
@@ -662,7 +673,7 @@ impl Prepared {
         let server = handle.server();
         debug_assert_eq!(server, SERVER);
         let started = Instant::now();
-        let sim = drive::<L>(sim, options.threads, options.checkpoints)?;
+        let (sim, busy) = drive::<L>(sim, options.threads, options.checkpoints)?;
         let wall_time_s = started.elapsed().as_secs_f64();
         let report = sim.world().report();
         let incomplete = |reason: String| ExperimentError::Incomplete {
@@ -758,6 +769,8 @@ impl Prepared {
                 .as_secs_f64(),
             simulation_end_s: report.end_time.as_secs_f64(),
             wall_time_s,
+            job_flops: report.job_flops,
+            job_busy_s: busy.as_secs_f64(),
             trace_hash: report.trace_hash.to_string(),
         };
         sim.finish().map_err(|source| ExperimentError::Io {

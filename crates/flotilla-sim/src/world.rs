@@ -79,6 +79,9 @@ pub struct RunReport {
     pub trace_hash: TraceHash,
     /// Nodes that failed, in failure order.
     pub failures: Vec<NodeFailure>,
+    /// FLOPs declared by the jobs handed to the job runner (a job lost at its start is not
+    /// run, and not counted).
+    pub job_flops: u64,
 }
 
 /// What is queued: payloads are bytes, so the queue is independent of the message type.
@@ -125,6 +128,7 @@ pub struct World<M> {
     sends: Vec<(Envelope, Vec<u8>)>,
     instants: u64,
     events: u64,
+    job_flops: u64,
     /// A record label after whose instant the run pauses (see [`World::pause_after_record`]).
     pause_label: Option<String>,
     /// Whether the last instant made such a record.
@@ -144,6 +148,7 @@ pub(crate) struct WorldState {
     failures: Vec<NodeFailure>,
     instants: u64,
     events: u64,
+    job_flops: u64,
 }
 
 impl WorldState {
@@ -226,6 +231,7 @@ impl<M> World<M> {
             sends: Vec::new(),
             instants: 0,
             events: 0,
+            job_flops: 0,
             pause_label: None,
             paused: false,
             _message: PhantomData,
@@ -281,6 +287,7 @@ impl<M> World<M> {
             counters: self.recorder.counters().clone(),
             trace_hash: self.recorder.hash(),
             failures: self.failures.clone(),
+            job_flops: self.job_flops,
         }
     }
 
@@ -586,6 +593,7 @@ impl<M> World<M> {
             Some((at, reason)) => self.queue.push(at, Pending::JobLost { job, reason }),
             None => {
                 runner.submit(job, run);
+                self.job_flops = self.job_flops.saturating_add(flops);
                 self.queue.push(done, Pending::JobDone(job));
             }
         }
@@ -662,6 +670,7 @@ impl<M: Serialize + DeserializeOwned + Send + 'static> World<M> {
             failures: self.failures.clone(),
             instants: self.instants,
             events: self.events,
+            job_flops: self.job_flops,
         };
         Ok((state, jobs))
     }
@@ -725,6 +734,7 @@ impl<M: Serialize + DeserializeOwned + Send + 'static> World<M> {
         self.failures = state.failures;
         self.instants = state.instants;
         self.events = state.events;
+        self.job_flops = state.job_flops;
         for (job, output) in jobs {
             runner.submit(
                 job,
