@@ -25,6 +25,10 @@ enum Command {
     /// checkpoint folder, after a crash or a kill: the outputs are those of the
     /// uninterrupted run, bit for bit.
     Resume(commands::run::ResumeArgs),
+    /// Time the standard workloads (P1, W1-W3) and print samples per second, the training
+    /// arithmetic's GFLOP/s against this machine's measured FMA peak, the share of time
+    /// outside it and peak memory.
+    Bench(commands::bench::BenchArgs),
     /// List a model spec's layers, parameter count and forward FLOPs per sample.
     Models(commands::models::ModelsArgs),
     /// Print the fleet a config describes (groups, strong clients, speeds, availability,
@@ -44,6 +48,7 @@ fn main() -> ExitCode {
         Command::Trace(args) => commands::trace::run(args).map(|()| true),
         Command::Run(args) => commands::run::run(args),
         Command::Resume(args) => commands::run::resume(args),
+        Command::Bench(args) => commands::bench::run(args).map(|()| true),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

@@ -23,8 +23,9 @@ pub mod limits {
     pub const SEEDS: usize = 10_000;
     /// `rounds`: each round keeps a record in the run's history.
     pub const ROUNDS: u32 = 1_000_000;
-    /// `fleet.clients`: one simulated node (and actor) each.
-    pub const CLIENTS: usize = 100_000;
+    /// `fleet.clients`: one simulated node (and actor) each; a million is the scale the
+    /// `flotilla bench` workload W3 runs.
+    pub const CLIENTS: usize = 1_000_000;
     /// `data.unlabeled_shards_per_strong`: Dirichlet shards per strong client.
     pub const UNLABELED_SHARDS_PER_STRONG: usize = 100;
     /// `synthetic.classes`: per-class tables are sized by it.
@@ -918,7 +919,7 @@ mod tests {
     fn keys_that_size_allocations_are_bounded() {
         for (set, key, value) in [
             ("rounds=1000001", "rounds", "1000001"),
-            ("fleet.clients=100001", "fleet.clients", "100001"),
+            ("fleet.clients=1000001", "fleet.clients", "1000001"),
             (
                 "training.batch_size=1000001",
                 "training.batch_size",

@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub(crate) mod bench;
 pub(crate) mod fleet;
 pub(crate) mod models;
 pub(crate) mod new_file;
