@@ -40,7 +40,7 @@ struct ParticipantState {
     /// Announcements repeated so far.
     rejoins: u32,
     heard_from_server: bool,
-    /// The announcement to repeat (kept when repeats are on).
+    /// What it announced (repeated when repeats are on).
     hello: Option<Capabilities>,
     hellos_sent: u64,
     refused: u64,
@@ -175,8 +175,8 @@ impl<C: ClientStrategy> Node<FlMessage<C::Work>> for Participant<C> {
                 ctx.send(self.server, FlMessage::Hello(hello.clone()));
                 let state = &mut self.state;
                 state.hellos_sent += 1;
+                state.hello = Some(hello);
                 if let Some(after) = state.rejoin {
-                    state.hello = Some(hello);
                     ctx.set_timer(after, REJOIN_TAG);
                 }
             }
