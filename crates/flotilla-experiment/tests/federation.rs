@@ -47,7 +47,7 @@ fn bad_policy_and_async_keys_are_refused_by_name() {
         ("round_policy.deadline_s=0.0", "round_policy.deadline_s"),
         ("round_policy.deadline_s=1e18", "round_policy.deadline_s"),
         (
-            "round_policy.min_updates=1000000",
+            "round_policy.min_updates=1000001",
             "round_policy.min_updates",
         ),
         ("async.concurrency=0", "async.concurrency"),
