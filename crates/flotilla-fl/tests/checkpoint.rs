@@ -231,14 +231,12 @@ fn assert_twins_agree(log: &Shared, at_least: usize) {
 
 /// A task with a target (`mlp:32-16-10`) and an auxiliary (`mlp:32-8-10`) model.
 fn two_model_task(seed: u64, samples: usize) -> Arc<LearningTask> {
-    let (train, test) = SyntheticConfig {
+    let data = SyntheticConfig {
         seed,
         train_samples: samples,
         test_samples: 100,
         ..Default::default()
-    }
-    .generate()
-    .unwrap();
+    };
     let local = LocalTraining {
         steps: 3,
         batch_size: 8,
@@ -249,20 +247,10 @@ fn two_model_task(seed: u64, samples: usize) -> Arc<LearningTask> {
         },
     };
     let models = [
-        (ModelRole::Target, "mlp:32-16-10".parse().unwrap()),
-        (ModelRole::Auxiliary, "mlp:32-8-10".parse().unwrap()),
+        (ModelRole::Target, "mlp:32-16-10"),
+        (ModelRole::Auxiliary, "mlp:32-8-10"),
     ];
-    Arc::new(
-        LearningTask::new(
-            Arc::new(train),
-            Arc::new(test),
-            None,
-            &models,
-            local,
-            Seed(seed),
-        )
-        .unwrap(),
-    )
+    task_of(seed, &models, data, local)
 }
 
 /// Client `k` of `n`: the first half of its share labeled, the second unlabeled.

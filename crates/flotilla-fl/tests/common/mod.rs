@@ -28,7 +28,6 @@ pub(crate) fn task(
     data: SyntheticConfig,
     steps: usize,
 ) -> Arc<LearningTask> {
-    let (train, test) = data.generate().unwrap();
     let local = LocalTraining {
         steps,
         batch_size: 16,
@@ -38,7 +37,21 @@ pub(crate) fn task(
             nesterov: false,
         },
     };
-    let models = [(MODEL, spec.parse().unwrap())];
+    task_of(seed, &[(MODEL, spec)], data, local)
+}
+
+/// A task of the models `specs` (role, spec) on `data`, trained locally as `local` says.
+pub(crate) fn task_of(
+    seed: u64,
+    specs: &[(ModelRole, &str)],
+    data: SyntheticConfig,
+    local: LocalTraining,
+) -> Arc<LearningTask> {
+    let (train, test) = data.generate().unwrap();
+    let models: Vec<_> = specs
+        .iter()
+        .map(|&(role, spec)| (role, spec.parse().unwrap()))
+        .collect();
     Arc::new(
         LearningTask::new(
             Arc::new(train),
