@@ -21,7 +21,7 @@ const CHUNK_VALUES: usize = 1 << 16;
 /// (zeros, not decayed).
 ///
 /// The forward pass multiplies the `[n·oh·ow, k·k·c_in]` column matrix (`(kh, kw, c_in)`
-/// order) by the weight viewed as `[k·k·c_in, c_out]` through [`gemm`]. The column matrix
+/// order) by the weight viewed as `[k·k·c_in, c_out]` through [`gemm()`]. The column matrix
 /// is never materialised whole: it is built (im2col) into a reused cache-sized buffer a
 /// chunk of output lines at a time, each chunk multiplied as soon as it is built. A training
 /// forward keeps only the input; the backward pass rebuilds each chunk, accumulates
