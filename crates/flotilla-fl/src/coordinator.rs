@@ -336,7 +336,7 @@ impl<L: ServerLogic> Node<FlMessage<L::Work>> for Coordinator<L> {
         Ok(())
     }
 
-    /// The books ([`Books`]: registration, fleet, versions, records, outstanding
+    /// The books (`Books`: registration, fleet, versions, records, outstanding
     /// assignments) and the logic's [`ServerLogic::save_state`]; a logic without
     /// checkpoint support makes this an error naming it.
     fn save_state(&self) -> Result<Vec<u8>, NodeError> {

@@ -410,7 +410,7 @@ where
         self.advance(ctx).map_err(node_error)
     }
 
-    /// [`EdgeState`] (the parent's jobs), then the child side's coordinator state (its
+    /// `EdgeState` (the parent's jobs), then the child side's coordinator state (its
     /// books, round policy and local rounds).
     fn save_state(&self) -> Result<Vec<u8>, NodeError> {
         let children = self.children.save().map_err(node_error)?;

@@ -224,7 +224,7 @@ impl<C: ClientStrategy> Node<FlMessage<C::Work>> for Participant<C> {
         Ok(())
     }
 
-    /// [`ParticipantState`]: its id, the announcement repeats, its counters.
+    /// `ParticipantState`: its id, the announcement repeats, its counters.
     fn save_state(&self) -> Result<Vec<u8>, NodeError> {
         encode_state("a participant", &self.state).map_err(node_error)
     }

@@ -26,7 +26,11 @@ const MAGIC: &[u8; 8] = b"FLOTCKPT";
 /// The checkpoint format; a checkpoint of another format is refused.
 const FORMAT: u32 = 1;
 
-/// A run's state between two instants (see the [module docs](self)).
+/// A run's state between two instants: what a run changed (time, the event queue with the
+/// messages in flight, every random stream's position, availability, counters, the trace
+/// hash, shared-link reservations, the nodes' own states and the outputs of jobs still
+/// running), not what it was built with; restore it onto a simulation built again from the
+/// same configuration ([`Simulation::restore_with`](crate::Simulation::restore_with)).
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Checkpoint {
     pub(crate) world: WorldState,
