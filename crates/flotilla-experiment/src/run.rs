@@ -83,7 +83,8 @@ fn drive<L: ServerLogic>(
             .map_or(0, Coordinator::version)
     };
     let mut pool = PoolRunner::new(threads.max(1));
-    let instants = |sim: &FlSimulation<L>| sim.world().report().instants;
+    // Read at every pause: an accessor, not a report (which clones the counters).
+    let instants = |sim: &FlSimulation<L>| sim.world().instants();
     match plan.resume.take() {
         Some(checkpoint) => sim.restore_with(checkpoint, &mut pool)?,
         // A first checkpoint before any work: a node or strategy that cannot be saved is

@@ -273,6 +273,11 @@ impl<M> World<M> {
             .count() as u64
     }
 
+    /// Instants processed so far.
+    pub fn instants(&self) -> u64 {
+        self.instants
+    }
+
     /// The counters so far.
     pub fn counters(&self) -> &Counters {
         self.recorder.counters()
