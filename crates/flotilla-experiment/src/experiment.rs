@@ -20,12 +20,12 @@ use crate::checkpoints::CheckpointDir;
 use crate::report::{Summary, metrics_csv, stages_csv, updates_csv};
 use crate::run::RunCheckpoints;
 use crate::{ConfigError, ExperimentError, Method, Prepared, RunOptions, RunOutcome};
-use flotilla_fl::{Evaluation, ModelRole, Observer};
+use flotilla_fl::{Evaluation, ModelRole, Observer, Offload};
 use flotilla_sim::{Checkpoint, SimTime};
 use std::fs;
 use std::io::{Seek, Write};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 
 /// How to run an experiment.
 #[derive(Debug, Clone, Default)]
@@ -42,6 +42,9 @@ pub struct ExperimentOptions {
     /// Where to keep checkpoints, and from where to resume (see [`crate::checkpoints`]):
     /// each run resumes from its latest checkpoint there, if it has one.
     pub checkpoints: Option<CheckpointDir>,
+    /// Where clients' training and evaluations compute, if not on the job threads (e.g.
+    /// MPI ranks, see `flotilla-mpi`); results do not depend on it.
+    pub offload: Option<Arc<dyn Offload>>,
 }
 
 /// Which run of an experiment: its place and what it runs.
@@ -154,6 +157,7 @@ pub fn run_all(
                 threads: options.threads,
                 trace,
                 checkpoints,
+                offload: options.offload.clone(),
                 ..RunOptions::default()
             },
             progress,

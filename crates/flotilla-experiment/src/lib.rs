@@ -45,5 +45,5 @@ pub use run::{
     EdgeBooks, Faults, GroupParticipation, RunCheckpoints, RunOptions, RunOutcome, SERVER,
     SaveCheckpoint, Unanswered,
 };
-pub use setup::Prepared;
+pub use setup::{JobServer, Prepared};
 pub use strategies::{Strategies, StrategyContext, StrategyFactory};

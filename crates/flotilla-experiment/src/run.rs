@@ -6,7 +6,7 @@ use flotilla_actors::{ActixRuntime, PoolRunner};
 use flotilla_fl::{
     AsyncConfig, AsyncMethod, AsyncRule, Asynchronous, ClientData, Coordinator, CoordinatorConfig,
     Evaluation, FedAvg, FedAvgConfig, Federation, FlMessage, JobTally, LearningTask, LocalWorker,
-    ModelRole, Observer, OnDeviceKd, OnDeviceKdConfig, Participant, Payload, Placement,
+    ModelRole, Observer, Offload, OnDeviceKd, OnDeviceKdConfig, Participant, Payload, Placement,
     RoundRecord, ServerEnsembleConfig, ServerLogic, ServerLogitEnsemble, Synchronous, UpdateRecord,
     VERSION_COMMITTED, Work,
 };
@@ -34,6 +34,9 @@ pub struct RunOptions {
     pub faults: Faults,
     /// Checkpoints to take, and one to resume from (none by default).
     pub checkpoints: Option<RunCheckpoints>,
+    /// Where clients' training and evaluations compute, if not on the job threads (e.g.
+    /// MPI ranks; results do not depend on it).
+    pub offload: Option<Arc<dyn Offload>>,
 }
 
 /// Checkpoints of one run: taken at the start, every `every` versions of the server's model
@@ -67,22 +70,25 @@ type FlSimulation<L> = Simulation<FlMessage<<L as ServerLogic>::Work>>;
 
 /// Runs `sim` on actix to its end (or its first node failure), taking the checkpoints of
 /// `checkpoints` if any; returns it with the time the job threads spent in jobs.
+/// The job threads are `jobs` (offloaded jobs each hold a thread while they compute
+/// elsewhere).
 fn drive<L: ServerLogic>(
     mut sim: FlSimulation<L>,
     threads: usize,
+    jobs: usize,
     checkpoints: Option<RunCheckpoints>,
 ) -> Result<(FlSimulation<L>, Duration), ExperimentError> {
     let runtime = ActixRuntime::new(threads.max(1));
     let Some(mut plan) = checkpoints else {
         let (sim, pool) =
-            runtime.run_with_pool(sim, StopAt::IdleOrFailure, PoolRunner::new(threads.max(1)))?;
+            runtime.run_with_pool(sim, StopAt::IdleOrFailure, PoolRunner::new(jobs.max(1)))?;
         return Ok((sim, pool.busy()));
     };
     let version = |sim: &FlSimulation<L>| {
         sim.node::<Coordinator<L>>(SERVER)
             .map_or(0, Coordinator::version)
     };
-    let mut pool = PoolRunner::new(threads.max(1));
+    let mut pool = PoolRunner::new(jobs.max(1));
     // Read at every pause: an accessor, not a report (which clones the counters).
     let instants = |sim: &FlSimulation<L>| sim.world().instants();
     match plan.resume.take() {
@@ -120,6 +126,7 @@ impl std::fmt::Debug for RunOptions {
             .field("threads", &self.threads)
             .field("trace", &self.trace.is_some())
             .field("faults", &self.faults)
+            .field("offload", &self.offload)
             .finish_non_exhaustive()
     }
 }
@@ -411,7 +418,7 @@ impl Prepared {
     ) -> Result<RunOutcome, ExperimentError> {
         let c = &self.config;
         let t = &c.training;
-        let task = self.task(seed)?;
+        let task = self.task_offloaded(seed, options.offload.clone())?;
         let split = self.split(seed)?;
         let schedule = self.schedule();
         let k = Some(t.clients_per_round);
@@ -674,7 +681,13 @@ impl Prepared {
         let server = handle.server();
         debug_assert_eq!(server, SERVER);
         let started = Instant::now();
-        let (sim, busy) = drive::<L>(sim, options.threads, options.checkpoints)?;
+        // Offloaded jobs hold a thread each while they compute elsewhere, and one more
+        // thread runs the jobs that stay here (a strategy's server work).
+        let jobs = match &options.offload {
+            Some(offload) => offload.parallelism() + 1,
+            None => options.threads,
+        };
+        let (sim, busy) = drive::<L>(sim, options.threads, jobs, options.checkpoints)?;
         let wall_time_s = started.elapsed().as_secs_f64();
         let report = sim.world().report();
         let incomplete = |reason: String| ExperimentError::Incomplete {

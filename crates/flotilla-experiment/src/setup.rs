@@ -6,7 +6,10 @@ use flotilla_data::{
     Augmentation, Dataset, LabeledUnlabeled, dirichlet_labeled_unlabeled, fraction_split, iid,
     partition_file_json, read_partition_file,
 };
-use flotilla_fl::{ClientData, FlError, LearningTask, LocalTraining, ModelRole};
+use flotilla_fl::{
+    ClientData, FlError, LearningTask, LocalTraining, LocalWorker, ModelRole, Offload, OffloadKind,
+    run_offloaded,
+};
 use flotilla_nn::{ModelSpec, Network, SgdConfig, Weights, load_safetensors, save_safetensors};
 use flotilla_sim::{DeviceProfile, DeviceTrace, LinkSpec, NodeId, Purpose, Seed};
 use flotilla_train::input_shape;
@@ -517,6 +520,16 @@ impl Prepared {
 
     /// The learning task of a run with `seed`.
     pub fn task(&self, seed: u64) -> Result<Arc<LearningTask>, ExperimentError> {
+        self.task_offloaded(seed, None)
+    }
+
+    /// The learning task of a run with `seed`, computing its clients' training and its
+    /// evaluations with `offload` if given.
+    pub fn task_offloaded(
+        &self,
+        seed: u64,
+        offload: Option<Arc<dyn Offload>>,
+    ) -> Result<Arc<LearningTask>, ExperimentError> {
         let t = &self.config.training;
         let local = LocalTraining {
             steps: t.local_steps,
@@ -541,6 +554,51 @@ impl Prepared {
         for (&role, weights) in &self.initial {
             task.set_initial_weights(role, weights.clone())?;
         }
+        if let Some(offload) = offload {
+            task.set_offload(offload);
+        }
         Ok(Arc::new(task))
+    }
+}
+
+/// Computes offloaded jobs ([`flotilla_fl::OffloadJob`]) of an experiment on a worker (e.g.
+/// an MPI rank): builds each seed's task from the same configuration as the simulating
+/// process (once per seed) and runs the job as that process would have.
+#[derive(Debug)]
+pub struct JobServer<'a> {
+    prepared: &'a Prepared,
+    tasks: BTreeMap<u64, Arc<LearningTask>>,
+}
+
+impl<'a> JobServer<'a> {
+    /// Serves the jobs of the experiment `prepared` (with its `--init` models set, as on
+    /// the simulating process).
+    pub fn new(prepared: &'a Prepared) -> Self {
+        Self {
+            prepared,
+            tasks: BTreeMap::new(),
+        }
+    }
+
+    /// Runs one job; returns its encoded output.
+    ///
+    /// # Errors
+    /// A malformed job, or the job's own failure.
+    pub fn run(
+        &mut self,
+        kind: OffloadKind,
+        seed: u64,
+        header: &[u8],
+        parts: &[&[u8]],
+    ) -> Result<Vec<u8>, ExperimentError> {
+        let task = match self.tasks.get(&seed) {
+            Some(task) => task.clone(),
+            None => {
+                let task = self.prepared.task(seed)?;
+                self.tasks.insert(seed, task.clone());
+                task
+            }
+        };
+        Ok(run_offloaded(&LocalWorker, &task, kind, header, parts)?)
     }
 }

@@ -14,6 +14,7 @@ mod coordinator;
 mod edge;
 mod federation;
 mod message;
+mod offload;
 mod participant;
 mod server;
 mod strategies;
@@ -31,6 +32,7 @@ pub use message::{
     Assignment, AssignmentId, Capabilities, Evaluation, FlMessage, Payload, Reply, ServerWorkDone,
     WorkOrder,
 };
+pub use offload::{Offload, OffloadJob, OffloadKind, evaluate_job, run_offloaded, train_job};
 pub use participant::Participant;
 pub use server::{
     CoordinatorConfig, Fate, JobTally, Observer, RoundRecord, Server, ServerLogic, StageRecord,

@@ -1,5 +1,6 @@
 //! The client node: announces what its device can train, then carries out assignments.
 
+use crate::offload;
 use crate::{
     Capabilities, ClientData, ClientEnv, ClientStrategy, FlError, FlMessage, LearningTask,
     decode_state, encode_state,
@@ -209,10 +210,12 @@ impl<C: ClientStrategy> Node<FlMessage<C::Work>> for Participant<C> {
                 let flops = self.strategy.flops(&env, &assignment).map_err(node_error)?;
                 let strategy = self.strategy.clone();
                 ctx.spawn_job(flops, move || {
-                    strategy
-                        .execute(&env, assignment)
-                        .map(FlMessage::Reply)
-                        .map_err(node_error)
+                    match env.task.offload() {
+                        Some(offload) => offload::train_job(&env, &assignment)
+                            .and_then(|job| offload::compute(offload.as_ref(), job)),
+                        None => strategy.execute(&env, assignment).map(FlMessage::Reply),
+                    }
+                    .map_err(node_error)
                 });
             }
             Event::JobDone {

@@ -8,6 +8,7 @@
 //! unanswered: its message or its reply was lost, or the device failed), so the counts of
 //! [`JobTally`] always add up to the assignments made.
 
+use crate::offload;
 use crate::{Assignment, LearningTask};
 use crate::{
     AssignmentId, Evaluation, FlError, FlMessage, Fleet, ModelRole, Payload, Reply, Selection,
@@ -683,16 +684,16 @@ impl<W: Send + 'static> Server<'_, '_, W> {
                 let task = setup.task.clone();
                 let flops = task.evaluation_flops(payload.role)?;
                 self.ctx.spawn_job(flops, move || {
-                    let (accuracy, loss) = task
-                        .evaluate(payload.role, &payload.weights)
-                        .map_err(node_error)?;
-                    Ok(FlMessage::Evaluated(Evaluation {
-                        round,
-                        role: payload.role,
-                        virtual_time_s: closed_at_s,
-                        accuracy,
-                        loss,
-                    }))
+                    let (role, weights) = (payload.role, &payload.weights);
+                    match task.offload() {
+                        Some(offload) => {
+                            offload::evaluate_job(&task, round, role, closed_at_s, weights)
+                                .and_then(|job| offload::compute(offload.as_ref(), job))
+                        }
+                        None => offload::evaluate(&task, round, role, closed_at_s, weights),
+                    }
+                    .map(FlMessage::Evaluated)
+                    .map_err(node_error)
                 });
             }
         }

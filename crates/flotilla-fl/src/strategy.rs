@@ -48,6 +48,10 @@ pub enum FlError {
     /// `save_state` / `restore_state` was asked to take part in a checkpoint.
     #[error("{0} does not support checkpoints: it does not implement save_state and restore_state")]
     CheckpointUnsupported(&'static str),
+    /// A job computed in another process failed there or on its way (see
+    /// [`Offload`](crate::Offload)).
+    #[error("offloaded job: {0}")]
+    Offload(String),
 }
 
 /// The clients the server has heard from, in id order, with what each announced.

@@ -1,6 +1,6 @@
 //! The learning problem a federation shares: models, data, local-training settings.
 
-use crate::FlError;
+use crate::{FlError, Offload};
 use flotilla_data::{Augmentation, Dataset};
 use flotilla_nn::layer::checked_product;
 use flotilla_nn::{ModelSpec, Network, SgdConfig, Weights};
@@ -82,6 +82,8 @@ pub struct LearningTask {
     models: BTreeMap<ModelRole, ModelInfo>,
     /// Starting weights given by the user, replacing the seeded draw.
     initial: BTreeMap<ModelRole, Weights>,
+    /// Where clients' training and evaluations compute, if not on the simulation's threads.
+    offload: Option<Arc<dyn Offload>>,
 }
 
 impl LearningTask {
@@ -118,7 +120,21 @@ impl LearningTask {
             seed,
             models: infos,
             initial: BTreeMap::new(),
+            offload: None,
         })
+    }
+
+    /// Computes the clients' training and the global models' evaluations with `offload`
+    /// (e.g. on other MPI ranks) instead of on the simulation's job threads. Results are
+    /// the same bits: only wall time changes.
+    pub fn set_offload(&mut self, offload: Arc<dyn Offload>) {
+        self.offload = Some(offload);
+    }
+
+    /// Where jobs compute when not on the simulation's threads (see
+    /// [`LearningTask::set_offload`]).
+    pub fn offload(&self) -> Option<&Arc<dyn Offload>> {
+        self.offload.as_ref()
     }
 
     /// Starts `role` from `weights` instead of the seeded draw (for every method and seed

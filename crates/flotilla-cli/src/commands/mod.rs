@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub(crate) mod bench;
+pub(crate) mod cluster;
 pub(crate) mod fleet;
 pub(crate) mod models;
 pub(crate) mod new_file;

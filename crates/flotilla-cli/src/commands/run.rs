@@ -1,5 +1,6 @@
 //! `flotilla run`: every configured method for every seed, with outputs in one folder.
 
+use super::cluster::{self, Part};
 use super::new_file::NewFile;
 use crate::plot::{AccuracyPoint, AccuracySeries, draw_accuracy};
 use anyhow::Context;
@@ -11,9 +12,10 @@ use flotilla_experiment::report::Summary;
 use flotilla_experiment::{
     ConfigSource, ExperimentConfig, Method, OutputDir, Prepared, RunOutcome, Verdict,
 };
-use flotilla_fl::ModelRole;
+use flotilla_fl::{ModelRole, Offload};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Arguments of `flotilla run`.
 #[derive(Debug, clap::Args)]
@@ -223,15 +225,21 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<bool> {
         overrides.push(format!("seeds={n}"));
     }
     let config = ExperimentConfig::load(&source, &overrides)?;
-    let threads = check_threads(
-        args.threads
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
-    )?;
     let init: Vec<(ModelRole, PathBuf)> = args
         .init
         .iter()
         .map(|item| parse_init(item))
         .collect::<Result<_, _>>()?;
+    // Under mpirun, only rank 0 goes on: the other ranks compute its jobs and write
+    // nothing, so they claim no output.
+    let part = match Part::join()? {
+        Part::Worker(worker) => return cluster::serve(worker, config, &init),
+        part => part,
+    };
+    let threads = check_threads(
+        args.threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+    )?;
     let out = args
         .out
         .clone()
@@ -270,17 +278,22 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<bool> {
         }
         None => None,
     };
-    execute(Job {
-        config,
-        out,
-        output,
-        threads,
-        quiet: args.quiet,
-        trace: args.trace,
-        init,
-        exports,
-        checkpoints,
-    })
+    let result = execute(
+        Job {
+            config,
+            out,
+            output,
+            threads,
+            quiet: args.quiet,
+            trace: args.trace,
+            init,
+            exports,
+            checkpoints,
+        },
+        part.offload(),
+    );
+    part.finish()?;
+    result
 }
 
 /// Continues the experiment of a checkpoint folder: each run from its latest checkpoint
@@ -296,26 +309,35 @@ pub(crate) fn resume(args: ResumeArgs) -> anyhow::Result<bool> {
             manifest.cwd.display()
         )
     })?;
+    let part = match Part::join()? {
+        Part::Worker(worker) => return cluster::serve(worker, manifest.config, &manifest.init),
+        part => part,
+    };
     let threads = check_threads(args.threads.unwrap_or(manifest.threads))?;
     let output = OutputDir::claim(&manifest.out)?;
     if !args.quiet {
         eprintln!("resuming the experiment of {}", dir.display());
     }
-    execute(Job {
-        config: manifest.config,
-        out: manifest.out,
-        output,
-        threads,
-        quiet: args.quiet,
-        trace: manifest.trace,
-        init: manifest.init,
-        exports: Vec::new(),
-        checkpoints: Some(checkpoints),
-    })
+    let result = execute(
+        Job {
+            config: manifest.config,
+            out: manifest.out,
+            output,
+            threads,
+            quiet: args.quiet,
+            trace: manifest.trace,
+            init: manifest.init,
+            exports: Vec::new(),
+            checkpoints: Some(checkpoints),
+        },
+        part.offload(),
+    );
+    part.finish()?;
+    result
 }
 
-/// Runs a [`Job`]'s experiment and writes its outputs.
-fn execute(job: Job) -> anyhow::Result<bool> {
+/// Runs a [`Job`]'s experiment, its jobs on `offload` if given, and writes its outputs.
+fn execute(job: Job, offload: Option<Arc<dyn Offload>>) -> anyhow::Result<bool> {
     let Job {
         config,
         out,
@@ -344,6 +366,7 @@ fn execute(job: Job) -> anyhow::Result<bool> {
         init,
         trace: trace.then(|| staging.join("trace.jsonl")),
         checkpoints: checkpoints.clone(),
+        offload,
     };
     let rounds = u64::from(prepared.config.rounds);
     let runs = (prepared.config.methods.len() * prepared.config.seed_list().len()) as u64;
