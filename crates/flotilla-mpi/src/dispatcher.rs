@@ -13,18 +13,14 @@
 
 use crate::cache::Mirror;
 use crate::frame::{self, Done, Hash, ToWorker};
-use crate::{MpiError, ServeStats, Transport};
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError, bounded, unbounded};
+use crate::{Backoff, MpiError, ServeStats, Transport};
+use crossbeam_channel::{Receiver, Sender, TryRecvError, bounded, unbounded};
 use flotilla_fl::{FlError, Offload, OffloadJob};
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-
-/// How long the transport thread waits for new jobs before looking for answers again
-/// while jobs are out: the latency it may add to a job's answer.
-const POLL: Duration = Duration::from_micros(50);
 
 /// The bytes a worker caches, at most, beyond the current job's parts: 256 MiB.
 pub const CACHE_BYTES: u64 = 256 << 20;
@@ -247,6 +243,7 @@ fn dispatch<T: Transport>(
     let mut mirrors: Vec<Mirror> = (0..workers).map(|_| Mirror::new(CACHE_BYTES)).collect();
     let mut next_id = 0u64;
     let mut stopping = false;
+    let mut backoff = Backoff::default();
     let result = loop {
         let busy = held.iter().any(Option::is_some);
         // Take in new jobs: wait for one when nothing is out, else just look.
@@ -295,21 +292,16 @@ fn dispatch<T: Transport>(
                 since: sent,
             });
         }
-        // Collect an answer, or wait a little for one (or for a new job).
+        // Collect an answer, or wait a little for one (new jobs are looked for above).
         match transport.try_receive()? {
             Some((from, bytes)) => {
+                backoff.reset();
                 if let Err(e) = answer(from, &bytes, &mut held, shared) {
                     break Err(e);
                 }
             }
-            None if held.iter().any(Option::is_some) && !stopping => {
-                match incoming.recv_timeout(POLL) {
-                    Ok(Some(r)) => queue.push_back((r, Instant::now())),
-                    Ok(None) | Err(RecvTimeoutError::Disconnected) => stopping = true,
-                    Err(RecvTimeoutError::Timeout) => {}
-                }
-            }
-            None => std::thread::sleep(POLL),
+            None if !incoming.is_empty() => backoff.reset(),
+            None => backoff.wait(),
         }
     };
     // Whatever happened, the workers end and no caller waits forever.

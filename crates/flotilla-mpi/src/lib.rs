@@ -62,6 +62,39 @@ pub(crate) trait Transport {
     fn try_receive(&mut self) -> Result<Option<(usize, Vec<u8>)>, MpiError>;
 }
 
+/// Waits between polls of a transport that cannot block on two sources at once: yields
+/// the core for the first polls after activity (an answer that comes quickly is seen within
+/// microseconds), then sleeps longer and longer, up to 200 µs (an idle rank costs no CPU
+/// that a computing one needs: ranks may share cores).
+#[derive(Debug, Default)]
+pub(crate) struct Backoff {
+    polls: u32,
+}
+
+impl Backoff {
+    /// Polls that only yield before the first sleep.
+    const YIELDS: u32 = 20;
+
+    /// Something happened: the next waits are short again.
+    pub(crate) fn reset(&mut self) {
+        self.polls = 0;
+    }
+
+    /// Waits before the next poll.
+    pub(crate) fn wait(&mut self) {
+        if self.polls < Self::YIELDS {
+            std::thread::yield_now();
+        } else {
+            let doublings = ((self.polls - Self::YIELDS) / 8).min(5);
+            std::thread::sleep(
+                std::time::Duration::from_micros(10 << doublings)
+                    .min(std::time::Duration::from_micros(200)),
+            );
+        }
+        self.polls = self.polls.saturating_add(1);
+    }
+}
+
 /// The environment variables by which MPI launchers (Open MPI, MPICH and Slurm's PMI)
 /// tell a process it is one of several ranks.
 const LAUNCHER_VARIABLES: [&str; 3] = ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK"];

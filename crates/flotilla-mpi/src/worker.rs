@@ -2,14 +2,10 @@
 
 use crate::cache::Store;
 use crate::frame::{self, Done, ToWorker};
-use crate::{MpiError, Transport};
+use crate::{Backoff, MpiError, Transport};
 use flotilla_fl::OffloadKind;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-/// How long an idle worker sleeps between looks for a job (it would otherwise spin on a
-/// core the simulation or another worker needs).
-const IDLE_POLL: Duration = Duration::from_micros(100);
+use std::time::Instant;
 
 /// A job as a worker receives it, its parts resolved from the frame and the cache.
 #[derive(Debug, Clone)]
@@ -42,11 +38,13 @@ pub(crate) fn serve<T: Transport>(
 ) -> Result<ServeStats, MpiError> {
     let mut store = Store::default();
     let mut stats = ServeStats::default();
+    let mut backoff = Backoff::default();
     loop {
         let Some((from, bytes)) = transport.try_receive()? else {
-            std::thread::sleep(IDLE_POLL);
+            backoff.wait();
             continue;
         };
+        backoff.reset();
         if from != 0 {
             return Err(MpiError::Protocol(format!(
                 "a frame from rank {from}; workers hear from rank 0 only"
