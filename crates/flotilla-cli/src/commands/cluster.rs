@@ -48,6 +48,22 @@ impl Part {
         }
     }
 
+    /// Under `mpirun`, says so when rank 0 may use fewer cores than its `threads` job
+    /// threads need: `mpirun` binds a rank to one core by default for up to two ranks.
+    pub(crate) fn note_binding(&self, threads: usize) {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if let Part::Simulation(d) = self
+            && d.workers() == 0
+            && cores < threads
+        {
+            eprintln!(
+                "MPI: rank 0 may use {cores} core{} for its {threads} job threads; \
+                 `mpirun --bind-to none` lets it use more",
+                if cores == 1 { "" } else { "s" }
+            );
+        }
+    }
+
     /// After the run: stops the workers and prints the dispatch figures.
     pub(crate) fn finish(&self) -> anyhow::Result<()> {
         if let Part::Simulation(d) = self {

@@ -240,6 +240,7 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<bool> {
         args.threads
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
     )?;
+    part.note_binding(threads);
     let out = args
         .out
         .clone()
@@ -314,6 +315,7 @@ pub(crate) fn resume(args: ResumeArgs) -> anyhow::Result<bool> {
         part => part,
     };
     let threads = check_threads(args.threads.unwrap_or(manifest.threads))?;
+    part.note_binding(threads);
     let output = OutputDir::claim(&manifest.out)?;
     if !args.quiet {
         eprintln!("resuming the experiment of {}", dir.display());
