@@ -203,6 +203,7 @@ fn main() -> anyhow::Result<()> {
             momentum: 0.0,
             weight_decay: 0.0,
             nesterov: false,
+            clip_norm: None,
         },
     };
     let models = [(ModelRole::Target, "mlp:32-128-10".parse()?)];

@@ -37,6 +37,7 @@ fn main() -> anyhow::Result<()> {
             momentum: 0.9,
             weight_decay: 5e-4,
             nesterov: false,
+            clip_norm: None,
         },
     };
     let models = [(ModelRole::Target, "mlp:32-128-10".parse()?)];

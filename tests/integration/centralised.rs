@@ -17,6 +17,7 @@ fn train(spec: &str, train: &Dataset, test: &Dataset, epochs: usize, lr: f32) ->
         momentum: 0.9,
         weight_decay: 5e-4,
         nesterov: false,
+        clip_norm: None,
     };
     let mut trainer = Trainer::new(net, sgd).unwrap();
     let loader = BatchLoader::new(train, None);

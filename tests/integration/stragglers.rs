@@ -50,6 +50,7 @@ fn fleet(
             momentum: 0.9,
             weight_decay: 0.0,
             nesterov: false,
+            clip_norm: None,
         },
     };
     let models = [(ModelRole::Target, spec.parse().unwrap())];

@@ -292,6 +292,9 @@ pub struct TrainingConfig {
     pub momentum: f32,
     /// Weight decay on kernels.
     pub weight_decay: f32,
+    /// Clip every local step's gradient to this global L2 norm (absent: no clipping); applies
+    /// to the clients' training and distillation and to the server's distillation.
+    pub clip_grad_norm: Option<f32>,
     /// Clients sampled per round for the auxiliary model (and by `fedavg` and
     /// `fedavg_all_large`).
     pub clients_per_round: usize,
@@ -312,6 +315,7 @@ impl Default for TrainingConfig {
             lr_milestones: vec![0.5, 0.75],
             momentum: 0.9,
             weight_decay: 2e-4,
+            clip_grad_norm: None,
             clients_per_round: 20,
             strong_per_round: None,
             weighted: false,
@@ -676,6 +680,11 @@ impl ExperimentConfig {
         }
         if !(t.weight_decay >= 0.0 && t.weight_decay.is_finite()) {
             return err("training.weight_decay", &t.weight_decay, "must be ≥ 0");
+        }
+        if let Some(c) = t.clip_grad_norm
+            && !(c > 0.0 && c.is_finite())
+        {
+            return err("training.clip_grad_norm", &c, "must be > 0");
         }
         if t.clients_per_round == 0 || t.clients_per_round > f.clients {
             return err(

@@ -538,6 +538,7 @@ impl Prepared {
                 momentum: t.momentum,
                 weight_decay: t.weight_decay,
                 nesterov: false,
+                clip_norm: t.clip_grad_norm,
             },
         };
         let mut task = LearningTask::new(

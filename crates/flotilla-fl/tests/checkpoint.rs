@@ -244,6 +244,7 @@ fn two_model_task(seed: u64, samples: usize) -> Arc<LearningTask> {
             momentum: 0.9,
             weight_decay: 0.0,
             nesterov: false,
+            clip_norm: None,
         },
     };
     let models = [

@@ -296,6 +296,7 @@ mod tests {
             momentum: 0.9,
             weight_decay: 0.0,
             nesterov: false,
+            clip_norm: None,
         };
         (Trainer::new(net, sgd).unwrap(), weights)
     }

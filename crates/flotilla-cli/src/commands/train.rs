@@ -102,6 +102,7 @@ pub(crate) fn run(args: TrainArgs) -> anyhow::Result<()> {
         momentum: args.momentum,
         weight_decay: args.weight_decay,
         nesterov: false,
+        clip_norm: None,
     };
     sgd.validate()?;
     let schedule = LrSchedule::Step {

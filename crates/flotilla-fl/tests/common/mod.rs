@@ -35,6 +35,7 @@ pub(crate) fn task(
             momentum: 0.0,
             weight_decay: 0.0,
             nesterov: false,
+            clip_norm: None,
         },
     };
     task_of(seed, &[(MODEL, spec)], data, local)

@@ -16,6 +16,10 @@ pub struct SgdConfig {
     pub weight_decay: f32,
     /// Nesterov momentum (PyTorch formulation).
     pub nesterov: bool,
+    /// Clips each step's loss gradient to this global L2 norm before weight decay and
+    /// momentum (as PyTorch's `clip_grad_norm_` before `SGD.step`): `g ← g·min(1, c/‖g‖)`.
+    /// `None` (the default): no clipping.
+    pub clip_norm: Option<f32>,
 }
 
 impl Default for SgdConfig {
@@ -24,6 +28,7 @@ impl Default for SgdConfig {
             momentum: 0.9,
             weight_decay: 2e-4,
             nesterov: false,
+            clip_norm: None,
         }
     }
 }
@@ -47,6 +52,11 @@ impl SgdConfig {
                 self.weight_decay,
                 "must be a finite number >= 0",
             );
+        }
+        if let Some(c) = self.clip_norm
+            && !(c.is_finite() && c > 0.0)
+        {
+            return bad("clip_norm", c, "must be a finite number > 0");
         }
         Ok(())
     }
@@ -127,7 +137,22 @@ impl Sgd {
             momentum: mu,
             weight_decay: wd,
             nesterov,
+            clip_norm,
         } = self.config;
+        // 1 unless the gradient's norm exceeds the clip (a non-finite norm is not clipped:
+        // the step fails visibly rather than being scaled to zero).
+        let scale = clip_norm.map_or(1.0, |c| {
+            let norm = grads
+                .iter()
+                .map(|&g| f64::from(g) * f64::from(g))
+                .sum::<f64>()
+                .sqrt();
+            if norm > f64::from(c) {
+                (f64::from(c) / norm) as f32
+            } else {
+                1.0
+            }
+        });
         let iter = params
             .iter_mut()
             .zip(grads)
@@ -135,12 +160,14 @@ impl Sgd {
             .zip(&self.decay_mask);
         if nesterov {
             for (((p, &g), v), &decay) in iter {
+                let g = g * scale;
                 let g = if decay { g + wd * *p } else { g };
                 *v = mu * *v + g;
                 *p -= lr * (g + mu * *v);
             }
         } else {
             for (((p, &g), v), &decay) in iter {
+                let g = g * scale;
                 let g = if decay { g + wd * *p } else { g };
                 *v = mu * *v + g;
                 *p -= lr * *v;
@@ -202,10 +229,63 @@ mod tests {
                 },
                 "weight_decay",
             ),
+            (
+                SgdConfig {
+                    clip_norm: Some(0.0),
+                    ..d
+                },
+                "clip_norm",
+            ),
+            (
+                SgdConfig {
+                    clip_norm: Some(f32::INFINITY),
+                    ..d
+                },
+                "clip_norm",
+            ),
         ] {
             let e = Sgd::new(c, vec![]).unwrap_err().to_string();
             assert!(e.contains(name), "{e}");
         }
+    }
+
+    #[test]
+    fn clipping_scales_a_long_gradient_to_the_norm_before_weight_decay() {
+        let c = SgdConfig {
+            momentum: 0.0,
+            weight_decay: 0.1,
+            nesterov: false,
+            clip_norm: Some(1.0),
+        };
+        let mut sgd = Sgd::new(c, vec![true, false]).unwrap();
+        let mut p = [1.0f32, 1.0];
+        // ‖[3, 4]‖ = 5 → [0.6, 0.8]; then g' = [0.6 + 0.1·1, 0.8]; p = 1 − 0.5·g'.
+        sgd.step(&mut p, &[3.0, 4.0], 0.5).unwrap();
+        assert!(close(&p, &[0.65, 0.6]), "{p:?}");
+        // A gradient within the norm is not touched.
+        let mut q = [1.0f32, 1.0];
+        sgd.step(&mut q, &[0.3, 0.4], 0.5).unwrap();
+        assert!(close(&q, &[0.8, 0.8]), "{q:?}");
+    }
+
+    #[test]
+    fn a_clip_the_gradient_never_reaches_gives_the_bits_of_no_clip() {
+        let grads: Vec<f32> = (0..50)
+            .map(|i| ((i * 37 % 11) as f32 - 5.0) * 1e-3)
+            .collect();
+        let run = |clip_norm| {
+            let c = SgdConfig {
+                clip_norm,
+                ..SgdConfig::default()
+            };
+            let mut sgd = Sgd::new(c, vec![true; 50]).unwrap();
+            let mut p: Vec<f32> = (0..50).map(|i| i as f32 * 0.01).collect();
+            for _ in 0..3 {
+                sgd.step(&mut p, &grads, 0.05).unwrap();
+            }
+            p
+        };
+        assert_eq!(run(None), run(Some(1e3)));
     }
 
     #[test]
@@ -214,6 +294,7 @@ mod tests {
             momentum: 0.9,
             weight_decay: 0.1,
             nesterov: false,
+            clip_norm: None,
         };
         let mut sgd = Sgd::new(c, vec![true, false]).unwrap();
         let mut p = [1.0f32, 1.0];
@@ -233,6 +314,7 @@ mod tests {
             momentum: 0.5,
             weight_decay: 0.0,
             nesterov: true,
+            clip_norm: None,
         };
         let mut sgd = Sgd::new(c, vec![false]).unwrap();
         let mut p = [0.0f32];
@@ -249,6 +331,7 @@ mod tests {
             momentum: 0.9,
             weight_decay: 0.0,
             nesterov: false,
+            clip_norm: None,
         };
         let mut sgd = Sgd::new(c, vec![false]).unwrap();
         let mut p = [0.0f32];
@@ -267,6 +350,7 @@ mod tests {
             momentum: 0.0,
             weight_decay: 0.1,
             nesterov: false,
+            clip_norm: None,
         };
         let mut sgd = Sgd::new(c, vec![true, false, true]).unwrap();
         let mut p = [2.0f32, 2.0, -4.0];
