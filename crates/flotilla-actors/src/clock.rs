@@ -1,6 +1,7 @@
 //! The clock actor: owns the world and the job pool, and drives the run instant by instant.
 
 use crate::error::ActorsError;
+use crate::gather::Gather;
 use crate::network_actor::{NetworkActor, Route, Verdicts};
 use crate::node_actor::{HandleBatch, NodeActor};
 use crate::pool::PoolRunner;
@@ -8,7 +9,7 @@ use actix::fut::{self, ActorFutureExt, WrapFuture};
 use actix::{Actor, ActorContext, Addr, AsyncContext, Context, Handler, Message, ResponseFuture};
 use flotilla_sim::{Envelope, Handled, NodeId, RunReport, SimTime, StopAt, World};
 use futures::channel::oneshot;
-use futures::future::{Either, join_all};
+use futures::future::Either;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::marker::PhantomData;
@@ -28,8 +29,8 @@ struct Running {
 /// Drives the instants. Each instant is one [`Step`] the clock sends itself:
 ///
 /// 1. `World::begin_instant` pops the instant (blocking on the pool for job outputs);
-/// 2. every involved node actor gets its batch at once, and the clock awaits all replies
-///    (`join_all` keeps node-id order whatever order they arrive in);
+/// 2. every involved node actor gets its batch at once, with a slot for its reply, and the
+///    clock waits for the last slot (read in node-id order whatever order they fill in);
 /// 3. the replies are committed in node-id order;
 /// 4. the network actor routes the instant's sends and the world queues the verdicts.
 ///
@@ -86,17 +87,11 @@ impl<M: Serialize + DeserializeOwned + Send + 'static> ClockActor<M> {
         &mut self,
         now: SimTime,
         nodes: Vec<NodeId>,
-        replies: Vec<Result<Option<Handled<M>>, actix::MailboxError>>,
+        replies: Vec<Option<Handled<M>>>,
     ) -> Result<Vec<Envelope>, ActorsError> {
         let state = self.state.as_mut().ok_or(ActorsError::Released("clock"))?;
         for (node, reply) in nodes.into_iter().zip(replies) {
-            let handled = reply
-                .map_err(|source| ActorsError::Node {
-                    node,
-                    time: now,
-                    source,
-                })?
-                .ok_or(ActorsError::NodeReleased { node })?;
+            let handled = reply.ok_or(ActorsError::Node { node, time: now })?;
             state.world.commit(node, handled, &mut state.runner);
         }
         Ok(state.world.pending_sends())
@@ -165,13 +160,17 @@ impl<M: Serialize + DeserializeOwned + Send + 'static> Handler<Step> for ClockAc
         };
         // Step 2: every batch at once; the node actors handle them in parallel.
         let nodes: Vec<NodeId> = batches.iter().map(|b| b.node).collect();
-        let replies = join_all(batches.into_iter().map(|b| {
-            self.nodes[b.node.index()].send(HandleBatch {
+        let (replies, slots) = Gather::new(batches.len());
+        for (b, reply) in batches.into_iter().zip(slots) {
+            // An actor that is gone drops the message and with it the slot: no reply.
+            self.nodes[b.node.index()].do_send(HandleBatch {
                 now,
                 inbound: b.inbound,
-            })
-        }));
+                reply,
+            });
+        }
         let instant = replies
+            .replies()
             .into_actor(self)
             .then(move |replies, act, _| {
                 // Step 3, then step 4 (skipped when nothing was sent).

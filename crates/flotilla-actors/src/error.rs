@@ -10,21 +10,14 @@ use flotilla_sim::{NodeId, SimTime};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ActorsError {
-    /// A node actor did not answer (its arbiter stopped or the actor died).
+    /// A node actor did not answer: its arbiter stopped, the actor died, or it had given
+    /// its node back already.
     #[error("node actor {node} did not answer at {time}")]
     Node {
         /// The node.
         node: NodeId,
-        /// The instant it was asked to handle.
+        /// The instant it was asked to handle (after the run: the run's end).
         time: SimTime,
-        /// The actix error.
-        source: MailboxError,
-    },
-    /// A node actor was asked for work after giving its node back.
-    #[error("node actor {node} no longer holds its node")]
-    NodeReleased {
-        /// The node.
-        node: NodeId,
     },
     /// The network actor did not answer.
     #[error("network actor did not answer at {time}")]

@@ -53,9 +53,11 @@
 //! 2. **Handle, in parallel** — the clock sends every involved node actor its batch at
 //!    once (`HandleBatch`). Node actors live on `workers` arbiters (node *i* on arbiter
 //!    *i* mod `workers`), so the handlers of one instant — decoding what they receive,
-//!    running the state machine, encoding what they send — run in parallel. The clock
-//!    awaits all replies with `join_all`, which yields them in the order the requests were
-//!    made, i.e. node-id order, whatever order the threads finish in.
+//!    running the state machine, encoding what they send — run in parallel. Each batch
+//!    carries a slot for its reply; the clock is woken once, when the last slot is filled,
+//!    and reads the replies by slot, i.e. in node-id order, whatever order the threads
+//!    finish in (`join_all` over one future per node cost more than linear time: an
+//!    instant of 50,000 nodes took seconds).
 //! 3. **Commit, in node-id order** — the clock applies each reply with `World::commit`:
 //!    timers and job completions are queued, records traced, sends collected. Jobs go to
 //!    the pool as they are committed and start computing right away on any free thread;
@@ -97,6 +99,7 @@
 
 mod clock;
 mod error;
+mod gather;
 mod network_actor;
 mod node_actor;
 mod pool;

@@ -2,13 +2,13 @@
 
 use crate::clock::{ClockActor, Release, Run};
 use crate::error::ActorsError;
+use crate::gather::Gather;
 use crate::network_actor::{NetworkActor, TakeRouter};
 use crate::node_actor::{NodeActor, TakeHost};
 use crate::pool::PoolRunner;
 use actix::{Actor, Addr};
 use actix_rt::{Arbiter, System};
 use flotilla_sim::{NodeHost, NodeId, Router, Simulation, StopAt, World};
-use futures::future::join_all;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -150,18 +150,16 @@ where
             source,
         })?
         .ok_or(ActorsError::Released("network"))?;
-    let replies = join_all(nodes.iter().map(|n| n.send(TakeHost::new()))).await;
-    let mut hosts = Vec::with_capacity(replies.len());
-    for (i, reply) in replies.into_iter().enumerate() {
-        let node = NodeId(i as u32);
-        let host = reply
-            .map_err(|source| ActorsError::Node {
-                node,
-                time: world.now(),
-                source,
-            })?
-            .ok_or(ActorsError::NodeReleased { node })?;
-        hosts.push(host);
+    let (replies, slots) = Gather::new(nodes.len());
+    for (node, reply) in nodes.iter().zip(slots) {
+        node.do_send(TakeHost { reply });
+    }
+    let mut hosts = Vec::with_capacity(nodes.len());
+    for (i, reply) in replies.replies().await.into_iter().enumerate() {
+        hosts.push(reply.ok_or(ActorsError::Node {
+            node: NodeId(i as u32),
+            time: world.now(),
+        })?);
     }
     Ok((Simulation::from_parts(world, router, hosts), pool))
 }

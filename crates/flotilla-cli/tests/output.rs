@@ -152,6 +152,10 @@ fn a_fleet_where_every_client_drops_out_reports_no_result() {
     let stdout = String::from_utf8_lossy(&result.stdout);
     assert_eq!(result.status.code(), Some(3), "{stdout}");
     assert!(stdout.contains("no update"), "{stdout}");
+    assert!(
+        stdout.contains("runs: 0 of 4 are results in every model; 0 diverged, 4 never updated"),
+        "{stdout}"
+    );
     let runs = summary(&dir.join("res"))["runs"]
         .as_array()
         .unwrap()
@@ -181,6 +185,10 @@ fn a_diverged_model_is_reported_as_diverged_not_as_a_result() {
     let stdout = String::from_utf8_lossy(&result.stdout);
     assert_eq!(result.status.code(), Some(3), "{stdout}");
     assert!(stdout.contains("diverged at round 0"), "{stdout}");
+    assert!(
+        stdout.contains("runs: 0 of 1 are results in every model; 1 diverged, 0 never updated"),
+        "{stdout}"
+    );
     let s = summary(&dir.join("res"));
     assert_eq!(s["runs"][0]["verdicts"]["target"]["status"], "diverged");
     assert_eq!(s["runs"][0]["verdicts"]["target"]["round"], 0);

@@ -5,7 +5,7 @@
 use crate::{ExperimentConfig, GroupParticipation, Method, RunOutcome, Verdict};
 use flotilla_fl::ModelRole;
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 /// The header of `metrics.csv`.
@@ -564,10 +564,36 @@ impl Summary {
             }
             out.push('\n');
         }
+        let _ = writeln!(out, "{}", self.health_line());
         for line in self.warnings() {
             let _ = writeln!(out, "warning: {line}");
         }
         out
+    }
+
+    /// How many runs are results in every model they train, and how many are not because a
+    /// model diverged or was never updated (a run may be both): the count a stress check over
+    /// many seeds reads.
+    pub fn health_line(&self) -> String {
+        let (mut diverged, mut no_update) = (BTreeSet::new(), BTreeSet::new());
+        for m in &self.methods {
+            for x in &m.excluded {
+                let run = (m.method.name(), x.seed);
+                match x.verdict {
+                    Verdict::Diverged { .. } => diverged.insert(run),
+                    Verdict::NoUpdate => no_update.insert(run),
+                    Verdict::Ok => false,
+                };
+            }
+        }
+        let failed = diverged.union(&no_update).count();
+        format!(
+            "runs: {} of {} are results in every model; {} diverged, {} never updated",
+            self.runs.len() - failed,
+            self.runs.len(),
+            diverged.len(),
+            no_update.len()
+        )
     }
 
     /// What the table's numbers leave out: runs whose model diverged or was never updated
