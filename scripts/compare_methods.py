@@ -1,0 +1,70 @@
+#!/usr/bin/env python3
+"""Compares one method against the others, seed by seed, from `flotilla run` outputs.
+
+For each output folder (read: its summary.json), prints each method's final accuracy of the
+model it reports (the target `wl`; `weak_only`: the auxiliary `ws`) per seed with mean and
+standard deviation, then the reference method's per-seed difference to every other method:
+mean ± std and on how many seeds it is ahead. Runs whose reported model is not a result
+(diverged, never updated) are named and left out of every number, never counted as a seed.
+
+Usage: compare_methods.py OUT [OUT ...] [--against METHOD]   (default METHOD: ondevice_kd)
+"""
+
+import json
+import statistics
+import sys
+
+
+def final_accuracies(out):
+    """{method: {seed: accuracy %}} over result runs, and the runs that are not results."""
+    summary = json.load(open(f"{out}/summary.json"))
+    reported = {m["method"]: m["reported_model"] for m in summary["methods"]}
+    results, excluded = {}, []
+    for run in summary["runs"]:
+        method, seed = run["method"], run["seed"]
+        model = reported[method]
+        verdict = run["verdicts"][model]["status"]
+        if verdict != "ok":
+            excluded.append(f"{method} seed {seed}: {verdict}")
+            continue
+        results.setdefault(method, {})[seed] = 100 * run["models"][model]["final_accuracy"]
+    return results, excluded
+
+
+def mean_std(values):
+    if len(values) < 2:
+        return f"{values[0]:.2f}" if values else "—"
+    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
+
+
+def main(argv):
+    reference = "ondevice_kd"
+    if "--against" in argv:
+        i = argv.index("--against")
+        reference = argv[i + 1]
+        del argv[i : i + 2]
+    if not argv:
+        sys.exit(__doc__)
+    for out in argv:
+        results, excluded = final_accuracies(out)
+        print(f"== {out}")
+        for method, by_seed in results.items():
+            seeds = " ".join(f"{by_seed[s]:.2f}" for s in sorted(by_seed))
+            print(f"  {method:<24} {mean_std(list(by_seed.values())):>14}   seeds: {seeds}")
+        for line in excluded:
+            print(f"  not a result: {line}")
+        ours = results.get(reference, {})
+        for method, by_seed in results.items():
+            if method == reference:
+                continue
+            seeds = sorted(set(ours) & set(by_seed))
+            diffs = [ours[s] - by_seed[s] for s in seeds]
+            ahead = sum(d > 0 for d in diffs)
+            print(
+                f"  {reference} − {method}: {mean_std(diffs)} points, ahead on "
+                f"{ahead} of {len(seeds)} seeds"
+            )
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
