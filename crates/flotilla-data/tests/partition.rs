@@ -117,7 +117,8 @@ proptest! {
         let holders: Vec<usize> = (0..holder_count.min(clients)).collect();
         let labels = random_labels(n, 5, seed);
         let split = dirichlet_labeled_unlabeled(
-            &labels, 5, clients, &holders, shards_per_holder, alpha, 1, &mut rng(seed),
+            &labels, 5, clients, &holders, shards_per_holder, shards_per_holder, alpha, 1,
+            &mut rng(seed),
         ).unwrap();
         prop_assert_eq!(split.labeled.len(), clients);
         prop_assert_eq!(split.unlabeled.len(), clients);
@@ -125,6 +126,34 @@ proptest! {
         prop_assert!(split.labeled.iter().all(|c| !c.is_empty()));
         if shards_per_holder > 0 {
             prop_assert!(holders.iter().all(|&h| !split.unlabeled[h].is_empty()));
+        }
+    }
+
+    #[test]
+    fn keeping_fewer_unlabeled_shards_keeps_the_labeled_data(
+        n in 200usize..800,
+        clients in 2usize..12,
+        shards_per_holder in 1usize..5,
+        kept in 0usize..5,
+        alpha in 0.1f64..10.0,
+        seed: u64,
+    ) {
+        prop_assume!(kept <= shards_per_holder);
+        let holders: Vec<usize> = (0..clients / 2).collect();
+        let labels = random_labels(n, 5, seed);
+        let split = |kept| dirichlet_labeled_unlabeled(
+            &labels, 5, clients, &holders, shards_per_holder, kept, alpha, 1, &mut rng(seed),
+        ).unwrap();
+        let (all, some) = (split(shards_per_holder), split(kept));
+        prop_assert_eq!(&some.labeled, &all.labeled);
+        let shard_sizes = |p: &LabeledUnlabeled| p.unlabeled.iter().map(Vec::len).sum::<usize>();
+        prop_assert!(shard_sizes(&some) <= shard_sizes(&all));
+        for (few, many) in some.unlabeled.iter().zip(&all.unlabeled) {
+            prop_assert!(few.iter().all(|i| many.binary_search(i).is_ok()));
+            prop_assert_eq!(few.is_empty(), kept == 0 || many.is_empty());
+        }
+        if kept == 0 {
+            prop_assert!(some.unlabeled.iter().all(Vec::is_empty));
         }
     }
 
@@ -185,8 +214,8 @@ fn dirichlet_skew_grows_as_alpha_shrinks() {
 fn reference_split_gives_holders_about_half_the_data() {
     let labels = balanced_labels(50_000, 10);
     let holders: Vec<usize> = (0..20).collect();
-    let split =
-        dirichlet_labeled_unlabeled(&labels, 10, 100, &holders, 5, 0.1, 10, &mut rng(0)).unwrap();
+    let split = dirichlet_labeled_unlabeled(&labels, 10, 100, &holders, 5, 5, 0.1, 10, &mut rng(0))
+        .unwrap();
     assert_split_covers(&split, 50_000, &holders);
     let unlabeled: usize = split.unlabeled.iter().map(Vec::len).sum();
     assert!((20_000..=30_000).contains(&unlabeled), "{unlabeled}");
@@ -249,10 +278,14 @@ fn bad_parameters_are_typed_errors() {
         "shards_per_client"
     );
     let split = |holders: &[usize], r: &mut ChaCha8Rng| {
-        dirichlet_labeled_unlabeled(&labels, 10, 5, holders, 1, 1.0, 0, r).unwrap_err()
+        dirichlet_labeled_unlabeled(&labels, 10, 5, holders, 1, 1, 1.0, 0, r).unwrap_err()
     };
     assert_eq!(param_name(split(&[5], r)), "holders");
     assert_eq!(param_name(split(&[1, 1], r)), "holders");
+    assert_eq!(
+        param_name(dirichlet_labeled_unlabeled(&labels, 10, 5, &[0], 1, 2, 1.0, 0, r).unwrap_err()),
+        "kept_per_holder"
+    );
     let base = iid(100, 4, r).unwrap();
     assert_eq!(
         param_name(fraction_split(&base, 1.5, &[0], r).unwrap_err()),

@@ -238,6 +238,11 @@ pub struct DataConfig {
     /// Unlabeled Dirichlet shards per strong client (`dirichlet` split; reference 5).
     #[serde(default = "default_unlabeled_shards")]
     pub unlabeled_shards_per_strong: usize,
+    /// Of each strong client's `unlabeled_shards_per_strong` shards, how many it holds
+    /// (`dirichlet` split; absent: all); the rest go unused. The labeled shards stay the same
+    /// whatever this is, so a sweep over it varies only the unlabeled data.
+    #[serde(default)]
+    pub unlabeled_shards_used: Option<usize>,
     /// Fraction of a strong client's samples that are unlabeled (`natural`, `iid`).
     #[serde(default = "default_unlabeled_fraction")]
     pub unlabeled_fraction: f64,
@@ -530,6 +535,26 @@ impl ExperimentConfig {
                 &d.unlabeled_shards_per_strong,
                 &format!("must be at most {}", limits::UNLABELED_SHARDS_PER_STRONG),
             );
+        }
+        match d.unlabeled_shards_used {
+            Some(used) if d.split != SplitKind::Dirichlet => {
+                return err(
+                    "data.unlabeled_shards_used",
+                    &used,
+                    "applies to the dirichlet split only",
+                );
+            }
+            Some(used) if used > d.unlabeled_shards_per_strong => {
+                return err(
+                    "data.unlabeled_shards_used",
+                    &used,
+                    &format!(
+                        "must be at most data.unlabeled_shards_per_strong ({})",
+                        d.unlabeled_shards_per_strong
+                    ),
+                );
+            }
+            _ => {}
         }
         if d.dataset == Named::Synthetic && d.path.is_some() {
             return err(
@@ -866,6 +891,24 @@ mod tests {
             ("seed", (u64::MAX - 1).to_string())
         );
         assert!(e.reason.contains("3 seeds"), "{e}");
+    }
+
+    #[test]
+    fn unlabeled_shards_used_is_checked_against_the_split() {
+        load(&["data.unlabeled_shards_used=0"]).unwrap();
+        load(&["data.unlabeled_shards_used=5"]).unwrap();
+        let e = rejects(
+            &["data.unlabeled_shards_used=6"],
+            "data.unlabeled_shards_used",
+            "6",
+        );
+        assert!(e.reason.contains("unlabeled_shards_per_strong (5)"), "{e}");
+        let e = rejects(
+            &["data.split=\"iid\"", "data.unlabeled_shards_used=1"],
+            "data.unlabeled_shards_used",
+            "1",
+        );
+        assert!(e.reason.contains("dirichlet"), "{e}");
     }
 
     #[test]

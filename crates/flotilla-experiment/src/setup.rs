@@ -362,6 +362,8 @@ impl Prepared {
                 f.clients,
                 &holders,
                 d.unlabeled_shards_per_strong,
+                d.unlabeled_shards_used
+                    .unwrap_or(d.unlabeled_shards_per_strong),
                 d.alpha,
                 d.min_shard_samples,
                 &mut rng,

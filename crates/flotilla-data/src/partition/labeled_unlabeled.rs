@@ -10,7 +10,8 @@ use crate::error::{DataError, Result};
 /// Per-client labeled and unlabeled sample indices.
 ///
 /// Both partitions have one entry per client; `unlabeled[c]` is empty for clients that hold no
-/// unlabeled data. Together they cover the split samples exactly once.
+/// unlabeled data. Together they hold no sample twice, and cover the split samples exactly
+/// once unless a split leaves some unused (see [`dirichlet_labeled_unlabeled`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LabeledUnlabeled {
     /// Labeled samples of each client.
@@ -22,10 +23,13 @@ pub struct LabeledUnlabeled {
 /// The reference split: `clients + holders.len() · shards_per_holder` Dirichlet(`alpha`) shards
 /// over all samples (see [`dirichlet`], with `min_per_shard` as its minimum); shard `i <
 /// clients` is client `i`'s labeled data, and the following shards, `shards_per_holder` each in
-/// the order of `holders`, become the holders' unlabeled data.
+/// the order of `holders`, are the holders' unlabeled data, of which each holder keeps the
+/// first `kept_per_holder` (`≤ shards_per_holder`; the rest go unused). Keeping fewer shards
+/// of the same draw varies the unlabeled data while every labeled shard stays the same.
 ///
-/// The reference uses 100 clients and holders `0..20` with 5 shards each: 200 shards with
-/// `alpha = 0.1`, so the strong clients hold about half the training set, unlabeled.
+/// The reference uses 100 clients and holders `0..20` with 5 shards each, all kept: 200
+/// shards with `alpha = 0.1`, so the strong clients hold about half the training set,
+/// unlabeled.
 #[expect(
     clippy::too_many_arguments,
     reason = "mirrors the reference's split parameters"
@@ -36,12 +40,20 @@ pub fn dirichlet_labeled_unlabeled(
     clients: usize,
     holders: &[usize],
     shards_per_holder: usize,
+    kept_per_holder: usize,
     alpha: f64,
     min_per_shard: usize,
     rng: &mut impl Rng,
 ) -> Result<LabeledUnlabeled> {
     check_clients(clients)?;
     check_holders(holders, clients)?;
+    if kept_per_holder > shards_per_holder {
+        return Err(DataError::param(
+            "kept_per_holder",
+            kept_per_holder,
+            format!("must be at most shards_per_holder ({shards_per_holder})"),
+        ));
+    }
     let shard_count = holders
         .len()
         .checked_mul(shards_per_holder)
@@ -54,7 +66,7 @@ pub fn dirichlet_labeled_unlabeled(
     let mut unlabeled = vec![Vec::new(); clients];
     if shards_per_holder > 0 {
         for (&holder, group) in holders.iter().zip(holder_shards.chunks(shards_per_holder)) {
-            let mut indices = group.concat();
+            let mut indices = group[..kept_per_holder].concat();
             indices.sort_unstable();
             unlabeled[holder] = indices;
         }
