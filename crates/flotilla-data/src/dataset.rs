@@ -1,11 +1,15 @@
 //! The in-memory dataset every loader and generator produces.
 
+use std::borrow::Cow;
 use std::fmt;
+use std::sync::Arc;
 
-use ndarray::{Array2, ArrayViewMut2, Axis};
+use ndarray::{Array2, ArrayView1, ArrayViewMut1, Axis};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{DataError, Result};
+use crate::synthetic::SyntheticRows;
+use crate::transform::Standardizer;
 
 /// Geometry of one sample: `height × width × channels`, stored channels-last (HWC).
 ///
@@ -57,19 +61,33 @@ impl fmt::Display for ImageShape {
     }
 }
 
-/// A labelled dataset held in one contiguous array.
+/// A labelled dataset: one row of features per sample.
 ///
-/// `features` has one row per sample; a row is the sample's pixels in HWC row-major order
-/// (channels last). Loaders scale 8-bit pixels to `[0, 1]` (`x / 255`). Clients of a federated
-/// simulation hold index lists into one shared dataset (typically behind an `Arc`) and copy only
-/// the rows of a batch with [`Dataset::gather`].
+/// A row is the sample's pixels in HWC row-major order (channels last). Loaders scale 8-bit
+/// pixels to `[0, 1]` (`x / 255`). Clients of a federated simulation hold index lists into one
+/// shared dataset (typically behind an `Arc`) and copy only the rows of a batch with
+/// [`Dataset::gather`]. The rows are held in one contiguous array, except those of a large
+/// synthetic task, which are regenerated, to the same bits, on each access (see
+/// [`crate::synthetic`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Dataset {
-    features: Array2<f32>,
+    rows: Rows,
     labels: Vec<u32>,
     shape: ImageShape,
     classes: usize,
     name: String,
+}
+
+/// Where a dataset's rows come from.
+#[derive(Debug, Clone, PartialEq)]
+enum Rows {
+    /// Held in memory, one row per sample.
+    Stored(Array2<f32>),
+    /// Regenerated on access, then standardised by each of `standardizers` in order.
+    Generated {
+        generator: Arc<SyntheticRows>,
+        standardizers: Vec<Standardizer>,
+    },
 }
 
 impl Dataset {
@@ -116,7 +134,7 @@ impl Dataset {
             )));
         }
         Ok(Self {
-            features,
+            rows: Rows::Stored(features),
             labels,
             shape,
             classes,
@@ -124,19 +142,87 @@ impl Dataset {
         })
     }
 
+    /// A dataset whose rows `generator` regenerates on access (a synthetic task too large
+    /// to hold); `labels` must have one entry per generated row, each `< classes`.
+    pub(crate) fn generated(
+        name: impl Into<String>,
+        generator: SyntheticRows,
+        labels: Vec<u32>,
+        classes: usize,
+    ) -> Self {
+        debug_assert_eq!(generator.len(), labels.len());
+        debug_assert!(labels.iter().all(|&l| (l as usize) < classes));
+        Self {
+            shape: ImageShape::flat(generator.dim()),
+            rows: Rows::Generated {
+                generator: Arc::new(generator),
+                standardizers: Vec::new(),
+            },
+            labels,
+            classes,
+            name: name.into(),
+        }
+    }
+
     /// The dataset's name (e.g. `mnist-train`).
     pub fn name(&self) -> &str {
         &self.name
     }
 
-    /// All samples, `[len, shape.size()]`, HWC rows.
-    pub fn features(&self) -> &Array2<f32> {
-        &self.features
+    /// All samples, `[len, shape.size()]`, HWC rows: borrowed when they are held in memory,
+    /// generated in full otherwise (for a large synthetic task, prefer [`Dataset::gather`]
+    /// or [`Dataset::for_each_row`]).
+    pub fn features(&self) -> Cow<'_, Array2<f32>> {
+        match &self.rows {
+            Rows::Stored(features) => Cow::Borrowed(features),
+            Rows::Generated { .. } => {
+                let all: Vec<usize> = (0..self.len()).collect();
+                Cow::Owned(self.gather(&all).0)
+            }
+        }
     }
 
-    /// Mutable view of all samples, for in-place preprocessing; the shape cannot change.
-    pub fn features_mut(&mut self) -> ArrayViewMut2<'_, f32> {
-        self.features.view_mut()
+    /// Calls `f` on every row in index order, holding at most one row at a time beyond
+    /// the stored ones.
+    pub fn for_each_row(&self, mut f: impl FnMut(ArrayView1<'_, f32>)) {
+        match &self.rows {
+            Rows::Stored(features) => features.rows().into_iter().for_each(f),
+            Rows::Generated { .. } => {
+                let mut row = Array2::zeros((1, self.shape.size()));
+                for i in 0..self.len() {
+                    self.fill_generated(i, row.row_mut(0));
+                    f(row.row(0));
+                }
+            }
+        }
+    }
+
+    /// Standardises every row with `standardizer`: in place when the rows are held, on
+    /// each access otherwise.
+    pub(crate) fn standardize(&mut self, standardizer: &Standardizer) -> Result<()> {
+        match &mut self.rows {
+            Rows::Stored(features) => standardizer.apply(features.view_mut()),
+            Rows::Generated { standardizers, .. } => {
+                standardizer.check_width(self.shape.size())?;
+                standardizers.push(standardizer.clone());
+                Ok(())
+            }
+        }
+    }
+
+    /// Writes generated row `i`, standardised, into `row` (`Rows::Generated` only).
+    fn fill_generated(&self, i: usize, mut row: ArrayViewMut1<'_, f32>) {
+        let Rows::Generated {
+            generator,
+            standardizers,
+        } = &self.rows
+        else {
+            unreachable!("only generated rows are filled")
+        };
+        generator.fill(i, row.view_mut());
+        for s in standardizers {
+            s.apply_row(row.view_mut());
+        }
     }
 
     /// One label per sample, each `< classes()`.
@@ -169,7 +255,17 @@ impl Dataset {
     /// # Panics
     /// If an index is `>= len()`: indices come from partitions of this dataset, so that is a bug.
     pub fn gather(&self, indices: &[usize]) -> (Array2<f32>, Vec<u32>) {
-        let features = self.features.select(Axis(0), indices);
+        let features = match &self.rows {
+            Rows::Stored(features) => features.select(Axis(0), indices),
+            Rows::Generated { .. } => {
+                let mut batch = Array2::zeros((indices.len(), self.shape.size()));
+                for (&i, row) in indices.iter().zip(batch.rows_mut()) {
+                    assert!(i < self.len(), "sample {i} of {}", self.len());
+                    self.fill_generated(i, row);
+                }
+                batch
+            }
+        };
         let labels = indices.iter().map(|&i| self.labels[i]).collect();
         (features, labels)
     }

@@ -15,13 +15,20 @@
 //! Defaults: 10 classes, 8 clusters per class, 32 dimensions, `cluster_std = 1`, 20,000 train
 //! and 5,000 test samples, seed 0. Samples are flat (`1 × 1 × dim`).
 //!
+//! A split whose features would take more than [`MAX_STORED_SYNTHETIC_BYTES`] is not held in
+//! memory: generating it records where each sample's draws start in the stream (16 bytes a
+//! sample), and every access regenerates the sample's row from there, to the same bits as if
+//! it were held (a million 784-dimensional samples take 16 MB instead of 3.1 GB).
+//!
 //! With 80 interleaved clusters whose noise is as large as their spread, classes are far from
 //! linearly separable and accuracy grows with capacity. Measured on the default task for seeds
 //! 0, 1 and 2 (Adam, lr 1e-3, batch 128, 20 epochs, standardised inputs; test accuracy):
 //! softmax regression ≈ 48 %, MLP 32-16-10 ≈ 63 %, 32-64-10 ≈ 89 %, 32-256-256-10 ≈ 96 % (it
 //! fits the training set exactly). Generating the default task takes about 10 ms.
 
-use ndarray::Array2;
+use std::sync::Arc;
+
+use ndarray::{Array1, Array2, ArrayViewMut1};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
@@ -34,6 +41,10 @@ use crate::error::{DataError, Result};
 /// of both splits and the cluster centres (4 bytes per feature and label, 8 per centre
 /// coordinate), counted with checked arithmetic before anything is allocated.
 pub const MAX_SYNTHETIC_BYTES: u64 = 16 << 30;
+
+/// The largest split whose features are held in memory \[bytes\]; larger splits are
+/// regenerated on access (see the module docs).
+pub const MAX_STORED_SYNTHETIC_BYTES: u64 = 512 << 20;
 
 /// Parameters of the synthetic task (see the module docs for the recipe).
 ///
@@ -76,14 +87,29 @@ impl SyntheticConfig {
     ///
     /// Errors as [`SyntheticConfig::validate`] does.
     pub fn generate(&self) -> Result<(Dataset, Dataset)> {
+        self.generate_storing_up_to(MAX_STORED_SYNTHETIC_BYTES)
+    }
+
+    /// [`SyntheticConfig::generate`], holding a split in memory only if its features take
+    /// at most `stored_bytes`.
+    fn generate_storing_up_to(&self, stored_bytes: u64) -> Result<(Dataset, Dataset)> {
         self.validate()?;
-        let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
+        let stream = ChaCha8Rng::seed_from_u64(self.seed);
+        let mut rng = stream.clone();
         let clusters = self.classes * self.clusters_per_class;
         let centres = Array2::from_shape_simple_fn((clusters, self.dim), || {
             rng.sample::<f64, _>(StandardNormal)
         });
-        let train = self.sample(&centres, self.train_samples, "synthetic-train", &mut rng)?;
-        let test = self.sample(&centres, self.test_samples, "synthetic-test", &mut rng)?;
+        let recipe = Arc::new(Recipe {
+            stream,
+            centres,
+            classes: self.classes,
+            clusters_per_class: self.clusters_per_class,
+            cluster_std: self.cluster_std,
+        });
+        let mut split = |n, name| recipe.sample(n, name, stored_bytes, &mut rng);
+        let train = split(self.train_samples, "synthetic-train")?;
+        let test = split(self.test_samples, "synthetic-test")?;
         Ok((train, test))
     }
 
@@ -171,41 +197,96 @@ impl SyntheticConfig {
             ),
         ))
     }
+}
 
-    /// Draws `n` samples around `centres`.
+/// How samples are drawn: the generator's stream from its start, and the cluster centres.
+#[derive(Debug, Clone, PartialEq)]
+struct Recipe {
+    stream: ChaCha8Rng,
+    centres: Array2<f64>,
+    classes: usize,
+    clusters_per_class: usize,
+    cluster_std: f64,
+}
+
+impl Recipe {
+    /// Draws `n` samples from `rng`, sample `i` of class `i mod classes`: held in memory if
+    /// their features take at most `stored_bytes`, else regenerated on access.
     fn sample(
-        &self,
-        centres: &Array2<f64>,
+        self: &Arc<Self>,
         n: usize,
         name: &str,
+        stored_bytes: u64,
         rng: &mut ChaCha8Rng,
     ) -> Result<Dataset> {
-        let scale = (1.0 + self.cluster_std * self.cluster_std).sqrt();
-        let mut features = Array2::<f32>::zeros((n, self.dim));
-        let mut labels = Vec::with_capacity(n);
-        for (i, mut row) in features.rows_mut().into_iter().enumerate() {
-            let class = i % self.classes;
-            let cluster =
-                class * self.clusters_per_class + rng.random_range(0..self.clusters_per_class);
-            for (x, &mu) in row.iter_mut().zip(centres.row(cluster)) {
-                let noise: f64 = rng.sample(StandardNormal);
-                *x = ((mu + self.cluster_std * noise) / scale) as f32;
+        let dim = self.centres.ncols();
+        let labels: Vec<u32> = (0..n).map(|i| (i % self.classes) as u32).collect();
+        if (n as u128) * (dim as u128) * 4 <= u128::from(stored_bytes) {
+            let mut features = Array2::<f32>::zeros((n, dim));
+            for (i, row) in features.rows_mut().into_iter().enumerate() {
+                self.draw(i % self.classes, rng, row);
             }
-            labels.push(class as u32);
+            return Dataset::new(name, features, labels, ImageShape::flat(dim), self.classes);
         }
-        Dataset::new(
-            name,
-            features,
-            labels,
-            ImageShape::flat(self.dim),
-            self.classes,
-        )
+        let mut starts = Vec::with_capacity(n);
+        let mut row = Array1::<f32>::zeros(dim);
+        for i in 0..n {
+            starts.push(rng.get_word_pos());
+            self.draw(i % self.classes, rng, row.view_mut());
+        }
+        let rows = SyntheticRows {
+            recipe: Arc::clone(self),
+            starts,
+        };
+        Ok(Dataset::generated(name, rows, labels, self.classes))
+    }
+
+    /// Draws one sample of `class` from `rng` into `row`: a cluster of the class, uniformly,
+    /// then `(μ + cluster_std · ε) / sqrt(1 + cluster_std²)`.
+    fn draw(&self, class: usize, rng: &mut ChaCha8Rng, mut row: ArrayViewMut1<'_, f32>) {
+        let scale = (1.0 + self.cluster_std * self.cluster_std).sqrt();
+        let cluster =
+            class * self.clusters_per_class + rng.random_range(0..self.clusters_per_class);
+        for (x, &mu) in row.iter_mut().zip(self.centres.row(cluster)) {
+            let noise: f64 = rng.sample(StandardNormal);
+            *x = ((mu + self.cluster_std * noise) / scale) as f32;
+        }
+    }
+}
+
+/// The rows of a synthetic split too large to hold: where each sample's draws start in the
+/// generator's stream, from which a row is regenerated on access.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct SyntheticRows {
+    recipe: Arc<Recipe>,
+    /// Word position in the stream at which sample `i`'s draws start.
+    starts: Vec<u128>,
+}
+
+impl SyntheticRows {
+    /// Number of rows.
+    pub(crate) fn len(&self) -> usize {
+        self.starts.len()
+    }
+
+    /// Values per row.
+    pub(crate) fn dim(&self) -> usize {
+        self.recipe.centres.ncols()
+    }
+
+    /// Writes row `i` into `row` (of [`SyntheticRows::dim`] values): the same draws, from the
+    /// same stream position, as when the split was generated.
+    pub(crate) fn fill(&self, i: usize, row: ArrayViewMut1<'_, f32>) {
+        let mut rng = self.recipe.stream.clone();
+        rng.set_word_pos(self.starts[i]);
+        self.recipe.draw(i % self.recipe.classes, &mut rng, row);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Standardizer;
 
     fn small() -> SyntheticConfig {
         SyntheticConfig {
@@ -222,6 +303,42 @@ mod tests {
         assert_eq!(a, b);
         let other = SyntheticConfig { seed: 1, ..small() };
         assert_ne!(a.features(), other.generate().unwrap().0.features());
+    }
+
+    #[test]
+    fn generated_rows_are_the_stored_rows_bit_for_bit() {
+        let config = SyntheticConfig {
+            dim: 7,
+            clusters_per_class: 3,
+            cluster_std: 0.5,
+            ..small()
+        };
+        let (train, test) = config.generate().unwrap();
+        let (gen_train, gen_test) = config.generate_storing_up_to(0).unwrap();
+        assert!(matches!(gen_train.features(), std::borrow::Cow::Owned(_)));
+        for (held, generated) in [(&train, &gen_train), (&test, &gen_test)] {
+            assert_eq!(held.features(), generated.features());
+            assert_eq!(held.labels(), generated.labels());
+            assert_eq!(
+                (held.shape(), held.name()),
+                (generated.shape(), generated.name())
+            );
+            let picks = [5, 0, 5, held.len() - 1];
+            assert_eq!(held.gather(&picks), generated.gather(&picks));
+        }
+        // Standardised on access, to the bits of standardising the held rows.
+        let fitted = Standardizer::fit_per_pixel(&train).unwrap();
+        assert_eq!(fitted, Standardizer::fit_per_pixel(&gen_train).unwrap());
+        let (mut held, mut generated) = (train, gen_train);
+        fitted.apply_dataset(&mut held).unwrap();
+        fitted.apply_dataset(&mut generated).unwrap();
+        assert_eq!(held.gather(&[3, 9]), generated.gather(&[3, 9]));
+        assert_eq!(held.features(), generated.features());
+        // Only the split over the limit is regenerated.
+        let one_row = 4 * 7;
+        let (train, test) = config.generate_storing_up_to(200 * one_row).unwrap();
+        assert!(matches!(train.features(), std::borrow::Cow::Owned(_)));
+        assert!(matches!(test.features(), std::borrow::Cow::Borrowed(_)));
     }
 
     #[test]

@@ -250,7 +250,8 @@ mod tests {
             read_binary(&[dir.path().join("train.bin")], CifarBinary::Cifar100, "t").unwrap();
         assert_eq!(train.labels(), &[42, 42]);
         // Pixel 33 is (y=1, x=1): HWC offset 33 * 3.
-        let row = train.features().row(1);
+        let features = train.features();
+        let row = features.row(1);
         let px = &row.as_slice().unwrap()[99..102];
         assert_eq!(px, &[10.0 / 255.0, 20.0 / 255.0, 30.0 / 255.0]);
         assert_eq!(row.sum(), 60.0 / 255.0);

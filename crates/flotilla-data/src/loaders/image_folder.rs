@@ -386,7 +386,8 @@ mod tests {
         assert_eq!(folder.data.labels(), &[0, 0, 0, 1, 1]);
         assert_eq!(folder.data.shape(), ImageShape::new(2, 3, 3));
         // Sample 4 is zebra/1.png; pixel (y=1, x=2) is at HWC offset (1*3+2)*3.
-        let row = folder.data.features().row(4);
+        let features = folder.data.features();
+        let row = features.row(4);
         let px = &row.as_slice().unwrap()[15..18];
         assert_eq!(px, &[1.0 / 255.0, 20.0 / 255.0, 20.0 / 255.0]);
     }

@@ -1,6 +1,6 @@
 //! Mean/std standardisation fitted on a training set.
 
-use ndarray::{ArrayViewMut2, Axis};
+use ndarray::{ArrayViewMut1, ArrayViewMut2, Axis};
 
 use crate::dataset::{Dataset, ImageShape};
 use crate::error::{DataError, Result};
@@ -43,19 +43,19 @@ impl Standardizer {
             ));
         }
         let mut sum = vec![0.0f64; groups];
-        for row in data.features().rows() {
+        data.for_each_row(|row| {
             for (p, &x) in row.iter().enumerate() {
                 sum[p % groups] += f64::from(x);
             }
-        }
+        });
         let per_group = (data.len() * data.shape().size() / groups) as f64;
         let mean: Vec<f64> = sum.iter().map(|s| s / per_group).collect();
         let mut square = vec![0.0f64; groups];
-        for row in data.features().rows() {
+        data.for_each_row(|row| {
             for (p, &x) in row.iter().enumerate() {
                 square[p % groups] += (f64::from(x) - mean[p % groups]).powi(2);
             }
-        }
+        });
         let std = square
             .iter()
             .map(|s| (s / per_group).sqrt())
@@ -80,25 +80,37 @@ impl Standardizer {
 
     /// Standardises every row of `batch` in place; rows must have the fitted shape's size.
     pub fn apply(&self, mut batch: ArrayViewMut2<'_, f32>) -> Result<()> {
-        if batch.ncols() != self.shape.size() {
-            return Err(DataError::param(
-                "batch",
-                format!("{} columns", batch.ncols()),
-                format!("standardizer was fitted on {} samples", self.shape),
-            ));
-        }
-        let groups = self.mean.len();
-        for mut row in batch.axis_iter_mut(Axis(0)) {
-            for (p, x) in row.iter_mut().enumerate() {
-                *x = (*x - self.mean[p % groups]) / self.std[p % groups];
-            }
+        self.check_width(batch.ncols())?;
+        for row in batch.axis_iter_mut(Axis(0)) {
+            self.apply_row(row);
         }
         Ok(())
     }
 
-    /// Standardises all samples of `data` in place.
+    /// Errors unless rows of `columns` values have the fitted shape's size.
+    pub(crate) fn check_width(&self, columns: usize) -> Result<()> {
+        if columns != self.shape.size() {
+            return Err(DataError::param(
+                "batch",
+                format!("{columns} columns"),
+                format!("standardizer was fitted on {} samples", self.shape),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Standardises one row of the fitted size in place.
+    pub(crate) fn apply_row(&self, mut row: ArrayViewMut1<'_, f32>) {
+        let groups = self.mean.len();
+        for (p, x) in row.iter_mut().enumerate() {
+            *x = (*x - self.mean[p % groups]) / self.std[p % groups];
+        }
+    }
+
+    /// Standardises all samples of `data`: in place when they are held in memory, on each
+    /// access when they are generated.
     pub fn apply_dataset(&self, data: &mut Dataset) -> Result<()> {
-        self.apply(data.features_mut())
+        data.standardize(self)
     }
 }
 
@@ -148,8 +160,9 @@ mod tests {
 
     #[test]
     fn per_pixel_centres_each_feature_and_spares_constants() {
-        let mut data = random_images(50);
-        data.features_mut().column_mut(5).fill(0.25);
+        let mut x = random_images(50).features().into_owned();
+        x.column_mut(5).fill(0.25);
+        let mut data = Dataset::new("r", x, vec![0; 50], ImageShape::new(4, 4, 3), 1).unwrap();
         let s = Standardizer::fit_per_pixel(&data).unwrap();
         assert_eq!(s.std().len(), 48);
         assert_eq!(s.std()[5], 1.0);
