@@ -3,15 +3,20 @@
 use crate::error::ActorsError;
 use crate::gather::Gather;
 use crate::network_actor::{NetworkActor, Route, Verdicts};
-use crate::node_actor::{HandleBatch, NodeActor};
+use crate::node_actor::{HandleBatch, NodeActor, TakeHost};
 use crate::pool::PoolRunner;
 use actix::fut::{self, ActorFutureExt, WrapFuture};
-use actix::{Actor, ActorContext, Addr, AsyncContext, Context, Handler, Message, ResponseFuture};
-use flotilla_sim::{Envelope, Handled, NodeId, RunReport, SimTime, StopAt, World};
+use actix::{
+    Actor, ActorContext, Addr, AsyncContext, Context, Handler, Message, ResponseActFuture,
+    ResponseFuture,
+};
+use actix_rt::ArbiterHandle;
+use flotilla_sim::{Batch, Envelope, Handled, NodeHost, NodeId, RunReport, SimTime, StopAt, World};
 use futures::channel::oneshot;
 use futures::future::Either;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use std::collections::{BTreeMap, BTreeSet};
 use std::marker::PhantomData;
 
 /// The clock side of a run, while the clock holds it.
@@ -26,11 +31,64 @@ struct Running {
     reply: oneshot::Sender<Result<RunReport, ActorsError>>,
 }
 
+/// The node actors: activated when their node has a batch to handle, passivated (their
+/// host taken back) when more than `capacity` are alive, least recently used first.
+struct Activations<M: Send + 'static> {
+    /// Each node's host while no actor holds it.
+    idle: Vec<Option<NodeHost<M>>>,
+    /// The live actors, with the instant each last handled a batch.
+    live: BTreeMap<NodeId, (Addr<NodeActor<M>>, u64)>,
+    /// Node `i`'s actor runs on arbiter `i mod arbiters.len()`.
+    arbiters: Vec<ArbiterHandle>,
+    /// Most actors alive at once (at least 1).
+    capacity: usize,
+}
+
+impl<M: Serialize + DeserializeOwned + Send + 'static> Activations<M> {
+    /// The actor of `node`, started with its host if it has none; `None` if the node's
+    /// host is neither idle nor in an actor (given back already).
+    fn activate(&mut self, node: NodeId, instant: u64) -> Option<Addr<NodeActor<M>>> {
+        if let Some((addr, last)) = self.live.get_mut(&node) {
+            *last = instant;
+            return Some(addr.clone());
+        }
+        let host = self.idle.get_mut(node.index())?.take()?;
+        let arbiter = &self.arbiters[node.index() % self.arbiters.len()];
+        let addr = NodeActor::start_in_arbiter(arbiter, move |_| NodeActor::new(host));
+        self.live.insert(node, (addr.clone(), instant));
+        Some(addr)
+    }
+
+    /// The live actors to passivate so that the nodes `needed` (at most `capacity`) can be
+    /// alive at once: none if they fit; else the least recently used of the others, enough
+    /// to go down to half the capacity (so that passivations come in batches).
+    fn victims(&self, needed: &BTreeSet<NodeId>) -> Vec<NodeId> {
+        let newcomers = needed.iter().filter(|n| !self.live.contains_key(n)).count();
+        if self.live.len() + newcomers <= self.capacity {
+            return Vec::new();
+        }
+        let mut others: Vec<(u64, NodeId)> = self
+            .live
+            .iter()
+            .filter(|(node, _)| !needed.contains(node))
+            .map(|(&node, &(_, last))| (last, node))
+            .collect();
+        others.sort_unstable();
+        let target = (self.capacity / 2).max(needed.len());
+        let passivate = (others.len() + needed.len()).saturating_sub(target);
+        others.truncate(passivate);
+        others.into_iter().map(|(_, node)| node).collect()
+    }
+}
+
 /// Drives the instants. Each instant is one [`Step`] the clock sends itself:
 ///
 /// 1. `World::begin_instant` pops the instant (blocking on the pool for job outputs);
-/// 2. every involved node actor gets its batch at once, with a slot for its reply, and the
-///    clock waits for the last slot (read in node-id order whatever order they fill in);
+/// 2. every involved node actor gets its batch at once (started first if the node has none
+///    alive, after passivating the least recently used actors beyond the capacity), with a
+///    slot for its reply, and the clock waits for the last slot (read in node-id order
+///    whatever order they fill in); an instant of more nodes than the capacity is handled
+///    in chunks of the capacity, one after the other;
 /// 3. the replies are committed in node-id order;
 /// 4. the network actor routes the instant's sends and the world queues the verdicts.
 ///
@@ -39,34 +97,59 @@ pub(crate) struct ClockActor<M: Send + 'static> {
     /// `None` once given back with [`Release`]. Boxed: actors must be `Unpin`, and the
     /// pool's channels are only as `Unpin` as `M`.
     state: Option<Box<Clocked<M>>>,
-    nodes: Vec<Addr<NodeActor<M>>>,
+    nodes: Activations<M>,
     network: Addr<NetworkActor>,
     running: Option<Running>,
+    /// Instants begun: the actors' recency.
+    instants: u64,
 }
 
 impl<M: Send + 'static> std::fmt::Debug for ClockActor<M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ClockActor")
             .field("world", &self.state.as_ref().map(|s| &s.world))
-            .field("nodes", &self.nodes.len())
+            .field("nodes", &self.nodes.idle.len())
+            .field("live", &self.nodes.live.len())
             .field("running", &self.running.as_ref().map(|r| r.stop))
             .finish()
     }
 }
 
+/// The replies of an instant's nodes, in node-id order (`None`: the node's actor did not
+/// answer).
+type Handling<M> = Result<Vec<Option<Handled<M>>>, ActorsError>;
+
+/// What the clock gives back after a run: the world, the pool, and the nodes' hosts, each
+/// either idle or still in a live actor.
+pub(crate) struct Parts<M: Send + 'static> {
+    pub(crate) world: World<M>,
+    pub(crate) runner: PoolRunner<M>,
+    pub(crate) idle: Vec<Option<NodeHost<M>>>,
+    pub(crate) live: Vec<(NodeId, Addr<NodeActor<M>>)>,
+}
+
 impl<M: Serialize + DeserializeOwned + Send + 'static> ClockActor<M> {
-    /// A clock over `world`, whose node `i` is hosted by `nodes[i]`.
+    /// A clock over `world` and its nodes' `hosts` (node `i`'s at index `i`), with at most
+    /// `capacity` node actors alive at once, on `arbiters`.
     pub(crate) fn new(
         world: World<M>,
         runner: PoolRunner<M>,
-        nodes: Vec<Addr<NodeActor<M>>>,
+        hosts: Vec<NodeHost<M>>,
+        arbiters: Vec<ArbiterHandle>,
+        capacity: usize,
         network: Addr<NetworkActor>,
     ) -> Self {
         Self {
             state: Some(Box::new(Clocked { world, runner })),
-            nodes,
+            nodes: Activations {
+                idle: hosts.into_iter().map(Some).collect(),
+                live: BTreeMap::new(),
+                arbiters,
+                capacity: capacity.max(1),
+            },
             network,
             running: None,
+            instants: 0,
         }
     }
 
@@ -80,6 +163,71 @@ impl<M: Serialize + DeserializeOwned + Send + 'static> ClockActor<M> {
             // The caller may have stopped waiting; then nobody needs the report.
             let _ = running.reply.send(outcome);
         }
+    }
+
+    /// Step 2 for one chunk of at most `capacity` batches: passivates the actors that must
+    /// make room, then hands each batch to its node's actor; the replies in batch order.
+    fn handle_chunk(
+        &mut self,
+        now: SimTime,
+        chunk: Vec<Batch<M>>,
+    ) -> ResponseActFuture<Self, Handling<M>> {
+        let needed: BTreeSet<NodeId> = chunk.iter().map(|b| b.node).collect();
+        let victims = self.nodes.victims(&needed);
+        let (hosts, slots) = Gather::new(victims.len());
+        for (node, reply) in victims.iter().zip(slots) {
+            if let Some((addr, _)) = self.nodes.live.remove(node) {
+                addr.do_send(TakeHost { reply });
+            }
+        }
+        let passivated = hosts.replies().into_actor(self).map(move |hosts, act, _| {
+            for (node, host) in victims.into_iter().zip(hosts) {
+                let host = host.ok_or(ActorsError::Node { node, time: now })?;
+                act.nodes.idle[node.index()] = Some(host);
+            }
+            Ok::<_, ActorsError>(())
+        });
+        Box::pin(passivated.then(move |passivated, act, _| {
+            if let Err(e) = passivated {
+                return Either::Left(fut::ready(Err(e)));
+            }
+            let (replies, slots) = Gather::new(chunk.len());
+            for (b, reply) in chunk.into_iter().zip(slots) {
+                // A node without a host (given back already) drops its slot, as an actor
+                // that is gone does: no reply, an error at commit.
+                if let Some(addr) = act.nodes.activate(b.node, act.instants) {
+                    addr.do_send(HandleBatch {
+                        now,
+                        inbound: b.inbound,
+                        reply,
+                    });
+                }
+            }
+            Either::Right(replies.replies().into_actor(act).map(|r, _, _| Ok(r)))
+        }))
+    }
+
+    /// Step 2 for all the instant's batches, in chunks of the capacity one after the other;
+    /// the replies in batch (node-id) order.
+    fn handle_all(
+        &mut self,
+        now: SimTime,
+        mut batches: Vec<Batch<M>>,
+    ) -> ResponseActFuture<Self, Handling<M>> {
+        if batches.len() <= self.nodes.capacity {
+            return self.handle_chunk(now, batches);
+        }
+        let rest = batches.split_off(self.nodes.capacity);
+        Box::pin(self.handle_chunk(now, batches).then(move |first, act, _| {
+            let mut first = match first {
+                Ok(replies) => replies,
+                Err(e) => return Either::Left(fut::ready(Err(e))),
+            };
+            Either::Right(act.handle_all(now, rest).map(move |rest, _, _| {
+                first.extend(rest?);
+                Ok(first)
+            }))
+        }))
     }
 
     /// Step 3: commits the replies in node-id order; returns the sends to route.
@@ -158,23 +306,14 @@ impl<M: Serialize + DeserializeOwned + Send + 'static> Handler<Step> for ClockAc
         let Some((now, batches)) = state.world.begin_instant(stop, &mut state.runner) else {
             return self.finish(Ok(()));
         };
-        // Step 2: every batch at once; the node actors handle them in parallel.
+        // Step 2: the batches to their actors (per chunk), handled in parallel.
+        self.instants += 1;
         let nodes: Vec<NodeId> = batches.iter().map(|b| b.node).collect();
-        let (replies, slots) = Gather::new(batches.len());
-        for (b, reply) in batches.into_iter().zip(slots) {
-            // An actor that is gone drops the message and with it the slot: no reply.
-            self.nodes[b.node.index()].do_send(HandleBatch {
-                now,
-                inbound: b.inbound,
-                reply,
-            });
-        }
-        let instant = replies
-            .replies()
-            .into_actor(self)
+        let instant = self
+            .handle_all(now, batches)
             .then(move |replies, act, _| {
                 // Step 3, then step 4 (skipped when nothing was sent).
-                match act.commit(now, nodes, replies) {
+                match replies.and_then(|replies| act.commit(now, nodes, replies)) {
                     Err(e) => Either::Left(fut::ready(Err(e))),
                     Ok(sends) if sends.is_empty() => Either::Left(fut::ready(Ok(Vec::new()))),
                     Ok(sends) => {
@@ -198,7 +337,7 @@ impl<M: Serialize + DeserializeOwned + Send + 'static> Handler<Step> for ClockAc
     }
 }
 
-/// Gives the world and the job pool back after the run; the clock then stops.
+/// Gives the world, the job pool and the nodes back after the run; the clock then stops.
 pub(crate) struct Release<M>(PhantomData<fn() -> M>);
 
 impl<M> Release<M> {
@@ -207,17 +346,27 @@ impl<M> Release<M> {
     }
 }
 
-impl<M: 'static> Message for Release<M> {
+impl<M: Send + 'static> Message for Release<M> {
     /// `None` if they were given back already.
-    type Result = Option<(World<M>, PoolRunner<M>)>;
+    type Result = Option<Parts<M>>;
 }
 
 impl<M: Serialize + DeserializeOwned + Send + 'static> Handler<Release<M>> for ClockActor<M> {
-    type Result = Option<(World<M>, PoolRunner<M>)>;
+    type Result = Option<Parts<M>>;
 
     fn handle(&mut self, _: Release<M>, ctx: &mut Context<Self>) -> Self::Result {
         ctx.stop();
         self.finish(Err(ActorsError::Released("clock")));
-        self.state.take().map(|s| (s.world, s.runner))
+        let state = self.state.take()?;
+        let live = std::mem::take(&mut self.nodes.live);
+        Some(Parts {
+            world: state.world,
+            runner: state.runner,
+            idle: std::mem::take(&mut self.nodes.idle),
+            live: live
+                .into_iter()
+                .map(|(node, (addr, _))| (node, addr))
+                .collect(),
+        })
     }
 }

@@ -107,4 +107,4 @@ mod runtime;
 
 pub use error::ActorsError;
 pub use pool::PoolRunner;
-pub use runtime::ActixRuntime;
+pub use runtime::{ActixRuntime, DEFAULT_MAX_LIVE_NODES};

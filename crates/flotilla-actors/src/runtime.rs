@@ -4,9 +4,9 @@ use crate::clock::{ClockActor, Release, Run};
 use crate::error::ActorsError;
 use crate::gather::Gather;
 use crate::network_actor::{NetworkActor, TakeRouter};
-use crate::node_actor::{NodeActor, TakeHost};
+use crate::node_actor::TakeHost;
 use crate::pool::PoolRunner;
-use actix::{Actor, Addr};
+use actix::Actor;
 use actix_rt::{Arbiter, System};
 use flotilla_sim::{NodeHost, NodeId, Router, Simulation, StopAt, World};
 use serde::Serialize;
@@ -15,12 +15,21 @@ use serde::de::DeserializeOwned;
 /// Runs simulations on actix: one actor per node spread over `workers` arbiter threads, a
 /// network actor, and a clock actor driving the instants, with jobs on a pool of `workers`
 /// threads. Gives the same run, bit for bit, as the sequential executor
-/// ([`Simulation::run`]) whatever `workers` is (see the [crate docs](crate)).
+/// ([`Simulation::run`]) whatever `workers` and `max_live_nodes` are (see the
+/// [crate docs](crate)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ActixRuntime {
     /// Arbiter threads hosting the node actors, and threads of the job pool (at least 1).
     pub workers: usize,
+    /// Most node actors alive at once (at least 1): a node's actor is started when the node
+    /// has something to handle and passivated, least recently used first, when more would
+    /// be alive (see the [crate docs](crate)).
+    pub max_live_nodes: usize,
 }
+
+/// The default [`ActixRuntime::max_live_nodes`]: above any fleet of the shipped configs but
+/// the large-fleet workloads, whose idle clients then cost no actor (about 0.8 KB each).
+pub const DEFAULT_MAX_LIVE_NODES: usize = 16_384;
 
 impl Default for ActixRuntime {
     /// As many workers as the machine has cores.
@@ -34,6 +43,16 @@ impl ActixRuntime {
     pub fn new(workers: usize) -> Self {
         Self {
             workers: workers.max(1),
+            max_live_nodes: DEFAULT_MAX_LIVE_NODES,
+        }
+    }
+
+    /// The same runtime with at most `max_live_nodes` node actors alive at once (0 counts
+    /// as 1).
+    pub fn with_max_live_nodes(self, max_live_nodes: usize) -> Self {
+        Self {
+            max_live_nodes: max_live_nodes.max(1),
+            ..self
         }
     }
 
@@ -92,7 +111,8 @@ impl ActixRuntime {
                     Err(e) => return (arbiters, Err(ActorsError::Spawn(e))),
                 }
             }
-            let outcome = drive(world, router, hosts, pool, stop, &arbiters).await;
+            let capacity = self.max_live_nodes;
+            let outcome = drive(world, router, hosts, pool, stop, &arbiters, capacity).await;
             (arbiters, outcome)
         });
         for arbiter in arbiters {
@@ -107,7 +127,9 @@ impl ActixRuntime {
     }
 }
 
-/// Starts the actors, runs the clock to `stop`, then collects every part back.
+/// Starts the clock and network actors, runs the clock to `stop` (it starts the node
+/// actors as their nodes need them, at most `capacity` at once), then collects every part
+/// back.
 async fn drive<M>(
     world: World<M>,
     router: Router,
@@ -115,33 +137,27 @@ async fn drive<M>(
     pool: PoolRunner<M>,
     stop: StopAt,
     arbiters: &[Arbiter],
+    capacity: usize,
 ) -> Result<(Simulation<M>, PoolRunner<M>), ActorsError>
 where
     M: Serialize + DeserializeOwned + Send + 'static,
 {
-    // Node i on arbiter i mod workers: neighbouring ids, often created alike, spread out.
-    let nodes: Vec<Addr<NodeActor<M>>> = hosts
-        .into_iter()
-        .enumerate()
-        .map(|(i, host)| {
-            let arbiter = arbiters[i % arbiters.len()].handle();
-            NodeActor::start_in_arbiter(&arbiter, move |_| NodeActor::new(host))
-        })
-        .collect();
     // The network and the clock share the system arbiter: they never run at the same time.
     let network = NetworkActor::new(router).start();
-    let clock = ClockActor::new(world, pool, nodes.clone(), network.clone()).start();
+    let handles = arbiters.iter().map(Arbiter::handle).collect();
+    let clock = ClockActor::new(world, pool, hosts, handles, capacity, network.clone()).start();
 
     clock
         .send(Run { stop })
         .await
         .map_err(ActorsError::Clock)??;
 
-    let (world, pool) = clock
+    let parts = clock
         .send(Release::new())
         .await
         .map_err(ActorsError::Clock)?
         .ok_or(ActorsError::Released("clock"))?;
+    let (world, pool, mut hosts) = (parts.world, parts.runner, parts.idle);
     let router = network
         .send(TakeRouter)
         .await
@@ -150,16 +166,22 @@ where
             source,
         })?
         .ok_or(ActorsError::Released("network"))?;
-    let (replies, slots) = Gather::new(nodes.len());
-    for (node, reply) in nodes.iter().zip(slots) {
-        node.do_send(TakeHost { reply });
+    let (replies, slots) = Gather::new(parts.live.len());
+    for ((_, actor), reply) in parts.live.iter().zip(slots) {
+        actor.do_send(TakeHost { reply });
     }
-    let mut hosts = Vec::with_capacity(nodes.len());
-    for (i, reply) in replies.replies().await.into_iter().enumerate() {
-        hosts.push(reply.ok_or(ActorsError::Node {
-            node: NodeId(i as u32),
-            time: world.now(),
-        })?);
+    for ((node, _), host) in parts.live.iter().zip(replies.replies().await) {
+        hosts[node.index()] = host;
     }
+    let hosts = hosts
+        .into_iter()
+        .enumerate()
+        .map(|(i, host)| {
+            host.ok_or(ActorsError::Node {
+                node: NodeId(i as u32),
+                time: world.now(),
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     Ok((Simulation::from_parts(world, router, hosts), pool))
 }

@@ -5,7 +5,7 @@
 //!
 //! `FLOTILLA_SEED=n` reruns the fixed-seed tests with seed `n`.
 
-use flotilla_actors::{ActixRuntime, PoolRunner};
+use flotilla_actors::{ActixRuntime, DEFAULT_MAX_LIVE_NODES, PoolRunner};
 use flotilla_sim::{
     Availability, Context, DeviceProfile, DropReason, Event, LinkSpec, NetworkModel, Node,
     NodeError, NodeId, Outage, RunReport, Seed, SimDuration, SimTime, Simulation, StopAt, millis,
@@ -320,7 +320,13 @@ fn sequential(t: Topology) -> Outcome {
 }
 
 fn actix(t: Topology, workers: usize) -> Outcome {
+    actix_live(t, workers, DEFAULT_MAX_LIVE_NODES)
+}
+
+/// With at most `live` node actors alive at once.
+fn actix_live(t: Topology, workers: usize, live: usize) -> Outcome {
     let sim = ActixRuntime::new(workers)
+        .with_max_live_nodes(live)
         .run(build(t), StopAt::Idle)
         .expect("the actix runtime works");
     outcome(&sim, t)
@@ -360,6 +366,12 @@ proptest! {
             let got = actix(t, workers);
             prop_assert_eq!(&got, &reference, "seed {} with {} workers: {:?}", seed, workers, t);
         }
+        // Fewer live actors than nodes: actors passivated and started again mid-run, and
+        // instants handled in chunks (one node at a time with 1).
+        for live in [1, 3] {
+            let got = actix_live(t, 2, live);
+            prop_assert_eq!(&got, &reference, "seed {} with {} live actors: {:?}", seed, live, t);
+        }
     }
 }
 
@@ -372,6 +384,14 @@ fn actix_matches_sequential_on_the_fixed_scenario() {
             actix(t, workers),
             reference,
             "seed {} workers {workers}",
+            t.seed
+        );
+    }
+    for live in [1, 2, 5] {
+        assert_eq!(
+            actix_live(t, 2, live),
+            reference,
+            "seed {} live {live}",
             t.seed
         );
     }
@@ -440,7 +460,8 @@ fn a_run_stopped_at_a_time_resumes_where_it_stopped() {
     let mut pool = PoolRunner::new(2);
     let at_stop = first.run_with(stop, &mut pool);
 
-    let runtime = ActixRuntime::new(2);
+    // Few live actors: some nodes are passivated across the stop, some still in actors.
+    let runtime = ActixRuntime::new(2).with_max_live_nodes(4);
     let (sim, pool) = runtime
         .run_with_pool(build(t), stop, PoolRunner::new(2))
         .expect("first leg");
@@ -458,8 +479,11 @@ fn a_run_stopped_at_a_time_resumes_where_it_stopped() {
 fn zero_workers_means_one() {
     assert_eq!(ActixRuntime::new(0).workers, 1);
     let t = fixed(3);
-    let sim = ActixRuntime { workers: 0 }
-        .run(build(t), StopAt::Idle)
-        .expect("runs");
+    let sim = ActixRuntime {
+        workers: 0,
+        max_live_nodes: 0,
+    }
+    .run(build(t), StopAt::Idle)
+    .expect("runs");
     assert_eq!(outcome(&sim, t), sequential(t));
 }
