@@ -6,6 +6,12 @@ mod plot;
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+/// mimalloc rather than the system allocator: a large fleet's many small, short-lived
+/// allocations (messages, link reservations) fragment glibc's heap (measured on W3: 2.0 GB
+/// of live heap at the peak, 2.7-3.0 GB resident).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Flotilla: simulate heterogeneous federated learning, deterministically.
 #[derive(Debug, Parser)]
 #[command(name = "flotilla", version, about, long_about = None)]
