@@ -7,7 +7,12 @@ standard deviation, then the reference method's per-seed difference to every oth
 mean ± std and on how many seeds it is ahead. Runs whose reported model is not a result
 (diverged, never updated) are named and left out of every number, never counted as a seed.
 
-Usage: compare_methods.py OUT [OUT ...] [--against METHOD]   (default METHOD: ondevice_kd)
+With --merge the folders are read as one experiment (e.g. one method per folder, one
+folder per setting): a method found in several folders is named `method@FOLDER`, and
+METHOD may name one such (`--against ondevice_kd@out-k10`).
+
+Usage: compare_methods.py OUT [OUT ...] [--against METHOD] [--merge]
+       (default METHOD: ondevice_kd)
 """
 
 import json
@@ -31,6 +36,21 @@ def final_accuracies(out):
     return results, excluded
 
 
+def merged(experiments):
+    """The folders' results as one experiment; a method found in several is `method@OUT`."""
+    folders_of = {}
+    for out, results, _ in experiments:
+        for method in results:
+            folders_of.setdefault(method, []).append(out)
+    results, excluded = {}, []
+    for out, by_method, not_results in experiments:
+        excluded += [f"{line} ({out})" for line in not_results]
+        for method, by_seed in by_method.items():
+            name = method if len(folders_of[method]) == 1 else f"{method}@{out}"
+            results[name] = by_seed
+    return " + ".join(out for out, _, _ in experiments), results, excluded
+
+
 def mean_std(values):
     if len(values) < 2:
         return f"{values[0]:.2f}" if values else "—"
@@ -43,10 +63,15 @@ def main(argv):
         i = argv.index("--against")
         reference = argv[i + 1]
         del argv[i : i + 2]
+    merge = "--merge" in argv
+    if merge:
+        argv.remove("--merge")
     if not argv:
         sys.exit(__doc__)
-    for out in argv:
-        results, excluded = final_accuracies(out)
+    experiments = [(out, *final_accuracies(out)) for out in argv]
+    if merge:
+        experiments = [merged(experiments)]
+    for out, results, excluded in experiments:
         print(f"== {out}")
         for method, by_seed in results.items():
             seeds = " ".join(f"{by_seed[s]:.2f}" for s in sorted(by_seed))

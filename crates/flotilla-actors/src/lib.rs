@@ -67,6 +67,12 @@
 //!    decides each send's delay or drop in commit order; the clock queues the verdicts with
 //!    `World::deliver` and moves on to the next instant.
 //!
+//! Node actors are started on demand: the clock holds every idle node's host and starts
+//! the node's actor when it has a batch; beyond [`ActixRuntime::max_live_nodes`] live
+//! actors it first passivates the least recently active ones (their hosts come back with
+//! `TakeHost`), and an instant of more nodes than that is handled in chunks of it. A
+//! million-client fleet so costs actors only for the clients at work.
+//!
 //! After the run the clock, network and node actors hand their parts back and the
 //! [`Simulation`](flotilla_sim::Simulation) is rebuilt, so callers inspect nodes and the
 //! report exactly as after a sequential run.
