@@ -85,13 +85,16 @@ pub const UPDATES_HEADER: &str =
 pub fn updates_csv(outcomes: &[RunOutcome]) -> String {
     let mut out = format!("{UPDATES_HEADER}\n");
     for o in outcomes {
+        // Client index by node id (a lookup per update: a scan was quadratic in the fleet).
+        let mut index = BTreeMap::new();
+        for (c, node) in o.client_nodes.iter().enumerate() {
+            index.entry(*node).or_insert(c);
+        }
         let receivers = std::iter::once((flotilla_sim::NodeId(0), &o.updates))
             .chain(o.edges.iter().map(|e| (e.node, &e.updates)));
         for (server, u) in receivers.flat_map(|(n, us)| us.iter().map(move |u| (n, u))) {
-            let client = o
-                .client_nodes
-                .iter()
-                .position(|n| *n == u.client)
+            let client = index
+                .get(&u.client)
                 .map_or(String::new(), |c| c.to_string());
             let _ = writeln!(
                 out,
