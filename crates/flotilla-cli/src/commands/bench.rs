@@ -33,6 +33,10 @@ pub(crate) enum Workload {
     /// 1,000,000 registered clients, 1,000 a round, mlp:784-32-10, synthetic data, 5 local
     /// steps, 5 rounds.
     W3,
+    /// The large fleet with a tiny model, where the cost is almost all outside the model:
+    /// 100,000 clients, 10,000 a round, mlp:32-64-10, 5 local steps, 3 rounds (the framework's
+    /// cost per client job; run it with `--threads 1`).
+    L,
 }
 
 impl Workload {
@@ -88,6 +92,26 @@ impl Workload {
                     "training.local_steps=5",
                 ],
             ),
+            Workload::L => (
+                "quickstart",
+                &[
+                    "name=\"large-fleet\"",
+                    "methods=[\"weak_only\"]",
+                    "seeds=1",
+                    "rounds=3",
+                    "eval_every=3",
+                    "data.split=\"iid\"",
+                    "data.min_shard_samples=1",
+                    "data.unlabeled_shards_per_strong=0",
+                    "synthetic.train_samples=200000",
+                    "models.target=\"mlp:32-64-10\"",
+                    "models.auxiliary=\"mlp:32-64-10\"",
+                    "fleet.clients=100000",
+                    "fleet.strong=0",
+                    "training.clients_per_round=10000",
+                    "training.local_steps=5",
+                ],
+            ),
         }
     }
 }
@@ -116,6 +140,8 @@ struct Figures {
     wall_s: f64,
     /// Local SGD samples of the replies that came back: replies × local steps × batch.
     samples: u64,
+    /// Client jobs assigned.
+    client_jobs: u64,
     /// FLOPs of the compute jobs (training, distillation, evaluation) as declared.
     job_flops: u64,
     /// Time the job threads spent in those jobs, summed over threads \[s\].
@@ -160,6 +186,7 @@ fn child(workload: Workload, threads: usize) -> anyhow::Result<Figures> {
         threads,
         wall_s: started.elapsed().as_secs_f64(),
         samples: replies * (steps * batch) as u64,
+        client_jobs: outcomes.iter().map(|o| o.jobs.assigned).sum(),
         job_flops: outcomes.iter().map(|o| o.job_flops).sum(),
         job_busy_s: outcomes.iter().map(|o| o.job_busy_s).sum(),
         peak_rss_mb: peak_rss_mb(),
@@ -256,8 +283,16 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
          {all:.1} on {threads}"
     );
     println!(
-        "{:<5} {:>8} {:>11} {:>9} {:>13} {:>10} {:>11} {:>9}",
-        "", "wall s", "samples/s", "GFLOP", "GFLOP/s/thr", "% of peak", "outside %", "peak MB"
+        "{:<5} {:>8} {:>11} {:>9} {:>13} {:>10} {:>11} {:>9} {:>9}",
+        "",
+        "wall s",
+        "samples/s",
+        "GFLOP",
+        "GFLOP/s/thr",
+        "% of peak",
+        "outside %",
+        "µs/job",
+        "peak MB"
     );
     let exe = std::env::current_exe().context("the flotilla binary")?;
     for workload in workloads {
@@ -276,22 +311,24 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
         let f: Figures = serde_json::from_slice(&output.stdout)
             .with_context(|| format!("the figures of workload {name}"))?;
         let per_thread = f.job_flops as f64 / f.job_busy_s / 1e9;
-        let outside = 100.0 * (1.0 - f.job_busy_s / (f.threads as f64 * f.wall_s));
+        let outside_s = f.threads as f64 * f.wall_s - f.job_busy_s;
         println!(
-            "{name:<5} {:>8.2} {:>11.0} {:>9.1} {:>13.1} {:>10.1} {:>11.1} {:>9.0}",
+            "{name:<5} {:>8.2} {:>11.0} {:>9.1} {:>13.1} {:>10.1} {:>11.1} {:>9.1} {:>9.0}",
             f.wall_s,
             f.samples as f64 / f.wall_s,
             f.job_flops as f64 / 1e9,
             per_thread,
             100.0 * per_thread / one,
-            outside,
+            100.0 * outside_s / (f.threads as f64 * f.wall_s),
+            1e6 * outside_s / f.client_jobs.max(1) as f64,
             f.peak_rss_mb
         );
     }
     println!(
         "GFLOP/s/thr: the jobs' declared FLOPs over the time threads spent in them; outside: \
          the share of threads × wall time not spent in jobs (loading, events, messages, idle \
-         threads)."
+         threads); µs/job: that time per client job (with --threads 1, the framework's cost \
+         per job, setup included)."
     );
     Ok(())
 }
@@ -325,6 +362,11 @@ mod tests {
             (1_000_000, 1000)
         );
         assert_eq!((w3.rounds, w3.training.local_steps), (5, 5));
+        let l = load(Workload::L);
+        assert_eq!(
+            (l.fleet.clients, l.training.clients_per_round, l.rounds),
+            (100_000, 10_000, 3)
+        );
     }
 
     #[test]
