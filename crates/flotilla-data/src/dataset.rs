@@ -83,11 +83,25 @@ pub struct Dataset {
 enum Rows {
     /// Held in memory, one row per sample.
     Stored(Array2<f32>),
-    /// Regenerated on access, then standardised by each of `standardizers` in order.
-    Generated {
-        generator: Arc<SyntheticRows>,
-        standardizers: Vec<Standardizer>,
-    },
+    /// Regenerated on access.
+    Generated(GeneratedRows),
+}
+
+/// Rows regenerated on access, then standardised by each of `standardizers` in order.
+#[derive(Debug, Clone, PartialEq)]
+struct GeneratedRows {
+    generator: Arc<SyntheticRows>,
+    standardizers: Vec<Standardizer>,
+}
+
+impl GeneratedRows {
+    /// Writes row `i`, standardised, into `row`.
+    fn fill(&self, i: usize, mut row: ArrayViewMut1<'_, f32>) {
+        self.generator.fill(i, row.view_mut());
+        for s in &self.standardizers {
+            s.apply_row(row.view_mut());
+        }
+    }
 }
 
 impl Dataset {
@@ -154,10 +168,10 @@ impl Dataset {
         debug_assert!(labels.iter().all(|&l| (l as usize) < classes));
         Self {
             shape: ImageShape::flat(generator.dim()),
-            rows: Rows::Generated {
+            rows: Rows::Generated(GeneratedRows {
                 generator: Arc::new(generator),
                 standardizers: Vec::new(),
-            },
+            }),
             labels,
             classes,
             name: name.into(),
@@ -175,7 +189,7 @@ impl Dataset {
     pub fn features(&self) -> Cow<'_, Array2<f32>> {
         match &self.rows {
             Rows::Stored(features) => Cow::Borrowed(features),
-            Rows::Generated { .. } => {
+            Rows::Generated(_) => {
                 let all: Vec<usize> = (0..self.len()).collect();
                 Cow::Owned(self.gather(&all).0)
             }
@@ -187,10 +201,10 @@ impl Dataset {
     pub fn for_each_row(&self, mut f: impl FnMut(ArrayView1<'_, f32>)) {
         match &self.rows {
             Rows::Stored(features) => features.rows().into_iter().for_each(f),
-            Rows::Generated { .. } => {
+            Rows::Generated(generated) => {
                 let mut row = Array2::zeros((1, self.shape.size()));
                 for i in 0..self.len() {
-                    self.fill_generated(i, row.row_mut(0));
+                    generated.fill(i, row.row_mut(0));
                     f(row.row(0));
                 }
             }
@@ -202,26 +216,11 @@ impl Dataset {
     pub(crate) fn standardize(&mut self, standardizer: &Standardizer) -> Result<()> {
         match &mut self.rows {
             Rows::Stored(features) => standardizer.apply(features.view_mut()),
-            Rows::Generated { standardizers, .. } => {
+            Rows::Generated(generated) => {
                 standardizer.check_width(self.shape.size())?;
-                standardizers.push(standardizer.clone());
+                generated.standardizers.push(standardizer.clone());
                 Ok(())
             }
-        }
-    }
-
-    /// Writes generated row `i`, standardised, into `row` (`Rows::Generated` only).
-    fn fill_generated(&self, i: usize, mut row: ArrayViewMut1<'_, f32>) {
-        let Rows::Generated {
-            generator,
-            standardizers,
-        } = &self.rows
-        else {
-            unreachable!("only generated rows are filled")
-        };
-        generator.fill(i, row.view_mut());
-        for s in standardizers {
-            s.apply_row(row.view_mut());
         }
     }
 
@@ -257,11 +256,11 @@ impl Dataset {
     pub fn gather(&self, indices: &[usize]) -> (Array2<f32>, Vec<u32>) {
         let features = match &self.rows {
             Rows::Stored(features) => features.select(Axis(0), indices),
-            Rows::Generated { .. } => {
+            Rows::Generated(generated) => {
                 let mut batch = Array2::zeros((indices.len(), self.shape.size()));
                 for (&i, row) in indices.iter().zip(batch.rows_mut()) {
                     assert!(i < self.len(), "sample {i} of {}", self.len());
-                    self.fill_generated(i, row);
+                    generated.fill(i, row);
                 }
                 batch
             }

@@ -146,8 +146,8 @@ proptest! {
         ).unwrap();
         let (all, some) = (split(shards_per_holder), split(kept));
         prop_assert_eq!(&some.labeled, &all.labeled);
-        let shard_sizes = |p: &LabeledUnlabeled| p.unlabeled.iter().map(Vec::len).sum::<usize>();
-        prop_assert!(shard_sizes(&some) <= shard_sizes(&all));
+        let unlabeled_total = |p: &LabeledUnlabeled| p.unlabeled.iter().map(Vec::len).sum::<usize>();
+        prop_assert!(unlabeled_total(&some) <= unlabeled_total(&all));
         for (few, many) in some.unlabeled.iter().zip(&all.unlabeled) {
             prop_assert!(few.iter().all(|i| many.binary_search(i).is_ok()));
             prop_assert_eq!(few.is_empty(), kept == 0 || many.is_empty());
