@@ -8,7 +8,9 @@ use std::process::ExitCode;
 
 /// mimalloc rather than the system allocator: a large fleet's many small, short-lived
 /// allocations (messages, link reservations) fragment glibc's heap (measured on W3: 2.0 GB
-/// of live heap at the peak, 2.7-3.0 GB resident).
+/// of live heap at the peak, 2.7-3.0 GB resident). Built without transparent huge pages
+/// (`no_thp`): mimalloc's purged and reused pages otherwise fault back in as 2 MiB pages the
+/// kernel zeroes whole (a fifth of the large-fleet bench's time went to zeroing them).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
