@@ -23,8 +23,9 @@ use serde::{Deserialize, Serialize};
 /// The first bytes of a checkpoint file.
 const MAGIC: &[u8; 8] = b"FLOTCKPT";
 
-/// The checkpoint format; a checkpoint of another format is refused.
-const FORMAT: u32 = 1;
+/// The checkpoint format; a checkpoint of another format is refused. 2: model weights
+/// travel as byte strings of little-endian `f32`s (1: as sequences of numbers).
+const FORMAT: u32 = 2;
 
 /// A run's state between two instants: what a run changed (time, the event queue with the
 /// messages in flight, every random stream's position, availability, counters, the trace
