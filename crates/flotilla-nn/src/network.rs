@@ -35,8 +35,17 @@ mod le_f32_bytes {
     use std::fmt;
 
     pub(super) fn serialize<S: Serializer>(values: &Array1<f32>, s: S) -> Result<S::Ok, S::Error> {
-        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-        s.serialize_bytes(&bytes)
+        match values.as_slice() {
+            // The values' own bytes, when that is their little-endian form.
+            Some(v) if cfg!(target_endian = "little") => s.serialize_bytes(bytemuck::cast_slice(v)),
+            _ => {
+                let mut bytes = Vec::with_capacity(4 * values.len());
+                for v in values {
+                    bytes.extend_from_slice(&v.to_le_bytes());
+                }
+                s.serialize_bytes(&bytes)
+            }
+        }
     }
 
     pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Array1<f32>, D::Error> {
@@ -55,6 +64,10 @@ mod le_f32_bytes {
         fn visit_bytes<E: Error>(self, bytes: &[u8]) -> Result<Self::Value, E> {
             if bytes.len() % 4 != 0 {
                 return Err(E::invalid_length(bytes.len(), &self));
+            }
+            if cfg!(target_endian = "little") {
+                // One copy (the bytes need not be aligned for f32).
+                return Ok(Array1::from_vec(bytemuck::pod_collect_to_vec(bytes)));
             }
             Ok(bytes
                 .chunks_exact(4)
