@@ -5,6 +5,7 @@ use crate::gather::Gather;
 use crate::network_actor::{NetworkActor, Route, Verdicts};
 use crate::node_actor::{HandleBatch, NodeActor, TakeHost};
 use crate::pool::PoolRunner;
+use actix::dev::channel::{self, AddressReceiver};
 use actix::fut::{self, ActorFutureExt, WrapFuture};
 use actix::{
     Actor, ActorContext, Addr, AsyncContext, Context, Handler, Message, ResponseActFuture,
@@ -18,6 +19,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::collections::{BTreeMap, BTreeSet};
 use std::marker::PhantomData;
+
+/// A node actor's mailbox capacity (actix's default; `do_send` does not wait on it).
+const MAILBOX_CAPACITY: usize = 16;
 
 /// The clock side of a run, while the clock holds it.
 struct Clocked<M> {
@@ -45,16 +49,30 @@ struct Activations<M: Send + 'static> {
 }
 
 impl<M: Serialize + DeserializeOwned + Send + 'static> Activations<M> {
-    /// The actor of `node`, started with its host if it has none; `None` if the node's
-    /// host is neither idle nor in an actor (given back already).
-    fn activate(&mut self, node: NodeId, instant: u64) -> Option<Addr<NodeActor<M>>> {
+    /// The arbiter that runs `node`'s actor.
+    fn arbiter_of(&self, node: NodeId) -> usize {
+        node.index() % self.arbiters.len()
+    }
+
+    /// The actor of `node`; if it has none, one is made for its host and its start is
+    /// added to `handover`. `None` if the node's host is neither idle nor in an actor
+    /// (given back already).
+    fn activate(
+        &mut self,
+        node: NodeId,
+        instant: u64,
+        handover: &mut Handover<M>,
+    ) -> Option<Addr<NodeActor<M>>> {
         if let Some((addr, last)) = self.live.get_mut(&node) {
             *last = instant;
             return Some(addr.clone());
         }
         let host = self.idle.get_mut(node.index())?.take()?;
-        let arbiter = &self.arbiters[node.index() % self.arbiters.len()];
-        let addr = NodeActor::start_in_arbiter(arbiter, move |_| NodeActor::new(host));
+        let (sender, mailbox) = channel::channel(MAILBOX_CAPACITY);
+        let addr = Addr::new(sender);
+        handover.per_arbiter[self.arbiter_of(node)]
+            .starts
+            .push((mailbox, host));
         self.live.insert(node, (addr.clone(), instant));
         Some(addr)
     }
@@ -78,6 +96,60 @@ impl<M: Serialize + DeserializeOwned + Send + 'static> Activations<M> {
         let passivate = (others.len() + needed.len()).saturating_sub(target);
         others.truncate(passivate);
         others.into_iter().map(|(_, node)| node).collect()
+    }
+}
+
+/// What the arbiters are handed for one chunk, each its part in one closure run on its own
+/// thread: a message sent to an actor from another thread wakes the actor's arbiter once per
+/// message (an eventfd write and a thread switch each; a fifth of a large fleet's time),
+/// where the closure wakes it once and its sends stay on that thread.
+struct Handover<M: Send + 'static> {
+    per_arbiter: Vec<ArbiterWork<M>>,
+}
+
+/// One arbiter's part of a [`Handover`], done in this order.
+struct ArbiterWork<M: Send + 'static> {
+    /// Node actors to start there, each on the mailbox its address was made for.
+    starts: Vec<(AddressReceiver<NodeActor<M>>, NodeHost<M>)>,
+    /// Hosts to take back from actors there.
+    takes: Vec<(Addr<NodeActor<M>>, TakeHost<M>)>,
+    /// Batches for actors there.
+    batches: Vec<(Addr<NodeActor<M>>, HandleBatch<M>)>,
+}
+
+impl<M: Serialize + DeserializeOwned + Send + 'static> Handover<M> {
+    /// Nothing to hand over yet, for `arbiters` arbiters.
+    fn new(arbiters: usize) -> Self {
+        let per_arbiter = (0..arbiters)
+            .map(|_| ArbiterWork {
+                starts: Vec::new(),
+                takes: Vec::new(),
+                batches: Vec::new(),
+            })
+            .collect();
+        Self { per_arbiter }
+    }
+
+    /// Hands each arbiter with work its part.
+    fn send(self, arbiters: &[ArbiterHandle]) {
+        for (arbiter, work) in arbiters.iter().zip(self.per_arbiter) {
+            if work.starts.is_empty() && work.takes.is_empty() && work.batches.is_empty() {
+                continue;
+            }
+            // An arbiter that has stopped drops the closure, and with it the messages'
+            // reply slots: absent replies, an error at commit.
+            arbiter.spawn_fn(move || {
+                for (mailbox, host) in work.starts {
+                    Context::with_receiver(mailbox).run(NodeActor::new(host));
+                }
+                for (addr, take) in work.takes {
+                    addr.do_send(take);
+                }
+                for (addr, batch) in work.batches {
+                    addr.do_send(batch);
+                }
+            });
+        }
     }
 }
 
@@ -175,11 +247,15 @@ impl<M: Serialize + DeserializeOwned + Send + 'static> ClockActor<M> {
         let needed: BTreeSet<NodeId> = chunk.iter().map(|b| b.node).collect();
         let victims = self.nodes.victims(&needed);
         let (hosts, slots) = Gather::new(victims.len());
+        let mut handover = Handover::new(self.nodes.arbiters.len());
         for (node, reply) in victims.iter().zip(slots) {
             if let Some((addr, _)) = self.nodes.live.remove(node) {
-                addr.do_send(TakeHost { reply });
+                handover.per_arbiter[self.nodes.arbiter_of(*node)]
+                    .takes
+                    .push((addr, TakeHost { reply }));
             }
         }
+        handover.send(&self.nodes.arbiters);
         let passivated = hosts.replies().into_actor(self).map(move |hosts, act, _| {
             for (node, host) in victims.into_iter().zip(hosts) {
                 let host = host.ok_or(ActorsError::Node { node, time: now })?;
@@ -192,17 +268,22 @@ impl<M: Serialize + DeserializeOwned + Send + 'static> ClockActor<M> {
                 return Either::Left(fut::ready(Err(e)));
             }
             let (replies, slots) = Gather::new(chunk.len());
+            let mut handover = Handover::new(act.nodes.arbiters.len());
             for (b, reply) in chunk.into_iter().zip(slots) {
                 // A node without a host (given back already) drops its slot, as an actor
                 // that is gone does: no reply, an error at commit.
-                if let Some(addr) = act.nodes.activate(b.node, act.instants) {
-                    addr.do_send(HandleBatch {
+                if let Some(addr) = act.nodes.activate(b.node, act.instants, &mut handover) {
+                    let batch = HandleBatch {
                         now,
                         inbound: b.inbound,
                         reply,
-                    });
+                    };
+                    handover.per_arbiter[act.nodes.arbiter_of(b.node)]
+                        .batches
+                        .push((addr, batch));
                 }
             }
+            handover.send(&act.nodes.arbiters);
             Either::Right(replies.replies().into_actor(act).map(|r, _, _| Ok(r)))
         }))
     }
