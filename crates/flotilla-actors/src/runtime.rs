@@ -12,9 +12,9 @@ use flotilla_sim::{NodeHost, NodeId, Router, Simulation, StopAt, World};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-/// Runs simulations on actix: one actor per node spread over `workers` arbiter threads, a
-/// network actor, and a clock actor driving the instants, with jobs on a pool of `workers`
-/// threads. Gives the same run, bit for bit, as the sequential executor
+/// Runs simulations on actix: one actor per node spread over `workers` arbiter threads (the
+/// clock's and `workers - 1` more), a network actor, and a clock actor driving the instants,
+/// with jobs on a pool of `workers` threads. Gives the same run, bit for bit, as the sequential executor
 /// ([`Simulation::run`]) whatever `workers` and `max_live_nodes` are (see the
 /// [crate docs](crate)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,8 +104,11 @@ impl ActixRuntime {
         let workers = self.workers.max(1);
         let system = System::new();
         let (arbiters, outcome) = system.block_on(async move {
-            let mut arbiters = Vec::with_capacity(workers);
-            for _ in 0..workers {
+            // The clock's own thread is the first of the `workers` that host node actors:
+            // it is idle while an instant's nodes handle their batches, and a message to an
+            // actor on it needs no wake of another thread (with one worker, none at all).
+            let mut arbiters = Vec::with_capacity(workers - 1);
+            for _ in 1..workers {
                 match Arbiter::try_new() {
                     Ok(a) => arbiters.push(a),
                     Err(e) => return (arbiters, Err(ActorsError::Spawn(e))),
@@ -144,7 +147,9 @@ where
 {
     // The network and the clock share the system arbiter: they never run at the same time.
     let network = NetworkActor::new(router).start();
-    let handles = arbiters.iter().map(Arbiter::handle).collect();
+    let handles = std::iter::once(Arbiter::current())
+        .chain(arbiters.iter().map(Arbiter::handle))
+        .collect();
     let clock = ClockActor::new(world, pool, hosts, handles, capacity, network.clone()).start();
 
     clock

@@ -122,9 +122,10 @@ fn config() -> impl bincode::config::Config {
         .with_limit::<MAX_MESSAGE_BYTES>()
 }
 
-/// Encodes `msg` into its wire bytes.
+/// Encodes `msg` into its wire bytes (sized first: one allocation and one copy of the
+/// weights, where growing the buffer copied them again at each doubling).
 pub fn encode<M: Serialize>(msg: &M) -> Result<Vec<u8>, WireError> {
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(encoded_len(msg)? as usize);
     encode_into(msg, &mut out)?;
     Ok(out)
 }
