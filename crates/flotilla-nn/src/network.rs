@@ -62,7 +62,7 @@ mod le_f32_bytes {
         }
 
         fn visit_bytes<E: Error>(self, bytes: &[u8]) -> Result<Self::Value, E> {
-            if bytes.len() % 4 != 0 {
+            if !bytes.len().is_multiple_of(4) {
                 return Err(E::invalid_length(bytes.len(), &self));
             }
             if cfg!(target_endian = "little") {
@@ -450,8 +450,7 @@ mod tests {
     #[test]
     fn a_byte_string_that_is_not_whole_floats_is_an_error() {
         let config = bincode::config::standard();
-        let mut bytes =
-            bincode::serde::encode_to_vec(&weights(vec![1, 2], vec![]), config).unwrap();
+        let mut bytes = bincode::serde::encode_to_vec(weights(vec![1, 2], vec![]), config).unwrap();
         // params: length 8 → 7, dropping one byte of the second value.
         assert_eq!(bytes[0], 8);
         bytes[0] = 7;
