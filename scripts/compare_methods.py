@@ -66,8 +66,13 @@ def main(argv):
     merge = "--merge" in argv
     if merge:
         argv.remove("--merge")
-    if not argv:
+    if not argv or any(a.startswith("--") for a in argv):
         sys.exit(__doc__)
+    for out in argv:
+        try:
+            open(f"{out}/summary.json").close()
+        except OSError as e:
+            sys.exit(f"{out}: not a `flotilla run` output folder ({e.strerror}: {e.filename})")
     experiments = [(out, *final_accuracies(out)) for out in argv]
     if merge:
         experiments = [merged(experiments)]
