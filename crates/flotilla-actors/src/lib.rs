@@ -53,8 +53,8 @@
 //! 2. **Handle, in parallel** — the clock sends every involved node actor its batch at
 //!    once (`HandleBatch`), each arbiter's batches in one closure run on its thread (one
 //!    wake per arbiter, not per message). Node actors live on `workers` arbiters (node *i*
-//!    on arbiter *i* mod `workers`; arbiter 0 is the clock's own thread), so the handlers of one instant — decoding what they receive,
-//!    running the state machine, encoding what they send — run in parallel. Each batch
+//!    on arbiter *i* mod `workers`; arbiter 0 is the clock's own thread), so the handlers
+//!    of one instant — decoding what they receive, running the state machine, encoding what they send — run in parallel. Each batch
 //!    carries a slot for its reply; the clock is woken once, when the last slot is filled,
 //!    and reads the replies by slot, i.e. in node-id order, whatever order the threads
 //!    finish in (`join_all` over one future per node cost more than linear time: an

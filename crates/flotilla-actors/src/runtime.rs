@@ -14,8 +14,8 @@ use serde::de::DeserializeOwned;
 
 /// Runs simulations on actix: one actor per node spread over `workers` arbiter threads (the
 /// clock's and `workers - 1` more), a network actor, and a clock actor driving the instants,
-/// with jobs on a pool of `workers` threads. Gives the same run, bit for bit, as the sequential executor
-/// ([`Simulation::run`]) whatever `workers` and `max_live_nodes` are (see the
+/// with jobs on a pool of `workers` threads. Gives the same run, bit for bit, as the
+/// sequential executor ([`Simulation::run`]) whatever `workers` and `max_live_nodes` are (see the
 /// [crate docs](crate)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ActixRuntime {
