@@ -240,14 +240,8 @@ impl Trainer {
             .as_slice_mut()
             .expect("weights are contiguous");
         self.net.backward(dlogits, params, &mut self.grads);
-        let norm: f64 = self
-            .grads
-            .iter()
-            .map(|&g| f64::from(g) * f64::from(g))
-            .sum();
-        self.norms.0 += norm.sqrt();
+        self.norms.0 += self.sgd.step(params, &self.grads, lr)?;
         self.norms.1 += 1;
-        self.sgd.step(params, &self.grads, lr)?;
         Ok(())
     }
 }

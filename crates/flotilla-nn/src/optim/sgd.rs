@@ -109,10 +109,10 @@ impl Sgd {
         self.velocity.fill(0.0);
     }
 
-    /// One update of `params` with `grads` at learning rate `lr` (from a schedule). Errors
-    /// if the lengths differ from the decay mask's or `lr` is negative or not finite;
-    /// `params` is then untouched.
-    pub fn step(&mut self, params: &mut [f32], grads: &[f32], lr: f32) -> Result<()> {
+    /// One update of `params` with `grads` at learning rate `lr` (from a schedule); returns
+    /// the gradient's L2 norm (before any clipping). Errors if the lengths differ from the
+    /// decay mask's or `lr` is negative or not finite; `params` is then untouched.
+    pub fn step(&mut self, params: &mut [f32], grads: &[f32], lr: f32) -> Result<f64> {
         let n = self.velocity.len();
         for (what, len) in [
             ("parameter vector", params.len()),
@@ -133,31 +133,57 @@ impl Sgd {
                 reason: "step learning rate must be a finite number >= 0",
             });
         }
+        // Compiled for the widest vectors this CPU has (the arithmetic is elementwise, so
+        // the bits do not depend on the width).
+        Ok(pulp::Arch::new().dispatch(Update {
+            params,
+            grads,
+            velocity: &mut self.velocity,
+            decay_mask: &self.decay_mask,
+            config: self.config,
+            lr,
+        }))
+    }
+}
+
+/// One [`Sgd::step`]'s loops, checked, for [`pulp::Arch::dispatch`]; the gradient's norm.
+struct Update<'a> {
+    params: &'a mut [f32],
+    grads: &'a [f32],
+    velocity: &'a mut [f32],
+    decay_mask: &'a [bool],
+    config: SgdConfig,
+    lr: f32,
+}
+
+impl pulp::WithSimd for Update<'_> {
+    type Output = f64;
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) -> f64 {
         let SgdConfig {
             momentum: mu,
             weight_decay: wd,
             nesterov,
             clip_norm,
         } = self.config;
+        let lr = self.lr;
         // 1 unless the gradient's norm exceeds the clip (a non-finite norm is not clipped:
         // the step fails visibly rather than being scaled to zero).
+        let norm = sum_of_squares(self.grads).sqrt();
         let scale = clip_norm.map_or(1.0, |c| {
-            let norm = grads
-                .iter()
-                .map(|&g| f64::from(g) * f64::from(g))
-                .sum::<f64>()
-                .sqrt();
             if norm > f64::from(c) {
                 (f64::from(c) / norm) as f32
             } else {
                 1.0
             }
         });
-        let iter = params
+        let iter = self
+            .params
             .iter_mut()
-            .zip(grads)
-            .zip(&mut self.velocity)
-            .zip(&self.decay_mask);
+            .zip(self.grads)
+            .zip(self.velocity.iter_mut())
+            .zip(self.decay_mask);
         if nesterov {
             for (((p, &g), v), &decay) in iter {
                 let g = g * scale;
@@ -173,8 +199,30 @@ impl Sgd {
                 *p -= lr * *v;
             }
         }
-        Ok(())
+        norm
     }
+}
+
+/// `Σ v²` in f64, in a fixed order: 16 interleaved partial sums (element `i` goes to sum
+/// `i mod 16`; the tail after the last whole 16 to a 17th), added in order at the end.
+/// Independent sums let the additions pipeline and vectorise: one running sum is a chain of
+/// dependent additions, a third of a training step's time on a 235k-parameter MLP.
+#[inline(always)]
+fn sum_of_squares(values: &[f32]) -> f64 {
+    const LANES: usize = 16;
+    let chunks = values.chunks_exact(LANES);
+    let tail: f64 = chunks
+        .remainder()
+        .iter()
+        .map(|&v| f64::from(v).powi(2))
+        .sum();
+    let mut sums = [0.0f64; LANES];
+    for chunk in chunks {
+        for (sum, &v) in sums.iter_mut().zip(chunk) {
+            *sum += f64::from(v) * f64::from(v);
+        }
+    }
+    sums.iter().sum::<f64>() + tail
 }
 
 #[cfg(test)]
@@ -260,12 +308,26 @@ mod tests {
         let mut sgd = Sgd::new(c, vec![true, false]).unwrap();
         let mut p = [1.0f32, 1.0];
         // ‖[3, 4]‖ = 5 → [0.6, 0.8]; then g' = [0.6 + 0.1·1, 0.8]; p = 1 − 0.5·g'.
-        sgd.step(&mut p, &[3.0, 4.0], 0.5).unwrap();
+        // The step returns the gradient's norm before the clip.
+        assert_eq!(sgd.step(&mut p, &[3.0, 4.0], 0.5).unwrap(), 5.0);
         assert!(close(&p, &[0.65, 0.6]), "{p:?}");
         // A gradient within the norm is not touched.
         let mut q = [1.0f32, 1.0];
         sgd.step(&mut q, &[0.3, 0.4], 0.5).unwrap();
         assert!(close(&q, &[0.8, 0.8]), "{q:?}");
+    }
+
+    proptest::proptest! {
+        /// The interleaved sums give the sum of squares (to f64 rounding), whatever the
+        /// length: shorter than one chunk, whole chunks, a tail.
+        #[test]
+        fn sum_of_squares_is_the_sum_of_the_squares(
+            values in proptest::collection::vec(-1e3f32..1e3, 0..200),
+        ) {
+            let naive: f64 = values.iter().map(|&v| f64::from(v) * f64::from(v)).sum();
+            let got = sum_of_squares(&values);
+            proptest::prop_assert!((got - naive).abs() <= 1e-12 * naive.max(1.0), "{got} vs {naive}");
+        }
     }
 
     #[test]
