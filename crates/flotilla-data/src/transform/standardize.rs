@@ -42,20 +42,29 @@ impl Standardizer {
                 "cannot fit on an empty dataset",
             ));
         }
-        let mut sum = vec![0.0f64; groups];
+        // Sums per feature position first (independent sums: they pipeline and vectorise,
+        // where one running sum per channel is a chain of dependent additions), then per
+        // group, in position order.
+        let size = data.shape().size();
+        let mut sum = vec![0.0f64; size];
         data.for_each_row(|row| {
-            for (p, &x) in row.iter().enumerate() {
-                sum[p % groups] += f64::from(x);
+            for (s, &x) in sum.iter_mut().zip(row) {
+                *s += f64::from(x);
             }
         });
-        let per_group = (data.len() * data.shape().size() / groups) as f64;
-        let mean: Vec<f64> = sum.iter().map(|s| s / per_group).collect();
-        let mut square = vec![0.0f64; groups];
+        let per_group = (data.len() * size / groups) as f64;
+        let mean: Vec<f64> = by_group(&sum, groups)
+            .iter()
+            .map(|s| s / per_group)
+            .collect();
+        let centre: Vec<f64> = (0..size).map(|p| mean[p % groups]).collect();
+        let mut square = vec![0.0f64; size];
         data.for_each_row(|row| {
-            for (p, &x) in row.iter().enumerate() {
-                square[p % groups] += (f64::from(x) - mean[p % groups]).powi(2);
+            for ((s, &x), m) in square.iter_mut().zip(row).zip(&centre) {
+                *s += (f64::from(x) - m).powi(2);
             }
         });
+        let square = by_group(&square, groups);
         let std = square
             .iter()
             .map(|s| (s / per_group).sqrt())
@@ -112,6 +121,15 @@ impl Standardizer {
     pub fn apply_dataset(&self, data: &mut Dataset) -> Result<()> {
         data.standardize(self)
     }
+}
+
+/// Per-position values summed into `groups` groups (position `p` into `p % groups`).
+fn by_group(per_position: &[f64], groups: usize) -> Vec<f64> {
+    let mut out = vec![0.0; groups];
+    for (p, v) in per_position.iter().enumerate() {
+        out[p % groups] += v;
+    }
+    out
 }
 
 #[cfg(test)]
