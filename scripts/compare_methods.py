@@ -83,7 +83,11 @@ def main(argv):
             print(f"  {method:<24} {mean_std(list(by_seed.values())):>14}   seeds: {seeds}")
         for line in excluded:
             print(f"  not a result: {line}")
-        ours = results.get(reference, {})
+        if reference not in results:
+            names = ", ".join(results)
+            print(f"  no {reference} to compare against (--against one of: {names})")
+            continue
+        ours = results[reference]
         for method, by_seed in results.items():
             if method == reference:
                 continue
