@@ -146,7 +146,8 @@ impl Sgd {
     }
 }
 
-/// One [`Sgd::step`]'s loops, checked, for [`pulp::Arch::dispatch`]; the gradient's norm.
+/// One [`Sgd::step`] on inputs it has checked, run by [`pulp::Arch::dispatch`]; its output
+/// is the gradient's norm.
 struct Update<'a> {
     params: &'a mut [f32],
     grads: &'a [f32],
@@ -168,9 +169,9 @@ impl pulp::WithSimd for Update<'_> {
             clip_norm,
         } = self.config;
         let lr = self.lr;
+        let norm = sum_of_squares(self.grads).sqrt();
         // 1 unless the gradient's norm exceeds the clip (a non-finite norm is not clipped:
         // the step fails visibly rather than being scaled to zero).
-        let norm = sum_of_squares(self.grads).sqrt();
         let scale = clip_norm.map_or(1.0, |c| {
             if norm > f64::from(c) {
                 (f64::from(c) / norm) as f32
@@ -211,15 +212,12 @@ impl pulp::WithSimd for Update<'_> {
 fn sum_of_squares(values: &[f32]) -> f64 {
     const LANES: usize = 16;
     let chunks = values.chunks_exact(LANES);
-    let tail: f64 = chunks
-        .remainder()
-        .iter()
-        .map(|&v| f64::from(v).powi(2))
-        .sum();
+    let square = |&v: &f32| f64::from(v) * f64::from(v);
+    let tail: f64 = chunks.remainder().iter().map(square).sum();
     let mut sums = [0.0f64; LANES];
     for chunk in chunks {
-        for (sum, &v) in sums.iter_mut().zip(chunk) {
-            *sum += f64::from(v) * f64::from(v);
+        for (sum, v) in sums.iter_mut().zip(chunk) {
+            *sum += square(v);
         }
     }
     sums.iter().sum::<f64>() + tail
