@@ -81,7 +81,8 @@ pub fn check_gradient(
 /// loss `L = Σ y ⊙ r` for a fixed random-looking projection `r` of the output.
 ///
 /// Forward passes run in [`Mode::Train`] on a copy of `state`, so running statistics do not
-/// drift between probes. Returns `(input report, parameter report)`.
+/// drift between probes. Also asserts that [`Layer::backward_params`] writes bit for bit the
+/// parameter gradients of [`Layer::backward`]. Returns `(input report, parameter report)`.
 pub fn check_layer(
     layer: &mut dyn Layer,
     x: &Tensor,
@@ -98,6 +99,16 @@ pub fn check_layer(
     });
     let mut grads = vec![0.0; params.len()];
     let dx = layer.backward(r.clone(), params, &mut grads);
+    // The first-layer pass must write the very same parameter gradients.
+    layer.forward(x.clone(), params, &mut state.to_vec(), Mode::Train);
+    let mut param_only = vec![f32::NAN; params.len()];
+    layer.backward_params(r.clone(), params, &mut param_only);
+    let bits = |g: &[f32]| g.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    assert_eq!(
+        bits(&param_only),
+        bits(&grads),
+        "backward_params differs from backward"
+    );
 
     let loss = |layer: &mut dyn Layer, x: &Tensor, p: &[f32]| -> f64 {
         let y = layer.forward(x.clone(), p, &mut state.to_vec(), Mode::Train);

@@ -383,17 +383,32 @@ impl Network {
 
     /// Back-propagates `dlogits` (`[batch, classes]`) through the last training forward and
     /// writes the full parameter gradient into `grads`.
+    ///
+    /// The gradient stops at the first trainable layer: its input is data (or a
+    /// parameter-free function of it), so that layer computes no input gradient
+    /// ([`Layer::backward_params`]) and the layers before it are not visited. For an MLP on
+    /// images this skips the widest product of the step (`dY·Wᵀ` onto the 784 pixels).
     pub fn backward(&mut self, dlogits: Array2<f32>, params: &[f32], grads: &mut [f32]) {
         assert_eq!(grads.len(), self.param_len, "gradient vector length");
+        let Some(first) = self.slots.iter().position(|s| !s.params.is_empty()) else {
+            return;
+        };
         let n = dlogits.nrows();
         let mut d = from_rows(dlogits, n, Shape::flat(self.classes));
-        for slot in self.slots.iter_mut().rev() {
+        let (head, later) = self.slots.split_at_mut(first + 1);
+        for slot in later.iter_mut().rev() {
             d = slot.layer.backward(
                 d,
                 &params[slot.params.clone()],
                 &mut grads[slot.params.clone()],
             );
         }
+        let slot = &mut head[first];
+        slot.layer.backward_params(
+            d,
+            &params[slot.params.clone()],
+            &mut grads[slot.params.clone()],
+        );
     }
 
     /// Evaluation-mode logits for a batch (state untouched).

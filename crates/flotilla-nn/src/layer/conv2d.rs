@@ -94,6 +94,68 @@ impl Conv2d {
             .step_by(step)
             .map(move |l| l..(l + step).min(lines))
     }
+
+    /// [`Layer::backward`], and the input gradient only when `input_grad`.
+    fn backward_inner(
+        &mut self,
+        dy: Tensor,
+        params: &[f32],
+        grads: &mut [f32],
+        input_grad: bool,
+    ) -> Option<Tensor> {
+        let x = self
+            .cached_input
+            .take()
+            .expect("backward follows a training forward");
+        let g = self.geom;
+        let n = x.dim().0;
+        let (w, _) = self.split(params);
+        let dy_rows = as_rows(&dy);
+        let (gw, gb) = grads.split_at_mut(self.weight_len());
+        if self.bias {
+            for (g, s) in gb.iter_mut().zip(dy_rows.sum_axis(Axis(0))) {
+                *g = s;
+            }
+        }
+        let mut gw = ArrayViewMut2::from_shape((g.col_len(), self.out_channels), gw)
+            .expect("grad slice matches the layer's param specs");
+        if self.pointwise() {
+            gemm(1.0, &as_rows(&x).t(), &dy_rows, 0.0, &mut gw);
+            if !input_grad {
+                return None;
+            }
+            let mut dx = Array2::<f32>::zeros((n * g.h * g.w, g.c));
+            gemm(1.0, &dy_rows, &w.t(), 0.0, &mut dx.view_mut());
+            return Some(from_rows(dx, n, self.input_shape()));
+        }
+        gw.fill(0.0);
+        let xs = x.as_slice().expect("layer tensors are standard layout");
+        let mut dx = input_grad.then(|| Tensor::zeros(x.raw_dim()));
+        let mut dxs = dx.as_mut().map(|dx| {
+            dx.as_slice_mut()
+                .expect("fresh tensors are standard layout")
+        });
+        let mut buf = std::mem::take(&mut self.cols);
+        for lines in self.chunks(n) {
+            let rows = lines.len() * g.ow;
+            buf.resize(rows * g.col_len(), 0.0);
+            let dy_chunk =
+                dy_rows.slice_axis(Axis(0), Slice::from(lines.start * g.ow..lines.end * g.ow));
+            im2col(&g, xs, lines.clone(), &mut buf);
+            let cols = ArrayView2::from_shape((rows, g.col_len()), &buf[..])
+                .expect("chunk buffer sized above");
+            gemm(1.0, &cols.t(), &dy_chunk, 1.0, &mut gw);
+            let Some(dxs) = dxs.as_deref_mut() else {
+                continue;
+            };
+            let mut dcols = ArrayViewMut2::from_shape((rows, g.col_len()), &mut buf[..])
+                .expect("chunk buffer sized above");
+            gemm(1.0, &dy_chunk, &w.t(), 0.0, &mut dcols);
+            col2im(&g, &buf, lines, dxs);
+        }
+        self.cols = buf;
+        dx
+    }
 }
 
 impl Layer for Conv2d {
@@ -189,51 +251,12 @@ impl Layer for Conv2d {
     }
 
     fn backward(&mut self, dy: Tensor, params: &[f32], grads: &mut [f32]) -> Tensor {
-        let x = self
-            .cached_input
-            .take()
-            .expect("backward follows a training forward");
-        let g = self.geom;
-        let n = x.dim().0;
-        let (w, _) = self.split(params);
-        let dy_rows = as_rows(&dy);
-        let (gw, gb) = grads.split_at_mut(self.weight_len());
-        if self.bias {
-            for (g, s) in gb.iter_mut().zip(dy_rows.sum_axis(Axis(0))) {
-                *g = s;
-            }
-        }
-        let mut gw = ArrayViewMut2::from_shape((g.col_len(), self.out_channels), gw)
-            .expect("grad slice matches the layer's param specs");
-        if self.pointwise() {
-            gemm(1.0, &as_rows(&x).t(), &dy_rows, 0.0, &mut gw);
-            let mut dx = Array2::<f32>::zeros((n * g.h * g.w, g.c));
-            gemm(1.0, &dy_rows, &w.t(), 0.0, &mut dx.view_mut());
-            return from_rows(dx, n, self.input_shape());
-        }
-        gw.fill(0.0);
-        let xs = x.as_slice().expect("layer tensors are standard layout");
-        let mut dx = Tensor::zeros(x.raw_dim());
-        let dxs = dx
-            .as_slice_mut()
-            .expect("fresh tensors are standard layout");
-        let mut buf = std::mem::take(&mut self.cols);
-        for lines in self.chunks(n) {
-            let rows = lines.len() * g.ow;
-            buf.resize(rows * g.col_len(), 0.0);
-            let dy_chunk =
-                dy_rows.slice_axis(Axis(0), Slice::from(lines.start * g.ow..lines.end * g.ow));
-            im2col(&g, xs, lines.clone(), &mut buf);
-            let cols = ArrayView2::from_shape((rows, g.col_len()), &buf[..])
-                .expect("chunk buffer sized above");
-            gemm(1.0, &cols.t(), &dy_chunk, 1.0, &mut gw);
-            let mut dcols = ArrayViewMut2::from_shape((rows, g.col_len()), &mut buf[..])
-                .expect("chunk buffer sized above");
-            gemm(1.0, &dy_chunk, &w.t(), 0.0, &mut dcols);
-            col2im(&g, &buf, lines, dxs);
-        }
-        self.cols = buf;
-        dx
+        self.backward_inner(dy, params, grads, true)
+            .expect("the input gradient was asked for")
+    }
+
+    fn backward_params(&mut self, dy: Tensor, params: &[f32], grads: &mut [f32]) {
+        self.backward_inner(dy, params, grads, false);
     }
 }
 

@@ -31,6 +31,35 @@ impl Dense {
         let w = ArrayView2::from_shape((self.inputs, self.outputs), w).expect("weight slice");
         (w, ArrayView1::from(b))
     }
+
+    /// [`Layer::backward`], and the input gradient only when `input_grad`.
+    fn backward_inner(
+        &mut self,
+        dy: Tensor,
+        params: &[f32],
+        grads: &mut [f32],
+        input_grad: bool,
+    ) -> Option<Tensor> {
+        let x = self
+            .cached_input
+            .take()
+            .expect("backward follows a training forward");
+        let n = x.dim().0;
+        let (w, _) = self.split(params);
+        let dy_rows = as_rows(&dy);
+        let (gw, gb) = grads.split_at_mut(self.inputs * self.outputs);
+        let mut gw = ArrayViewMut2::from_shape((self.inputs, self.outputs), gw).expect("grad");
+        gemm(1.0, &as_rows(&x).t(), &dy_rows, 0.0, &mut gw);
+        for (g, s) in gb.iter_mut().zip(dy_rows.sum_axis(Axis(0))) {
+            *g = s;
+        }
+        if !input_grad {
+            return None;
+        }
+        let mut dx = Array2::<f32>::zeros((n, self.inputs));
+        gemm(1.0, &dy_rows, &w.t(), 0.0, &mut dx.view_mut());
+        Some(from_rows(dx, n, self.input_shape()))
+    }
 }
 
 impl Layer for Dense {
@@ -74,21 +103,32 @@ impl Layer for Dense {
     }
 
     fn backward(&mut self, dy: Tensor, params: &[f32], grads: &mut [f32]) -> Tensor {
-        let x = self
-            .cached_input
-            .take()
-            .expect("backward follows a training forward");
-        let n = x.dim().0;
-        let (w, _) = self.split(params);
-        let dy_rows = as_rows(&dy);
-        let (gw, gb) = grads.split_at_mut(self.inputs * self.outputs);
-        let mut gw = ArrayViewMut2::from_shape((self.inputs, self.outputs), gw).expect("grad");
-        gemm(1.0, &as_rows(&x).t(), &dy_rows, 0.0, &mut gw);
-        for (g, s) in gb.iter_mut().zip(dy_rows.sum_axis(Axis(0))) {
-            *g = s;
-        }
-        let mut dx = Array2::<f32>::zeros((n, self.inputs));
-        gemm(1.0, &dy_rows, &w.t(), 0.0, &mut dx.view_mut());
-        from_rows(dx, n, self.input_shape())
+        self.backward_inner(dy, params, grads, true)
+            .expect("the input gradient was asked for")
+    }
+
+    fn backward_params(&mut self, dy: Tensor, params: &[f32], grads: &mut [f32]) {
+        self.backward_inner(dy, params, grads, false);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gradcheck::check_layer;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    #[test]
+    fn gradients_match_finite_differences() {
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let mut layer = Dense::new(7, 5);
+        let params: Vec<f32> = (0..7 * 5 + 5)
+            .map(|_| rng.random_range(-1.0..1.0))
+            .collect();
+        let x = Tensor::from_shape_fn((3, 1, 1, 7), |_| rng.random_range(-1.0..1.0));
+        let (input, param) = check_layer(&mut layer, &x, &params, &[], 1e-2, 0);
+        input.assert_within(1e-2, "dense input");
+        param.assert_within(1e-2, "dense params");
     }
 }

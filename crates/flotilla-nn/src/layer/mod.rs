@@ -80,4 +80,10 @@ pub trait Layer: Debug + Send {
     fn forward(&mut self, x: Tensor, params: &[f32], state: &mut [f32], mode: Mode) -> Tensor;
     /// The backward pass.
     fn backward(&mut self, dy: Tensor, params: &[f32], grads: &mut [f32]) -> Tensor;
+    /// The backward pass without the input gradient, for a layer whose input is data (the
+    /// network's first trainable layer): writes the same parameter gradients as
+    /// [`Layer::backward`]. Layers whose input gradient costs arithmetic skip it here.
+    fn backward_params(&mut self, dy: Tensor, params: &[f32], grads: &mut [f32]) {
+        self.backward(dy, params, grads);
+    }
 }
