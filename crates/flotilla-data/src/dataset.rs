@@ -255,7 +255,21 @@ impl Dataset {
     /// If an index is `>= len()`: indices come from partitions of this dataset, so that is a bug.
     pub fn gather(&self, indices: &[usize]) -> (Array2<f32>, Vec<u32>) {
         let features = match &self.rows {
-            Rows::Stored(features) => features.select(Axis(0), indices),
+            // Row by row as slices: `select` goes through `concatenate`, an element-wise
+            // zip that cost 8 % of an MLP training run.
+            Rows::Stored(features) => match features.as_slice() {
+                Some(flat) => {
+                    let width = features.ncols();
+                    let mut batch = Vec::with_capacity(indices.len() * width);
+                    for &i in indices {
+                        assert!(i < self.len(), "sample {i} of {}", self.len());
+                        batch.extend_from_slice(&flat[i * width..(i + 1) * width]);
+                    }
+                    Array2::from_shape_vec((indices.len(), width), batch)
+                        .expect("rows × width values")
+                }
+                None => features.select(Axis(0), indices),
+            },
             Rows::Generated(generated) => {
                 let mut batch = Array2::zeros((indices.len(), self.shape.size()));
                 for (&i, row) in indices.iter().zip(batch.rows_mut()) {
