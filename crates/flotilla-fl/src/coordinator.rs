@@ -272,13 +272,7 @@ impl<L: ServerLogic> Node<FlMessage<L::Work>> for Coordinator<L> {
                 // after the last version still go to the logic, which counts them (late,
                 // or cancelled when its policy had given them up).
                 let known = self.books.outstanding.remove(&(from, id)).is_some();
-                let finite = reply.models.iter().all(|p| {
-                    p.weights
-                        .params
-                        .iter()
-                        .chain(&p.weights.state)
-                        .all(|v| v.is_finite())
-                });
+                let finite = reply.models.iter().all(|p| p.weights.all_finite());
                 if !known || self.books.registering {
                     ctx.record("unknown_reply", f64::from(from.0));
                     return Ok(());

@@ -13,10 +13,10 @@
 //! reports truncated and invalid bytes with the offset the decoder had reached, and refuses
 //! trailing bytes, so one message is exactly one byte string.
 
-use bincode::de::read::Reader;
-use bincode::de::{Decode, Decoder, DecoderImpl};
+use bincode::de::read::{BorrowReader, Reader};
+use bincode::de::{BorrowDecode, Decoder, DecoderImpl};
 use bincode::error::DecodeError;
-use bincode::serde::Compat;
+use bincode::serde::BorrowCompat;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -165,6 +165,10 @@ fn within_limit(len: usize) -> Result<usize, WireError> {
 /// Decodes one whole message from `bytes`: never panics, never lets decoding claim more
 /// than [`decode_budget`] of the input's length, and refuses bytes left over after the
 /// message.
+///
+/// Byte strings (model weights) are handed to the message's types as slices of `bytes`
+/// (bincode's borrowing decoder), so each is copied once, into its owner, and not first
+/// into a buffer of its own.
 pub fn decode<M: DeserializeOwned>(bytes: &[u8]) -> Result<M, WireError> {
     let len = within_limit(bytes.len())?;
     let budget = decode_budget(len);
@@ -173,10 +177,10 @@ pub fn decode<M: DeserializeOwned>(bytes: &[u8]) -> Result<M, WireError> {
     // not use leaves exactly `budget` for the decode.
     let decoded = decoder
         .claim_bytes_read(MAX_MESSAGE_BYTES - budget)
-        .and_then(|()| Compat::<M>::decode(&mut decoder));
+        .and_then(|()| BorrowCompat::<M>::borrow_decode(&mut decoder));
     let offset = decoder.reader().pos;
     match decoded {
-        Ok(Compat(msg)) if offset == len => Ok(msg),
+        Ok(BorrowCompat(msg)) if offset == len => Ok(msg),
         Ok(_) => Err(WireError::TrailingBytes {
             consumed: offset,
             len,
@@ -241,5 +245,19 @@ impl Reader for OffsetReader<'_> {
     #[inline]
     fn consume(&mut self, n: usize) {
         self.pos = (self.pos + n).min(self.bytes.len());
+    }
+}
+
+impl<'a> BorrowReader<'a> for OffsetReader<'a> {
+    #[inline]
+    fn take_bytes(&mut self, length: usize) -> Result<&'a [u8], DecodeError> {
+        let rest = self.bytes.get(self.pos..).unwrap_or_default();
+        let Some(taken) = rest.get(..length) else {
+            return Err(DecodeError::UnexpectedEnd {
+                additional: length - rest.len(),
+            });
+        };
+        self.pos += length;
+        Ok(taken)
     }
 }
