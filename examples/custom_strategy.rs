@@ -123,7 +123,8 @@ impl ClientStrategy for StepsWorker {
 
     fn execute(&self, env: &ClientEnv, a: Assignment<Steps>) -> Result<Reply, FlError> {
         let task = &env.task;
-        let mut weights = a.models[0].weights.clone();
+        // The global model is shared by the round's orders: train a copy of it.
+        let mut weights = Weights::clone(&a.models[0].weights);
         let mut trainer = Trainer::new(task.network(ModelRole::Target)?, task.local.sgd)?;
         // The job's own stream: the same bits on any thread.
         let mut rng = env.job_rng(a.id);
@@ -138,10 +139,7 @@ impl ClientStrategy for StepsWorker {
         let loss = trainer.train_steps(&mut weights, &phase, &mut rng)?;
         Ok(Reply {
             assignment: a.id,
-            models: vec![Payload {
-                role: ModelRole::Target,
-                weights,
-            }],
+            models: vec![Payload::new(ModelRole::Target, weights)],
             samples: env.data.labeled.len() as u32,
             stats: BTreeMap::from([("ce_loss".to_string(), f64::from(loss))]),
         })

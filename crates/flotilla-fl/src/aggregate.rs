@@ -51,7 +51,7 @@ pub fn average_replies(
         .values()
         .filter_map(|r| {
             let w = if weighted { f64::from(r.samples) } else { 1.0 };
-            r.model(role).map(|p| (w, &p.weights))
+            r.model(role).map(|p| (w, p.weights.as_ref()))
         })
         .collect();
     average_weights(models.iter().copied())

@@ -299,7 +299,7 @@ impl Asynchronous {
             let weights = initial
                 .iter()
                 .find(|p| p.role == role)
-                .map(|p| p.weights.clone())
+                .map(|p| Weights::clone(&p.weights))
                 .ok_or(FlError::MissingModel(role))?;
             tracks.insert(
                 role,
@@ -408,7 +408,7 @@ impl Asynchronous {
                     track
                         .snapshots
                         .entry(track.version)
-                        .or_insert_with(|| payload.weights.clone());
+                        .or_insert_with(|| Weights::clone(&payload.weights));
                     starts.push((payload.role, track.version));
                 }
             }
@@ -457,7 +457,7 @@ impl Asynchronous {
         fn part(r: &Reply, missing: impl Fn(&str) -> FlError) -> Result<&Weights, FlError> {
             r.models
                 .first()
-                .map(|p| &p.weights)
+                .map(|p| p.weights.as_ref())
                 .ok_or_else(|| missing("an update without its model"))
         }
         match rule {

@@ -148,7 +148,7 @@ where
         let state = &mut self.state;
         for payload in &mut state.models {
             if let Some(mean) = average_replies(replies, payload.role, self.weighted) {
-                payload.weights = mean;
+                payload.weights = Arc::new(mean);
             }
         }
         for (child, reply) in replies {

@@ -9,6 +9,7 @@ use flotilla_sim::NodeId;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 /// Every message of a federated run, plus the outputs of compute jobs (which come back to
 /// the node that started them, never over the network).
@@ -39,21 +40,30 @@ pub struct Capabilities {
 }
 
 /// A model travelling with a message.
+///
+/// The weights are shared, read-only: the orders of one round, one per client, hold one
+/// copy of the global model between them (cloning a payload clones a pointer). On the wire
+/// a payload is its weights' bytes, whatever holds them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Payload {
     /// Which model.
     pub role: ModelRole,
     /// Its weights.
-    pub weights: Weights,
+    pub weights: Arc<Weights>,
 }
 
 impl Payload {
-    /// A payload of a copy of `weights` as model `role`.
-    pub fn of(role: ModelRole, weights: &Weights) -> Self {
+    /// A payload of `weights` as model `role`.
+    pub fn new(role: ModelRole, weights: Weights) -> Self {
         Self {
             role,
-            weights: weights.clone(),
+            weights: Arc::new(weights),
         }
+    }
+
+    /// A payload of a copy of `weights` as model `role`.
+    pub fn of(role: ModelRole, weights: &Weights) -> Self {
+        Self::new(role, weights.clone())
     }
 }
 
@@ -236,7 +246,7 @@ mod tests {
 
     fn payloads() -> impl Strategy<Value = Vec<Payload>> {
         proptest::collection::vec(
-            (role(), weights()).prop_map(|(role, weights)| Payload { role, weights }),
+            (role(), weights()).prop_map(|(role, weights)| Payload::new(role, weights)),
             0..3,
         )
     }

@@ -230,12 +230,7 @@ pub fn run_offloaded<C: ClientStrategy>(
                 .roles
                 .iter()
                 .zip(weights)
-                .map(|(&role, bytes)| {
-                    Ok(Payload {
-                        role,
-                        weights: decode("model weights", bytes)?,
-                    })
-                })
+                .map(|(&role, bytes)| Ok(Payload::new(role, decode("model weights", bytes)?)))
                 .collect::<Result<Vec<_>, FlError>>()?;
             let assignment = Assignment {
                 id: header.id,

@@ -152,7 +152,7 @@ fn star_and_hierarchy(
             assert_eq!(edge.jobs().answered, u64::from(rounds));
             assert!(edge.tally().adds_up());
             assert_eq!(edge.tally().aggregated, u64::from(rounds) * group as u64);
-            edge.models()[0].weights.clone()
+            Weights::clone(&edge.models()[0].weights)
         })
         .collect();
     (flat, global(&sim, tree.server()), edge_models)

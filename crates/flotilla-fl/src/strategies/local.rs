@@ -86,7 +86,7 @@ fn payload(assignment: &Assignment<Work>, role: ModelRole) -> Result<Weights, Fl
         .models
         .iter()
         .find(|p| p.role == role)
-        .map(|p| p.weights.clone())
+        .map(|p| Weights::clone(&p.weights))
         .ok_or_else(|| FlError::Protocol(format!("assignment carries no {role} model")))
 }
 
@@ -151,10 +151,7 @@ impl LocalWorker {
                 "ce_grad_norm".to_string(),
                 f64::from(trainer.take_mean_gradient_norm()),
             );
-            models.push(Payload {
-                role: model,
-                weights,
-            });
+            models.push(Payload::new(model, weights));
         }
         Ok(Reply {
             assignment: a.id,
@@ -277,10 +274,7 @@ impl LocalWorker {
         }
         Ok(Reply {
             assignment: a.id,
-            models: vec![Payload {
-                role: student,
-                weights,
-            }],
+            models: vec![Payload::new(student, weights)],
             samples: labeled.len() as u32,
             stats,
         })

@@ -132,7 +132,7 @@ impl ServerLogitEnsemble {
             for m in members {
                 teachers.push(Teacher::new(
                     task.network(m.role)?,
-                    m.weights,
+                    Arc::unwrap_or_clone(m.weights),
                     TeacherMode::RunningStatistics,
                 )?);
             }
@@ -165,10 +165,7 @@ impl ServerLogitEnsemble {
             Ok(ServerWorkDone {
                 round,
                 stage,
-                models: vec![Payload {
-                    role: ModelRole::Target,
-                    weights,
-                }],
+                models: vec![Payload::new(ModelRole::Target, weights)],
                 stats,
             })
         };
@@ -269,7 +266,7 @@ impl ServerStrategy for ServerLogitEnsemble {
             .into_iter()
             .find(|p| p.role == ModelRole::Target)
             .ok_or_else(|| FlError::Protocol("server distillation returned no target".into()))?;
-        self.state.models.target = distilled.weights;
+        self.state.models.target = Arc::unwrap_or_clone(distilled.weights);
         Ok(())
     }
 

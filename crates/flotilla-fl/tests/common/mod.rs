@@ -332,11 +332,13 @@ pub(crate) fn bits(w: &Weights) -> Vec<u32> {
 /// The final global model of a run.
 pub(crate) fn final_model<L: ServerLogic<Work = Work>>(run: &Run) -> Weights {
     let models = run.coordinator::<L>().logic().global_models();
-    models
-        .into_iter()
-        .find(|p| p.role == MODEL)
-        .unwrap()
-        .weights
+    Arc::unwrap_or_clone(
+        models
+            .into_iter()
+            .find(|p| p.role == MODEL)
+            .unwrap()
+            .weights,
+    )
 }
 
 /// Each record's `(client, assignment)` is distinct: a reply arrives once, so it has one
