@@ -418,7 +418,7 @@ impl Prepared {
     ) -> Result<RunOutcome, ExperimentError> {
         let c = &self.config;
         let t = &c.training;
-        let task = self.task_offloaded(seed, options.offload.clone())?;
+        let task = self.task_offloaded(seed, options.offload.clone(), options.threads)?;
         let split = self.split(seed)?;
         let schedule = self.schedule();
         let k = Some(t.clients_per_round);

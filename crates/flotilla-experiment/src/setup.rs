@@ -522,15 +522,17 @@ impl Prepared {
 
     /// The learning task of a run with `seed`.
     pub fn task(&self, seed: u64) -> Result<Arc<LearningTask>, ExperimentError> {
-        self.task_offloaded(seed, None)
+        self.task_offloaded(seed, None, 1)
     }
 
     /// The learning task of a run with `seed`, computing its clients' training and its
-    /// evaluations with `offload` if given.
+    /// evaluations with `offload` if given, else evaluating on up to `evaluation_threads`
+    /// threads (the figures do not depend on it).
     pub fn task_offloaded(
         &self,
         seed: u64,
         offload: Option<Arc<dyn Offload>>,
+        evaluation_threads: usize,
     ) -> Result<Arc<LearningTask>, ExperimentError> {
         let t = &self.config.training;
         let local = LocalTraining {
@@ -560,6 +562,7 @@ impl Prepared {
         if let Some(offload) = offload {
             task.set_offload(offload);
         }
+        task.set_evaluation_threads(evaluation_threads);
         Ok(Arc::new(task))
     }
 }

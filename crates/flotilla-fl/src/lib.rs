@@ -47,4 +47,4 @@ pub use strategy::{
     ServerStrategy,
 };
 pub use synchronous::{RoundPolicy, ShortStage, Synchronous};
-pub use task::{ClientData, LearningTask, LocalTraining, ModelInfo, ModelRole};
+pub use task::{ClientData, EVALUATION_PARTS, LearningTask, LocalTraining, ModelInfo, ModelRole};

@@ -5,7 +5,7 @@ use flotilla_data::{Augmentation, Dataset};
 use flotilla_nn::layer::checked_product;
 use flotilla_nn::{ModelSpec, Network, SgdConfig, Weights};
 use flotilla_sim::{DeviceProfile, NodeId, Purpose, Seed};
-use flotilla_train::{BatchLoader, evaluate, input_shape};
+use flotilla_train::{BatchLoader, evaluate_parts, input_shape};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -84,7 +84,14 @@ pub struct LearningTask {
     initial: BTreeMap<ModelRole, Weights>,
     /// Where clients' training and evaluations compute, if not on the simulation's threads.
     offload: Option<Arc<dyn Offload>>,
+    /// Threads one evaluation may use (see [`LearningTask::set_evaluation_threads`]).
+    evaluation_threads: usize,
 }
+
+/// The parts an evaluation's test set is cut into ([`flotilla_train::evaluate_parts`]):
+/// fixed, so that the figures do not depend on how many threads compute them; enough to
+/// keep 8 threads busy.
+pub const EVALUATION_PARTS: usize = 8;
 
 impl LearningTask {
     /// A task over `models`, checking that each fits the data and that the optimiser
@@ -121,7 +128,15 @@ impl LearningTask {
             models: infos,
             initial: BTreeMap::new(),
             offload: None,
+            evaluation_threads: 1,
         })
+    }
+
+    /// Lets one evaluation use up to `threads` threads (at least 1; 1 at first): the
+    /// simulation's job-thread count, since a synchronous server evaluates when a round has
+    /// closed and the clients' threads are idle. The figures do not depend on it.
+    pub fn set_evaluation_threads(&mut self, threads: usize) {
+        self.evaluation_threads = threads.max(1);
     }
 
     /// Computes the clients' training and the global models' evaluations with `offload`
@@ -244,9 +259,15 @@ impl LearningTask {
         BatchLoader::new(&self.train, self.augmentation)
     }
 
-    /// Test accuracy and mean loss of `weights` as model `role`.
+    /// Test accuracy and mean loss of `weights` as model `role`, on the test set cut into
+    /// [`EVALUATION_PARTS`] computed on up to [`LearningTask::set_evaluation_threads`]
+    /// threads.
     pub fn evaluate(&self, role: ModelRole, weights: &Weights) -> Result<(f64, f64), FlError> {
-        let stats = evaluate(&mut self.network(role)?, weights, &self.test, 256)?;
+        let threads = self.evaluation_threads.min(EVALUATION_PARTS);
+        let mut nets = (0..threads)
+            .map(|_| self.network(role))
+            .collect::<Result<Vec<_>, _>>()?;
+        let stats = evaluate_parts(&mut nets, weights, &self.test, 256, EVALUATION_PARTS)?;
         Ok((stats.accuracy(), stats.mean_loss()))
     }
 }

@@ -15,6 +15,6 @@ mod trainer;
 
 pub use batch::{BatchLoader, input_shape};
 pub use error::{Result, TrainError};
-pub use evaluate::evaluate;
+pub use evaluate::{evaluate, evaluate_parts};
 pub use teacher::{Teacher, TeacherMode};
 pub use trainer::{Distillation, LocalPhase, Trainer};
