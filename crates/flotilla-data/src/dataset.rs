@@ -4,7 +4,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 
-use ndarray::{Array2, ArrayView1, ArrayViewMut1, Axis};
+use ndarray::{Array1, Array2, ArrayViewMut1, Axis};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{DataError, Result};
@@ -196,16 +196,20 @@ impl Dataset {
         }
     }
 
-    /// Calls `f` on every row in index order, holding at most one row at a time beyond
-    /// the stored ones.
-    pub fn for_each_row(&self, mut f: impl FnMut(ArrayView1<'_, f32>)) {
+    /// Calls `f` on every row in index order, as a slice (so loops over it vectorise),
+    /// holding at most one row at a time beyond the stored ones.
+    pub fn for_each_row(&self, mut f: impl FnMut(&[f32])) {
+        let width = self.shape.size();
         match &self.rows {
-            Rows::Stored(features) => features.rows().into_iter().for_each(f),
+            Rows::Stored(features) => match features.as_slice() {
+                Some(flat) => flat.chunks_exact(width).for_each(f),
+                None => features.rows().into_iter().for_each(|r| f(&r.to_vec())),
+            },
             Rows::Generated(generated) => {
-                let mut row = Array2::zeros((1, self.shape.size()));
+                let mut row = Array1::zeros(width);
                 for i in 0..self.len() {
-                    generated.fill(i, row.row_mut(0));
-                    f(row.row(0));
+                    generated.fill(i, row.view_mut());
+                    f(row.as_slice().expect("a fresh vector is contiguous"));
                 }
             }
         }
