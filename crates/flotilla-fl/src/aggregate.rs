@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 /// arrival order. Returns `None` when there is nothing to average (no updates, or weights
 /// summing to zero or not finite).
 ///
-/// Computed a block of [`BLOCK`] entries at a time, every update's block in turn, so the
+/// Computed a block of 2,048 entries at a time, every update's block in turn, so the
 /// `f64` sums stay in the core's cache and each update is read once; every entry still sums
 /// its updates in the order given.
 ///
