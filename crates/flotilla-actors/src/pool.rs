@@ -1,7 +1,7 @@
 //! A pool of worker threads for compute jobs.
 
 use crossbeam_channel::{Receiver, Sender, unbounded};
-use flotilla_sim::{Job, JobId, JobRunner, NodeError, run_job};
+use flotilla_sim::{Job, JobId, JobRunner, NodeError, run_job, take_helper_time};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -77,8 +77,9 @@ impl<M: Send + 'static> PoolRunner<M> {
                             }
                             let started = Instant::now();
                             let output = run_job(job);
-                            let ns =
-                                u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                            // This thread's time in the job, and its helpers' (if any).
+                            let time = started.elapsed() + take_helper_time();
+                            let ns = u64::try_from(time.as_nanos()).unwrap_or(u64::MAX);
                             busy_ns.fetch_add(ns, Ordering::Relaxed);
                             if finished.send((id, output)).is_err() {
                                 break;
@@ -197,6 +198,27 @@ mod tests {
             assert_eq!(pool.take(id(0, i)), Ok(i * i));
         }
         assert_eq!(pool.pending(), 0);
+    }
+
+    /// A job's helper-thread time counts as time in jobs, once: the next job's does not
+    /// inherit it.
+    #[test]
+    fn helper_time_a_job_counts_is_busy_time() {
+        let hour = std::time::Duration::from_secs(3600);
+        let mut pool = PoolRunner::<u64>::new(1);
+        pool.submit(
+            id(0, 0),
+            Box::new(move || {
+                flotilla_sim::count_helper_time(hour);
+                Ok(0)
+            }),
+        );
+        assert_eq!(pool.take(id(0, 0)), Ok(0));
+        let after_one = pool.busy();
+        assert!(after_one >= hour && after_one < 2 * hour, "{after_one:?}");
+        pool.submit(id(0, 1), Box::new(|| Ok(1)));
+        assert_eq!(pool.take(id(0, 1)), Ok(1));
+        assert!(pool.busy() < after_one + hour, "{:?}", pool.busy());
     }
 
     #[test]

@@ -267,7 +267,9 @@ impl LearningTask {
         let mut nets = (0..threads)
             .map(|_| self.network(role))
             .collect::<Result<Vec<_>, _>>()?;
-        let stats = evaluate_parts(&mut nets, weights, &self.test, 256, EVALUATION_PARTS)?;
+        let (stats, helper_time) =
+            evaluate_parts(&mut nets, weights, &self.test, 256, EVALUATION_PARTS)?;
+        flotilla_sim::count_helper_time(helper_time);
         Ok((stats.accuracy(), stats.mean_loss()))
     }
 }

@@ -2,8 +2,28 @@
 
 use crate::host::panic_message;
 use crate::{Job, JobId, NodeError};
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::time::Duration;
+
+thread_local! {
+    /// Helper-thread time counted by the jobs run on this thread ([`count_helper_time`]).
+    static HELPER_TIME: Cell<Duration> = const { Cell::new(Duration::ZERO) };
+}
+
+/// Counts `time` that the job running on this thread spent on helper threads of its own
+/// (beside this one), so that a runner measuring its threads' time in jobs counts it too
+/// (e.g. an evaluation split over idle threads). Only accounting: results never see it.
+pub fn count_helper_time(time: Duration) {
+    HELPER_TIME.with(|t| t.set(t.get() + time));
+}
+
+/// The helper time counted on this thread since the last call, which resets it: what a
+/// runner adds to the time it measured around a job.
+pub fn take_helper_time() -> Duration {
+    HELPER_TIME.with(|t| t.replace(Duration::ZERO))
+}
 
 /// Executes jobs for a runtime. A job's *virtual* completion time is fixed when it is
 /// submitted (from the device profile), so a runner may run it whenever it likes before

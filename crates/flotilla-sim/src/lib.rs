@@ -68,7 +68,7 @@ pub use device::{
 pub use envelope::{DropReason, Envelope};
 pub use host::{Handled, Inbound, NodeHost, Outgoing};
 pub use id::{JobId, MessageId, NodeId};
-pub use jobs::{InlineRunner, JobRunner, run_job};
+pub use jobs::{InlineRunner, JobRunner, count_helper_time, run_job, take_helper_time};
 pub use network::{
     Latency, LinkConfig, LinkSpec, NameOr, NetworkConfig, NetworkError, NetworkModel,
     NetworkPartition, NodeLinks, Outage, OutageConfig, PartitionConfig, Rule, Verdict,

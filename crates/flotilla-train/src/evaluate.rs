@@ -5,6 +5,7 @@ use flotilla_data::Dataset;
 use flotilla_nn::{LossStats, Network, Weights};
 use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 /// Loss and accuracy of `weights` on every sample of `data`, in evaluation mode, in index
 /// order and batches of `batch_size` (the result does not depend on `batch_size` beyond
@@ -25,6 +26,9 @@ pub fn evaluate(
 /// many networks there are. A server's evaluation otherwise holds one thread while the
 /// others, at a round's end, have nothing to do.
 ///
+/// Returns the statistics and the wall time the helpers spent (for a runner's accounting of
+/// its threads' time; zero with one network).
+///
 /// # Panics
 /// If `nets` is empty; a helper's panic is resumed on the calling thread.
 pub fn evaluate_parts(
@@ -33,7 +37,7 @@ pub fn evaluate_parts(
     data: &Dataset,
     batch_size: usize,
     parts: usize,
-) -> Result<LossStats> {
+) -> Result<(LossStats, Duration)> {
     let (first, helpers) = nets.split_first_mut().expect("at least one network");
     first.check_weights(weights)?;
     let batch = batch_size.max(1);
@@ -57,26 +61,35 @@ pub fn evaluate_parts(
             ));
         }
     };
-    let mut done = std::thread::scope(|s| {
+    let timed = |net: &mut Network| {
+        let started = Instant::now();
+        work(net).map(|done| (done, started.elapsed()))
+    };
+    let (mut done, helper_time) = std::thread::scope(|s| {
         let helpers: Vec<_> = helpers
             .iter_mut()
-            .map(|net| s.spawn(|| work(net)))
+            .map(|net| s.spawn(|| timed(net)))
             .collect();
         let mut done = work(first)?;
+        let mut helper_time = Duration::ZERO;
         for helper in helpers {
             match helper.join() {
-                Ok(part) => done.extend(part?),
+                Ok(part) => {
+                    let (part, time) = part?;
+                    done.extend(part);
+                    helper_time += time;
+                }
                 Err(panic) => std::panic::resume_unwind(panic),
             }
         }
-        Ok::<_, crate::TrainError>(done)
+        Ok::<_, crate::TrainError>((done, helper_time))
     })?;
     done.sort_by_key(|&(part, _)| part);
     let mut stats = LossStats::default();
     for (_, part) in &done {
         stats.merge(part);
     }
-    Ok(stats)
+    Ok((stats, helper_time))
 }
 
 /// The statistics of samples `range` of `data`, in batches of `batch` from its start.
@@ -128,7 +141,9 @@ mod tests {
         let weights = nets(1)[0].init(&mut ChaCha8Rng::seed_from_u64(3));
         let whole = evaluate(&mut nets(1)[0], &weights, &data, 8).unwrap();
         for parts in [1, 2, 5, 13, 40] {
-            let on = |threads| evaluate_parts(&mut nets(threads), &weights, &data, 8, parts);
+            let on = |threads| {
+                evaluate_parts(&mut nets(threads), &weights, &data, 8, parts).map(|r| r.0)
+            };
             let one = on(1).unwrap();
             for threads in [2, 3, 8] {
                 assert_eq!(
