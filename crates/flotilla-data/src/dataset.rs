@@ -1,6 +1,7 @@
 //! The in-memory dataset every loader and generator produces.
 
 use std::borrow::Cow;
+use std::convert::Infallible;
 use std::fmt;
 use std::sync::Arc;
 
@@ -8,6 +9,7 @@ use ndarray::{Array1, Array2, ArrayViewMut1, Axis};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{DataError, Result};
+use crate::parallel::{MIN_PART_VALUES, part_len, run_parallel};
 use crate::synthetic::SyntheticRows;
 use crate::transform::Standardizer;
 
@@ -213,6 +215,34 @@ impl Dataset {
                 }
             }
         }
+    }
+
+    /// Accumulates per feature position into `acc` (one value per position): calls
+    /// `f(first, part, row)` for every row in index order, `part` being `acc`'s values for
+    /// positions `first..first + part.len()`. When the rows are held, the positions are
+    /// split into parts accumulated on every core; each position still sees the rows in
+    /// order, so the result does not depend on the split.
+    pub(crate) fn fold_positions<T: Send>(
+        &self,
+        acc: &mut [T],
+        f: impl Fn(usize, &mut [T], &[f32]) + Sync,
+    ) {
+        let width = self.shape.size();
+        assert_eq!(acc.len(), width, "one accumulator per feature position");
+        let flat = match &self.rows {
+            Rows::Stored(features) => features.as_slice(),
+            Rows::Generated(_) => None,
+        };
+        let Some(flat) = flat else {
+            self.for_each_row(|row| f(0, acc, row));
+            return;
+        };
+        let len = part_len(width, MIN_PART_VALUES.div_ceil(self.len().max(1)));
+        let Ok(()) = run_parallel(acc.chunks_mut(len).enumerate(), |(i, part)| {
+            flat.chunks_exact(width)
+                .for_each(|row| f(i * len, part, row));
+            Ok::<_, Infallible>(())
+        });
     }
 
     /// Standardises every row with `standardizer`: in place when the rows are held, on

@@ -16,7 +16,9 @@
 //! Every random draw comes from a caller-supplied rng (or, for [`SyntheticConfig`], a ChaCha
 //! rng seeded from the config), so the same rng state always gives the same output. Nothing
 //! depends on hash-map iteration order, thread count or file-system listing order: directory
-//! entries are sorted, and parallel image decoding assembles results in file order.
+//! entries are sorted, parallel image decoding assembles results in file order, and the
+//! whole-dataset passes spread over the cores (pixel conversion, fitting and applying a
+//! standardisation) compute each value as one thread would.
 //!
 //! # Errors
 //! Bad input is reported as a [`DataError`] naming the file and the byte offset or JSON field
@@ -33,6 +35,7 @@ pub mod data_root;
 pub mod dataset;
 pub mod error;
 pub mod loaders;
+mod parallel;
 pub mod partition;
 pub mod synthetic;
 pub mod transform;

@@ -327,18 +327,34 @@ mod tests {
             assert_eq!(held.gather(&picks), generated.gather(&picks));
         }
         // Standardised on access, to the bits of standardising the held rows.
-        let fitted = Standardizer::fit_per_pixel(&train).unwrap();
-        assert_eq!(fitted, Standardizer::fit_per_pixel(&gen_train).unwrap());
-        let (mut held, mut generated) = (train, gen_train);
-        fitted.apply_dataset(&mut held).unwrap();
-        fitted.apply_dataset(&mut generated).unwrap();
-        assert_eq!(held.gather(&[3, 9]), generated.gather(&[3, 9]));
-        assert_eq!(held.features(), generated.features());
+        standardised_alike(train, gen_train);
+        // Large enough for held rows to be fitted and standardised in parts on every core
+        // (300,000 values), where generated rows are done one by one.
+        let large = SyntheticConfig {
+            dim: 300,
+            ..config.clone()
+        };
+        let (held, _) = large.generate().unwrap();
+        let (generated, _) = large.generate_storing_up_to(0).unwrap();
+        standardised_alike(held, generated);
         // Only the split over the limit is regenerated.
         let one_row = 4 * 7;
         let (train, test) = config.generate_storing_up_to(200 * one_row).unwrap();
         assert!(matches!(train.features(), std::borrow::Cow::Owned(_)));
         assert!(matches!(test.features(), std::borrow::Cow::Borrowed(_)));
+    }
+
+    /// Asserts that per-pixel and per-channel standardisers fitted on `held` and on
+    /// `generated` (the same samples) have the same bits, and so do the standardised rows.
+    fn standardised_alike(mut held: Dataset, mut generated: Dataset) {
+        let channel = Standardizer::fit_per_channel(&held).unwrap();
+        assert_eq!(channel, Standardizer::fit_per_channel(&generated).unwrap());
+        let fitted = Standardizer::fit_per_pixel(&held).unwrap();
+        assert_eq!(fitted, Standardizer::fit_per_pixel(&generated).unwrap());
+        fitted.apply_dataset(&mut held).unwrap();
+        fitted.apply_dataset(&mut generated).unwrap();
+        assert_eq!(held.gather(&[3, 9]), generated.gather(&[3, 9]));
+        assert_eq!(held.features(), generated.features());
     }
 
     #[test]

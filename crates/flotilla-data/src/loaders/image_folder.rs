@@ -18,7 +18,6 @@ use std::fmt;
 use std::fs;
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
-use std::thread;
 
 use image::codecs::jpeg::JpegDecoder;
 use image::{ImageDecoder, ImageFormat, ImageReader, Limits, RgbImage};
@@ -27,9 +26,7 @@ use ndarray::{Array2, Axis};
 use super::scale_u8;
 use crate::dataset::{Dataset, ImageShape};
 use crate::error::{DataError, Result};
-
-/// Upper bound on decoding threads.
-const MAX_THREADS: usize = 16;
+use crate::parallel::{part_len, run_parallel};
 
 /// The most bytes one image may take decoded as RGB8 (the decoders' default allocation limit).
 const MAX_IMAGE_BYTES: u64 = 512 << 20;
@@ -165,7 +162,7 @@ struct Inspected {
 /// image's size).
 fn decode_all(files: &[PathBuf], size: Option<ImageSize>) -> Result<(Array2<f32>, ImageShape)> {
     let mut inspected: Vec<Option<Inspected>> = files.iter().map(|_| None).collect();
-    let chunk = chunk_len(files.len());
+    let chunk = part_len(files.len(), 1);
     run_parallel(
         files.chunks(chunk).zip(inspected.chunks_mut(chunk)),
         |(paths, out)| {
@@ -217,31 +214,6 @@ fn decode_all(files: &[PathBuf], size: Option<ImageSize>) -> Result<(Array2<f32>
         },
     )?;
     Ok((features, shape))
-}
-
-/// Files per thread for `n` files.
-fn chunk_len(n: usize) -> usize {
-    let threads = thread::available_parallelism().map_or(1, |t| t.get().min(MAX_THREADS));
-    n.div_ceil(threads).max(1)
-}
-
-/// Runs `work` on every job on its own scoped thread; returns the first error in job order.
-fn run_parallel<J: Send>(
-    jobs: impl Iterator<Item = J>,
-    work: impl Fn(J) -> Result<()> + Sync,
-) -> Result<()> {
-    let work = &work;
-    let results: Vec<Result<()>> = thread::scope(|scope| {
-        let handles: Vec<_> = jobs.map(|job| scope.spawn(move || work(job))).collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-            })
-            .collect()
-    });
-    results.into_iter().collect()
 }
 
 /// The format (sniffed from the content) and size (from the header) of one image file, after

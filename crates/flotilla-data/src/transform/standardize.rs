@@ -1,9 +1,12 @@
 //! Mean/std standardisation fitted on a training set.
 
+use std::convert::Infallible;
+
 use ndarray::{ArrayViewMut1, ArrayViewMut2, Axis};
 
 use crate::dataset::{Dataset, ImageShape};
 use crate::error::{DataError, Result};
+use crate::parallel::{MIN_PART_VALUES, part_len, run_parallel};
 
 /// Standard deviations below this are treated as 1 (constant features are only centred).
 const MIN_STD: f64 = 1e-6;
@@ -52,8 +55,8 @@ impl Standardizer {
         // group, in position order.
         let size = data.shape().size();
         let mut sum = vec![0.0f64; size];
-        data.for_each_row(|row| {
-            for (s, &x) in sum.iter_mut().zip(row) {
+        data.fold_positions(&mut sum, |first, sum, row| {
+            for (s, &x) in sum.iter_mut().zip(&row[first..]) {
                 *s += f64::from(x);
             }
         });
@@ -64,8 +67,8 @@ impl Standardizer {
             .collect();
         let centre: Vec<f64> = (0..size).map(|p| mean[p % groups]).collect();
         let mut square = vec![0.0f64; size];
-        data.for_each_row(|row| {
-            for ((s, &x), m) in square.iter_mut().zip(row).zip(&centre) {
+        data.fold_positions(&mut square, |first, square, row| {
+            for ((s, &x), m) in square.iter_mut().zip(&row[first..]).zip(&centre[first..]) {
                 *s += (f64::from(x) - m).powi(2);
             }
         });
@@ -98,11 +101,20 @@ impl Standardizer {
     }
 
     /// Standardises every row of `batch` in place; rows must have the fitted shape's size.
+    /// A large batch (a whole dataset) is split into parts of rows standardised on every
+    /// core.
     pub fn apply(&self, mut batch: ArrayViewMut2<'_, f32>) -> Result<()> {
         self.check_width(batch.ncols())?;
-        for row in batch.axis_iter_mut(Axis(0)) {
-            self.apply_row(row);
-        }
+        let rows = part_len(
+            batch.nrows(),
+            MIN_PART_VALUES.div_ceil(batch.ncols().max(1)),
+        );
+        let Ok(()) = run_parallel(batch.axis_chunks_iter_mut(Axis(0), rows), |mut part| {
+            for row in part.axis_iter_mut(Axis(0)) {
+                self.apply_row(row);
+            }
+            Ok::<_, Infallible>(())
+        });
         Ok(())
     }
 
