@@ -1,24 +1,26 @@
 //! A built-in synthetic classification task that needs no files: the project's default data.
 //!
 //! # Recipe
-//! With `rng = ChaCha8Rng::seed_from_u64(seed)`, drawn in this order:
-//! 1. `classes · clusters_per_class` cluster centres `μ ~ N(0, I_dim)`; cluster `k` belongs to
-//!    class `k / clusters_per_class` (so each class is a mixture of `clusters_per_class`
-//!    clusters scattered among the other classes' clusters).
-//! 2. `train_samples` training samples, then `test_samples` test samples, from the same
-//!    distribution. Sample `i` of a split has class `i mod classes` (classes are balanced to
-//!    within one sample), a cluster of that class drawn uniformly, and features
-//!    `x = (μ + cluster_std · ε) / sqrt(1 + cluster_std²)` with `ε ~ N(0, I_dim)`. The scaling
-//!    gives every feature mean 0 and variance 1 (in expectation over the centres), so no
-//!    standardisation is needed.
+//! From `ChaCha8Rng::seed_from_u64(seed)`, in independent streams of that generator:
+//! 1. stream 0: `classes · clusters_per_class` cluster centres `μ ~ N(0, I_dim)`; cluster
+//!    `k` belongs to class `k / clusters_per_class` (so each class is a mixture of
+//!    `clusters_per_class` clusters scattered among the other classes' clusters).
+//! 2. stream 1 for the `train_samples` training samples, stream 2 for the `test_samples` test
+//!    samples, from the same distribution. Sample `i` of a split draws from word
+//!    `i · 2³²` of its stream (its own window, so samples are independent of each other and
+//!    generated in any order, on any number of threads, to the same bits). Sample `i` has
+//!    class `i mod classes` (classes are balanced to within one sample), a cluster of that
+//!    class drawn uniformly, and features `x = (μ + cluster_std · ε) / sqrt(1 + cluster_std²)`
+//!    with `ε ~ N(0, I_dim)`. The scaling gives every feature mean 0 and variance 1 (in
+//!    expectation over the centres), so no standardisation is needed.
 //!
 //! Defaults: 10 classes, 8 clusters per class, 32 dimensions, `cluster_std = 1`, 20,000 train
 //! and 5,000 test samples, seed 0. Samples are flat (`1 × 1 × dim`).
 //!
 //! A split whose features would take more than [`MAX_STORED_SYNTHETIC_BYTES`] is not held in
-//! memory: generating it records where each sample's draws start in the stream (16 bytes a
-//! sample), and every access regenerates the sample's row from there, to the same bits as if
-//! it were held (a million 784-dimensional samples take 16 MB instead of 3.1 GB).
+//! memory: every access regenerates the sample's row from its window, to the same bits as if
+//! it were held (a million 784-dimensional samples take no memory instead of 3.1 GB, and
+//! nothing is drawn before a sample is first used). Held splits are generated on every core.
 //!
 //! With 80 interleaved clusters whose noise is as large as their spread, classes are far from
 //! linearly separable and accuracy grows with capacity. Measured on the default task for seeds
@@ -26,9 +28,10 @@
 //! softmax regression ≈ 48 %, MLP 32-16-10 ≈ 63 %, 32-64-10 ≈ 89 %, 32-256-256-10 ≈ 96 % (it
 //! fits the training set exactly). Generating the default task takes about 10 ms.
 
+use std::convert::Infallible;
 use std::sync::Arc;
 
-use ndarray::{Array1, Array2, ArrayViewMut1};
+use ndarray::{Array2, ArrayViewMut1, Axis};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
@@ -36,6 +39,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::dataset::{Dataset, ImageShape};
 use crate::error::{DataError, Result};
+use crate::parallel::{MIN_PART_VALUES, part_len, run_parallel};
 
 /// The most memory a generated task may take \[bytes\]: 16 GiB for the features and labels
 /// of both splits and the cluster centres (4 bytes per feature and label, 8 per centre
@@ -94,29 +98,37 @@ impl SyntheticConfig {
     /// at most `stored_bytes`.
     fn generate_storing_up_to(&self, stored_bytes: u64) -> Result<(Dataset, Dataset)> {
         self.validate()?;
-        let stream = ChaCha8Rng::seed_from_u64(self.seed);
-        let mut rng = stream.clone();
+        let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
         let clusters = self.classes * self.clusters_per_class;
         let centres = Array2::from_shape_simple_fn((clusters, self.dim), || {
             rng.sample::<f64, _>(StandardNormal)
         });
         let recipe = Arc::new(Recipe {
-            stream,
+            stream: ChaCha8Rng::seed_from_u64(self.seed),
             centres,
             classes: self.classes,
             clusters_per_class: self.clusters_per_class,
             cluster_std: self.cluster_std,
         });
-        let mut split = |n, name| recipe.sample(n, name, stored_bytes, &mut rng);
-        let train = split(self.train_samples, "synthetic-train")?;
-        let test = split(self.test_samples, "synthetic-test")?;
+        let train = recipe.sample(
+            TRAIN_STREAM,
+            self.train_samples,
+            "synthetic-train",
+            stored_bytes,
+        )?;
+        let test = recipe.sample(
+            TEST_STREAM,
+            self.test_samples,
+            "synthetic-test",
+            stored_bytes,
+        )?;
         Ok((train, test))
     }
 
     /// Checks the parameters without generating anything: errors
     /// ([`DataError::InvalidParameter`], naming the field) if `classes`,
-    /// `clusters_per_class` or `dim` is zero, `classes` does not fit in `u32`,
-    /// `cluster_std` is negative or not finite, or the task would take more than
+    /// `clusters_per_class` or `dim` is zero, `classes` does not fit in `u32`, `dim` is over
+    /// 2²⁸, `cluster_std` is negative or not finite, or the task would take more than
     /// [`MAX_SYNTHETIC_BYTES`].
     pub fn validate(&self) -> Result<()> {
         for (name, value) in [
@@ -142,7 +154,18 @@ impl SyntheticConfig {
                 "must be finite and non-negative",
             ));
         }
-        self.check_size()
+        self.check_size()?;
+        if self.dim > MAX_DIM {
+            Err(DataError::param(
+                "dim",
+                self.dim,
+                format!(
+                    "must be at most {MAX_DIM} (each sample draws from 2^32 words of its stream)"
+                ),
+            ))
+        } else {
+            Ok(())
+        }
     }
 
     /// Refuses a task over [`MAX_SYNTHETIC_BYTES`], naming `dim` if one sample is already
@@ -199,7 +222,22 @@ impl SyntheticConfig {
     }
 }
 
-/// How samples are drawn: the generator's stream from its start, and the cluster centres.
+/// The generator's stream of the training samples (stream 0 holds the centres).
+const TRAIN_STREAM: u64 = 1;
+
+/// The generator's stream of the test samples.
+const TEST_STREAM: u64 = 2;
+
+/// Log₂ of the words of a split's stream each sample may draw from (`i · 2³²` is sample
+/// `i`'s first word): far more than a sample uses (about two 32-bit words per feature, as
+/// each normal draw takes one 64-bit word unless rejected), checked by [`MAX_DIM`].
+const SAMPLE_WINDOW_BITS: u32 = 32;
+
+/// The largest feature dimension: with a rejection rate under 2 %, a sample of this many
+/// normal draws stays well inside its window of 2³² words.
+const MAX_DIM: usize = 1 << 28;
+
+/// How samples are drawn: the generator (at its start) and the cluster centres.
 #[derive(Debug, Clone, PartialEq)]
 struct Recipe {
     stream: ChaCha8Rng,
@@ -210,41 +248,47 @@ struct Recipe {
 }
 
 impl Recipe {
-    /// Draws `n` samples from `rng`, sample `i` of class `i mod classes`: held in memory if
-    /// their features take at most `stored_bytes`, else regenerated on access.
+    /// The `n` samples of split `stream`, sample `i` of class `i mod classes`: held in
+    /// memory (generated on every core) if their features take at most `stored_bytes`,
+    /// else regenerated on access.
     fn sample(
         self: &Arc<Self>,
+        stream: u64,
         n: usize,
         name: &str,
         stored_bytes: u64,
-        rng: &mut ChaCha8Rng,
     ) -> Result<Dataset> {
         let dim = self.centres.ncols();
         let labels: Vec<u32> = (0..n).map(|i| (i % self.classes) as u32).collect();
-        if (n as u128) * (dim as u128) * 4 <= u128::from(stored_bytes) {
-            let mut features = Array2::<f32>::zeros((n, dim));
+        if (n as u128) * (dim as u128) * 4 > u128::from(stored_bytes) {
+            let rows = SyntheticRows {
+                recipe: Arc::clone(self),
+                stream,
+                len: n,
+            };
+            return Ok(Dataset::generated(name, rows, labels, self.classes));
+        }
+        let mut features = Array2::<f32>::zeros((n, dim));
+        let rows = part_len(n, MIN_PART_VALUES.div_ceil(dim.max(1)));
+        let parts = features.axis_chunks_iter_mut(Axis(0), rows).enumerate();
+        let Ok(()) = run_parallel(parts, |(part, mut features)| {
             for (i, row) in features.rows_mut().into_iter().enumerate() {
-                self.draw(i % self.classes, rng, row);
+                self.draw(stream, part * rows + i, row);
             }
-            return Dataset::new(name, features, labels, ImageShape::flat(dim), self.classes);
-        }
-        let mut starts = Vec::with_capacity(n);
-        let mut row = Array1::<f32>::zeros(dim);
-        for i in 0..n {
-            starts.push(rng.get_word_pos());
-            self.draw(i % self.classes, rng, row.view_mut());
-        }
-        let rows = SyntheticRows {
-            recipe: Arc::clone(self),
-            starts,
-        };
-        Ok(Dataset::generated(name, rows, labels, self.classes))
+            Ok::<_, Infallible>(())
+        });
+        Dataset::new(name, features, labels, ImageShape::flat(dim), self.classes)
     }
 
-    /// Draws one sample of `class` from `rng` into `row`: a cluster of the class, uniformly,
-    /// then `(μ + cluster_std · ε) / sqrt(1 + cluster_std²)`.
-    fn draw(&self, class: usize, rng: &mut ChaCha8Rng, mut row: ArrayViewMut1<'_, f32>) {
+    /// Draws sample `i` of split `stream` into `row`, from the sample's own window of the
+    /// stream: a cluster of its class `i mod classes`, uniformly, then
+    /// `(μ + cluster_std · ε) / sqrt(1 + cluster_std²)`.
+    fn draw(&self, stream: u64, i: usize, mut row: ArrayViewMut1<'_, f32>) {
+        let mut rng = self.stream.clone();
+        rng.set_stream(stream);
+        rng.set_word_pos((i as u128) << SAMPLE_WINDOW_BITS);
         let scale = (1.0 + self.cluster_std * self.cluster_std).sqrt();
+        let class = i % self.classes;
         let cluster =
             class * self.clusters_per_class + rng.random_range(0..self.clusters_per_class);
         for (x, &mu) in row.iter_mut().zip(self.centres.row(cluster)) {
@@ -254,19 +298,21 @@ impl Recipe {
     }
 }
 
-/// The rows of a synthetic split too large to hold: where each sample's draws start in the
-/// generator's stream, from which a row is regenerated on access.
+/// The rows of a synthetic split too large to hold, regenerated from their windows of the
+/// split's stream on access.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct SyntheticRows {
     recipe: Arc<Recipe>,
-    /// Word position in the stream at which sample `i`'s draws start.
-    starts: Vec<u128>,
+    /// The split's stream.
+    stream: u64,
+    /// Number of rows.
+    len: usize,
 }
 
 impl SyntheticRows {
     /// Number of rows.
     pub(crate) fn len(&self) -> usize {
-        self.starts.len()
+        self.len
     }
 
     /// Values per row.
@@ -274,12 +320,10 @@ impl SyntheticRows {
         self.recipe.centres.ncols()
     }
 
-    /// Writes row `i` into `row` (of [`SyntheticRows::dim`] values): the same draws, from the
-    /// same stream position, as when the split was generated.
+    /// Writes row `i` into `row` (of [`SyntheticRows::dim`] values): the same draws as when
+    /// the split is held.
     pub(crate) fn fill(&self, i: usize, row: ArrayViewMut1<'_, f32>) {
-        let mut rng = self.recipe.stream.clone();
-        rng.set_word_pos(self.starts[i]);
-        self.recipe.draw(i % self.recipe.classes, &mut rng, row);
+        self.recipe.draw(self.stream, i, row);
     }
 }
 
@@ -298,11 +342,21 @@ mod tests {
 
     #[test]
     fn deterministic_and_seed_dependent() {
-        let (a, _) = small().generate().unwrap();
+        let (a, test) = small().generate().unwrap();
         let (b, _) = small().generate().unwrap();
         assert_eq!(a, b);
         let other = SyntheticConfig { seed: 1, ..small() };
         assert_ne!(a.features(), other.generate().unwrap().0.features());
+        // The splits draw from different streams, and each sample from its own window.
+        let first = |d: &Dataset, i: usize| d.gather(&[i]).0;
+        assert_ne!(first(&a, 0), first(&test, 0));
+        assert_ne!(first(&a, 0), first(&a, small().classes));
+        // A sample does not depend on how many come before it.
+        let fewer = SyntheticConfig {
+            train_samples: 3,
+            ..small()
+        };
+        assert_eq!(first(&fewer.generate().unwrap().0, 2), first(&a, 2));
     }
 
     #[test]
@@ -390,6 +444,21 @@ mod tests {
         );
         let bad = SyntheticConfig { dim: 0, ..small() };
         assert!(bad.generate().unwrap_err().to_string().contains("`dim`"));
+    }
+
+    #[test]
+    fn a_dimension_beyond_a_samples_window_is_refused() {
+        let wide = |dim| SyntheticConfig {
+            classes: 1,
+            clusters_per_class: 1,
+            train_samples: 1,
+            test_samples: 1,
+            dim,
+            ..small()
+        };
+        wide(MAX_DIM).validate().unwrap();
+        let e = wide(MAX_DIM + 1).validate().unwrap_err().to_string();
+        assert!(e.contains("`dim`") && e.contains("2^32 words"), "{e}");
     }
 
     #[test]
