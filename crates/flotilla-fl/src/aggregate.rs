@@ -3,7 +3,7 @@
 use crate::{ModelRole, Reply};
 use flotilla_nn::Weights;
 use flotilla_sim::NodeId;
-use ndarray::{Array1, Axis, Slice};
+use ndarray::Array1;
 use rand::seq::IndexedRandom;
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
@@ -31,29 +31,47 @@ pub fn weighted_mean<'a>(
     if !(total.is_finite() && total > 0.0) {
         return None;
     }
-    let mut mean = Array1::<f32>::zeros(len);
-    let mut sums = vec![0.0f64; BLOCK.min(len)];
-    for start in (0..len).step_by(BLOCK) {
-        let block = start..(start + BLOCK).min(len);
-        let sums = &mut sums[..block.len()];
-        sums.fill(0.0);
-        for &(w, x) in &updates {
-            for (sum, &v) in sums
-                .iter_mut()
-                .zip(x.slice_axis(Axis(0), Slice::from(block.clone())))
-            {
-                *sum += w * f64::from(v);
+    let mut mean = vec![0.0f32; len];
+    let updates: Vec<(f64, &[f32])> = updates
+        .iter()
+        .map(|&(w, x)| (w, x.as_slice().expect("weight vectors are contiguous")))
+        .collect();
+    // Compiled for the widest vectors this CPU has: each entry's arithmetic and order are
+    // the same at any width, so the bits are too.
+    pulp::Arch::new().dispatch(BlockedMean {
+        updates: &updates,
+        total,
+        mean: &mut mean,
+    });
+    Some(Array1::from(mean))
+}
+
+/// [`weighted_mean`]'s arithmetic on checked inputs, run by [`pulp::Arch::dispatch`].
+struct BlockedMean<'a> {
+    updates: &'a [(f64, &'a [f32])],
+    total: f64,
+    mean: &'a mut [f32],
+}
+
+impl pulp::WithSimd for BlockedMean<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        let mut sums = [0.0f64; BLOCK];
+        for (start, mean) in (0..).step_by(BLOCK).zip(self.mean.chunks_mut(BLOCK)) {
+            let sums = &mut sums[..mean.len()];
+            sums.fill(0.0);
+            for &(w, x) in self.updates {
+                for (sum, &v) in sums.iter_mut().zip(&x[start..start + mean.len()]) {
+                    *sum += w * f64::from(v);
+                }
+            }
+            for (m, &sum) in mean.iter_mut().zip(&*sums) {
+                *m = (sum / self.total) as f32;
             }
         }
-        for (m, sum) in mean
-            .slice_axis_mut(Axis(0), Slice::from(block))
-            .iter_mut()
-            .zip(&*sums)
-        {
-            *m = (sum / total) as f32;
-        }
     }
-    Some(mean)
 }
 
 /// Entries of [`weighted_mean`]'s blocks: 2,048 `f64` sums, 16 KiB.

@@ -30,17 +30,30 @@ pub struct Weights {
 impl Weights {
     /// Whether every parameter and state value is finite (no NaN, no infinity).
     ///
-    /// Checked in blocks without an early exit inside a block, so it vectorises: a
-    /// value-by-value `all` was a scalar loop over every reply a server received.
+    /// Checked in blocks without an early exit inside a block, compiled for the widest
+    /// vectors this CPU has: a value-by-value `all` was a scalar loop over every reply a
+    /// server received.
     pub fn all_finite(&self) -> bool {
-        const BLOCK: usize = 1024;
         let finite = |values: &Array1<f32>| match values.as_slice() {
-            Some(v) => v
-                .chunks(BLOCK)
-                .all(|b| b.iter().fold(true, |ok, x| ok & x.is_finite())),
+            Some(values) => pulp::Arch::new().dispatch(AllFinite(values)),
             None => values.iter().all(|x| x.is_finite()),
         };
         finite(&self.params) && finite(&self.state)
+    }
+}
+
+/// [`Weights::all_finite`] on a slice, run by [`pulp::Arch::dispatch`].
+struct AllFinite<'a>(&'a [f32]);
+
+impl pulp::WithSimd for AllFinite<'_> {
+    type Output = bool;
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) -> bool {
+        const BLOCK: usize = 1024;
+        self.0
+            .chunks(BLOCK)
+            .all(|b| b.iter().fold(true, |ok, x| ok & x.is_finite()))
     }
 }
 
