@@ -5,7 +5,9 @@
 //! its "Gelem/s" reads as GFLOP/s. A step counts `3 × forward FLOPs × batch` (forward, the
 //! input gradient and the weight gradient each cost about one forward).
 //!
-//! Run: `cargo bench --bench training`.
+//! Run: `cargo bench --bench training`. With the `flotilla` binary's allocator (mimalloc), so
+//! that a step's fresh activations reuse memory as they do in a run, rather than timing the
+//! system allocator's page faults.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use flotilla::nn::{ModelSpec, SgdConfig, Shape, Tensor};
@@ -14,6 +16,9 @@ use ndarray::Array4;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::hint::black_box;
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const BATCH: usize = 32;
 
