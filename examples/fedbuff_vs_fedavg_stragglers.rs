@@ -22,7 +22,7 @@ use flotilla_fl::ModelRole;
 const CONFIG: &str = r#"
 name = "fedbuff_vs_fedavg"
 methods = ["fedavg", "fedbuff"]
-rounds = 25
+rounds = 35
 accuracy_targets = [0.8]
 
 [data]
