@@ -1,7 +1,6 @@
 //! The in-memory dataset every loader and generator produces.
 
 use std::borrow::Cow;
-use std::convert::Infallible;
 use std::fmt;
 use std::sync::Arc;
 
@@ -9,7 +8,7 @@ use ndarray::{Array1, Array2, ArrayViewMut1, Axis};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{DataError, Result};
-use crate::parallel::{MIN_PART_VALUES, part_len, run_parallel};
+use crate::parallel::{MIN_PART_VALUES, for_each_parallel, part_len};
 use crate::synthetic::SyntheticRows;
 use crate::transform::Standardizer;
 
@@ -238,10 +237,9 @@ impl Dataset {
             return;
         };
         let len = part_len(width, MIN_PART_VALUES.div_ceil(self.len().max(1)));
-        let Ok(()) = run_parallel(acc.chunks_mut(len).enumerate(), |(i, part)| {
+        for_each_parallel(acc.chunks_mut(len).enumerate(), |(i, part)| {
             flat.chunks_exact(width)
                 .for_each(|row| f(i * len, part, row));
-            Ok::<_, Infallible>(())
         });
     }
 

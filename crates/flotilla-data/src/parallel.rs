@@ -4,6 +4,7 @@
 //! falls (each output value is computed by one thread, in the order one thread would), so
 //! the output has the same bits whatever the number of cores.
 
+use std::convert::Infallible;
 use std::thread;
 
 /// Upper bound on threads for one pass.
@@ -13,6 +14,10 @@ const MAX_THREADS: usize = 16;
 /// part may be shorter), but no shorter than `min_part` (so small inputs stay on the calling
 /// thread) and at least 1.
 pub(crate) fn part_len(n: usize, min_part: usize) -> usize {
+    if n <= min_part {
+        // One part, without asking the system how many cores there are (a file read).
+        return min_part.max(1);
+    }
     let threads = thread::available_parallelism().map_or(1, |t| t.get().min(MAX_THREADS));
     n.div_ceil(threads).max(min_part).max(1)
 }
@@ -47,6 +52,14 @@ pub(crate) fn run_parallel<J: Send, E: Send>(
     results.into_iter().collect()
 }
 
+/// [`run_parallel`] for work that cannot fail.
+pub(crate) fn for_each_parallel<J: Send>(jobs: impl Iterator<Item = J>, work: impl Fn(J) + Sync) {
+    let Ok(()) = run_parallel(jobs, |job| {
+        work(job);
+        Ok::<_, Infallible>(())
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -64,10 +77,7 @@ mod tests {
     #[test]
     fn every_job_runs_and_the_first_error_in_job_order_wins() {
         let mut out = vec![0usize; 100];
-        let Ok(()) = run_parallel(out.chunks_mut(10).enumerate(), |(i, part)| {
-            part.fill(i + 1);
-            Ok::<_, std::convert::Infallible>(())
-        });
+        for_each_parallel(out.chunks_mut(10).enumerate(), |(i, part)| part.fill(i + 1));
         assert!(
             out.chunks(10)
                 .enumerate()

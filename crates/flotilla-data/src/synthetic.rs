@@ -28,7 +28,6 @@
 //! softmax regression ≈ 48 %, MLP 32-16-10 ≈ 63 %, 32-64-10 ≈ 89 %, 32-256-256-10 ≈ 96 % (it
 //! fits the training set exactly). Generating the default task takes about 10 ms.
 
-use std::convert::Infallible;
 use std::sync::Arc;
 
 use ndarray::{Array2, ArrayViewMut1, Axis};
@@ -39,7 +38,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::dataset::{Dataset, ImageShape};
 use crate::error::{DataError, Result};
-use crate::parallel::{MIN_PART_VALUES, part_len, run_parallel};
+use crate::parallel::{MIN_PART_VALUES, for_each_parallel, part_len};
 
 /// The most memory a generated task may take \[bytes\]: 16 GiB for the features and labels
 /// of both splits and the cluster centres (4 bytes per feature and label, 8 per centre
@@ -98,13 +97,14 @@ impl SyntheticConfig {
     /// at most `stored_bytes`.
     fn generate_storing_up_to(&self, stored_bytes: u64) -> Result<(Dataset, Dataset)> {
         self.validate()?;
-        let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
+        let stream = ChaCha8Rng::seed_from_u64(self.seed);
+        let mut rng = stream.clone();
         let clusters = self.classes * self.clusters_per_class;
         let centres = Array2::from_shape_simple_fn((clusters, self.dim), || {
             rng.sample::<f64, _>(StandardNormal)
         });
         let recipe = Arc::new(Recipe {
-            stream: ChaCha8Rng::seed_from_u64(self.seed),
+            stream,
             centres,
             classes: self.classes,
             clusters_per_class: self.clusters_per_class,
@@ -271,11 +271,10 @@ impl Recipe {
         let mut features = Array2::<f32>::zeros((n, dim));
         let rows = part_len(n, MIN_PART_VALUES.div_ceil(dim.max(1)));
         let parts = features.axis_chunks_iter_mut(Axis(0), rows).enumerate();
-        let Ok(()) = run_parallel(parts, |(part, mut features)| {
+        for_each_parallel(parts, |(part, mut features)| {
             for (i, row) in features.rows_mut().into_iter().enumerate() {
                 self.draw(stream, part * rows + i, row);
             }
-            Ok::<_, Infallible>(())
         });
         Dataset::new(name, features, labels, ImageShape::flat(dim), self.classes)
     }

@@ -6,6 +6,7 @@ use flotilla_sim::NodeId;
 use ndarray::Array1;
 use rand::seq::IndexedRandom;
 use rand_chacha::ChaCha8Rng;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 /// The weighted mean `Σ wᵢ·xᵢ / Σ wᵢ` of `updates` (weight, vector), accumulated in `f64` in
@@ -32,10 +33,17 @@ pub fn weighted_mean<'a>(
         return None;
     }
     let mut mean = vec![0.0f32; len];
-    let updates: Vec<(f64, &[f32])> = updates
+    // Weight vectors are contiguous; a strided one is copied rather than refused.
+    let updates: Vec<(f64, Cow<'_, [f32]>)> = updates
         .iter()
-        .map(|&(w, x)| (w, x.as_slice().expect("weight vectors are contiguous")))
+        .map(|&(w, x)| {
+            let values = x
+                .as_slice()
+                .map_or_else(|| Cow::Owned(x.to_vec()), Cow::Borrowed);
+            (w, values)
+        })
         .collect();
+    let updates: Vec<(f64, &[f32])> = updates.iter().map(|(w, x)| (*w, x.as_ref())).collect();
     // Compiled for the widest vectors this CPU has: each entry's arithmetic and order are
     // the same at any width, so the bits are too.
     pulp::Arch::new().dispatch(BlockedMean {
@@ -191,6 +199,24 @@ mod tests {
                 "entry {i}"
             );
         }
+    }
+
+    /// A strided vector (a view's layout in an owned array) averages as its contiguous copy.
+    #[test]
+    fn strided_updates_average_like_their_contiguous_copies() {
+        let strided = |u: usize| {
+            let mut x: Array1<f32> = (0..2 * BLOCK + 10)
+                .map(|i| (i * 3 + u) as f32 * 0.1)
+                .collect();
+            x.slice_axis_inplace(ndarray::Axis(0), ndarray::Slice::new(0, None, 2));
+            assert!(x.as_slice().is_none(), "the test needs a strided vector");
+            x
+        };
+        let (a, b) = (strided(0), strided(1));
+        let copies = (Array1::from(a.to_vec()), Array1::from(b.to_vec()));
+        let mean = weighted_mean([(1.0, &a), (3.0, &b)]).unwrap();
+        let want = weighted_mean([(1.0, &copies.0), (3.0, &copies.1)]).unwrap();
+        assert_eq!(mean, want);
     }
 
     #[test]

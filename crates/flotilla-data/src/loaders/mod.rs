@@ -13,12 +13,11 @@ pub mod image_folder;
 pub mod leaf;
 pub mod npz;
 
-use std::convert::Infallible;
 use std::io::{self, BufRead, Read};
 
 use flate2::bufread::MultiGzDecoder;
 
-use crate::parallel::{MIN_PART_VALUES, part_len, run_parallel};
+use crate::parallel::{MIN_PART_VALUES, for_each_parallel, part_len};
 
 /// The two magic bytes that start every gzip stream.
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
@@ -80,13 +79,12 @@ pub(crate) fn scale_u8(bytes: &[u8]) -> impl Iterator<Item = f32> + '_ {
 pub(crate) fn scaled_u8(bytes: &[u8]) -> Vec<f32> {
     let mut out = vec![0.0f32; bytes.len()];
     let len = part_len(bytes.len(), MIN_PART_VALUES);
-    let Ok(()) = run_parallel(
+    for_each_parallel(
         out.chunks_mut(len).zip(bytes.chunks(len)),
         |(out, bytes)| {
             out.iter_mut()
                 .zip(scale_u8(bytes))
                 .for_each(|(o, v)| *o = v);
-            Ok::<_, Infallible>(())
         },
     );
     out

@@ -1,12 +1,10 @@
 //! Mean/std standardisation fitted on a training set.
 
-use std::convert::Infallible;
-
 use ndarray::{ArrayViewMut1, ArrayViewMut2, Axis};
 
 use crate::dataset::{Dataset, ImageShape};
 use crate::error::{DataError, Result};
-use crate::parallel::{MIN_PART_VALUES, part_len, run_parallel};
+use crate::parallel::{MIN_PART_VALUES, for_each_parallel, part_len};
 
 /// Standard deviations below this are treated as 1 (constant features are only centred).
 const MIN_STD: f64 = 1e-6;
@@ -109,11 +107,10 @@ impl Standardizer {
             batch.nrows(),
             MIN_PART_VALUES.div_ceil(batch.ncols().max(1)),
         );
-        let Ok(()) = run_parallel(batch.axis_chunks_iter_mut(Axis(0), rows), |mut part| {
+        for_each_parallel(batch.axis_chunks_iter_mut(Axis(0), rows), |mut part| {
             for row in part.axis_iter_mut(Axis(0)) {
                 self.apply_row(row);
             }
-            Ok::<_, Infallible>(())
         });
         Ok(())
     }
