@@ -93,25 +93,118 @@ impl BatchNorm {
     }
 }
 
-/// Per-channel sums over the rows (length-`c` chunks) of `x` of `f(channel, value)`, in
-/// `f64`, rows in order.
-fn channel_sums(x: &[f32], c: usize, f: impl Fn(usize, f32) -> f64) -> Vec<f64> {
-    let mut acc = vec![0.0f64; c];
-    for row in x.chunks_exact(c) {
-        for (ch, (a, &v)) in acc.iter_mut().zip(row).enumerate() {
-            *a += f(ch, v);
+/// Values per accumulation block at least: a block is a whole number of rows (of `c` values)
+/// and of this many values, so the per-block loops run on full vectors whatever `c` is.
+const BLOCK_VALUES: usize = 64;
+
+/// The length of one block for `c` channels: the least common multiple of `c` and
+/// [`BLOCK_VALUES`].
+fn block_len(c: usize) -> usize {
+    let (mut a, mut b) = (c, BLOCK_VALUES);
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    c / a * BLOCK_VALUES
+}
+
+/// `per_channel` repeated over one block of `len` values (slot `i` is channel `i % c`).
+fn tile<T: Copy>(per_channel: &[T], len: usize) -> Vec<T> {
+    per_channel.iter().copied().cycle().take(len).collect()
+}
+
+/// The per-channel totals of slot-wise sums `acc` over blocks of `c`-channel rows: channel
+/// `ch` adds slots `ch, c + ch, 2c + ch, …` in that order.
+fn per_channel(acc: &[f64], c: usize) -> Vec<f64> {
+    let mut totals = vec![0.0f64; c];
+    for row in acc.chunks_exact(c) {
+        for (t, &a) in totals.iter_mut().zip(row) {
+            *t += a;
+        }
+    }
+    totals
+}
+
+/// Per-channel statistics and gradient sums: each slot of a block sums its values over the
+/// blocks in order, then [`per_channel`] adds a channel's slots; a fixed order whatever the
+/// CPU, so the same bits on every run. Per-slot sums keep `len` independent chains of
+/// additions (one per channel would leave 4 for a 4-channel layer, each addition waiting for
+/// the previous one), and elementwise loops over a block vectorise for any channel count.
+/// Each `*_blocks` function is compiled for the CPU's widest vectors by its caller
+/// (`pulp`'s run-time dispatch; elementwise, so the bits do not depend on the width).
+#[inline(always)]
+fn sum_blocks(x: &[f32], len: usize) -> Vec<f64> {
+    let mut acc = vec![0.0f64; len];
+    for block in x.chunks(len) {
+        for (a, &v) in acc.iter_mut().zip(block) {
+            *a += f64::from(v);
         }
     }
     acc
 }
 
-/// `y = x · scale + shift` per channel, in place.
-fn affine_in_place(x: &mut [f32], scale: &[f32], shift: &[f32]) {
-    for row in x.chunks_exact_mut(scale.len()) {
-        for ((v, &a), &b) in row.iter_mut().zip(scale).zip(shift) {
+/// Slot-wise sums of squared deviations from the tiled `mean`, as [`sum_blocks`].
+#[inline(always)]
+fn squared_deviation_blocks(x: &[f32], mean: &[f64]) -> Vec<f64> {
+    let mut acc = vec![0.0f64; mean.len()];
+    for block in x.chunks(mean.len()) {
+        for ((a, &v), &mu) in acc.iter_mut().zip(block).zip(mean) {
+            let d = f64::from(v) - mu;
+            *a += d * d;
+        }
+    }
+    acc
+}
+
+/// Slot-wise sums of `dy` and of `dy · (x − mean)` (tiled `mean`), as [`sum_blocks`].
+#[inline(always)]
+fn gradient_blocks(x: &[f32], dy: &[f32], mean: &[f64]) -> (Vec<f64>, Vec<f64>) {
+    let len = mean.len();
+    let (mut sum_dy, mut sum_dy_xc) = (vec![0.0f64; len], vec![0.0f64; len]);
+    for (xb, db) in x.chunks(len).zip(dy.chunks(len)) {
+        let sums = sum_dy.iter_mut().zip(sum_dy_xc.iter_mut());
+        for (((s, sx), (&xv, &d)), &mu) in sums.zip(xb.iter().zip(db)).zip(mean) {
+            let d = f64::from(d);
+            *s += d;
+            *sx += d * (f64::from(xv) - mu);
+        }
+    }
+    (sum_dy, sum_dy_xc)
+}
+
+/// `y = x · scale + shift` per slot of the tiled `scale` and `shift`, into `y` (cleared).
+#[inline(always)]
+fn affine_blocks(x: &[f32], scale: &[f32], shift: &[f32], y: &mut Vec<f32>) {
+    y.clear();
+    for block in x.chunks(scale.len()) {
+        let affine = block.iter().zip(scale).zip(shift);
+        y.extend(affine.map(|((&v, &a), &b)| v * a + b));
+    }
+}
+
+/// `y = x · scale + shift` in place, as [`affine_blocks`].
+#[inline(always)]
+fn affine_blocks_in_place(x: &mut [f32], scale: &[f32], shift: &[f32]) {
+    for block in x.chunks_mut(scale.len()) {
+        for ((v, &a), &b) in block.iter_mut().zip(scale).zip(shift) {
             *v = *v * a + b;
         }
     }
+}
+
+/// The input gradient `dy ← k · (dy − a − (x − mean) · b)` per slot of the tiled constants.
+#[inline(always)]
+fn input_gradient_blocks(x: &[f32], dy: &mut [f32], [k, a, b, mean]: [&[f32]; 4]) {
+    for (xb, db) in x.chunks(k.len()).zip(dy.chunks_mut(k.len())) {
+        let consts = k.iter().zip(a).zip(b).zip(mean);
+        for ((d, &xv), (((&k, &a), &b), &mu)) in db.iter_mut().zip(xb).zip(consts) {
+            *d = k * (*d - a - (xv - mu) * b);
+        }
+    }
+}
+
+/// Runs `f` compiled for the widest vectors this CPU has (`pulp`'s run-time dispatch).
+fn dispatch<R>(f: impl FnOnce() -> R) -> R {
+    pulp::Arch::new().dispatch(f)
 }
 
 impl Layer for BatchNorm {
@@ -170,14 +263,12 @@ impl Layer for BatchNorm {
             Mode::Train => {
                 let xs = x.as_slice().expect("layer tensors are standard layout");
                 let m = rows as f64;
-                let mean: Vec<f64> = channel_sums(xs, c, |_, v| f64::from(v))
-                    .into_iter()
-                    .map(|s| s / m)
-                    .collect();
-                let var: Vec<f64> = channel_sums(xs, c, |ch, v| (f64::from(v) - mean[ch]).powi(2))
-                    .into_iter()
-                    .map(|s| s / m)
-                    .collect();
+                let len = block_len(c);
+                let sums = dispatch(|| sum_blocks(xs, len));
+                let mean: Vec<f64> = per_channel(&sums, c).iter().map(|s| s / m).collect();
+                let tiled_mean = tile(&mean, len);
+                let squares = dispatch(|| squared_deviation_blocks(xs, &tiled_mean));
+                let var: Vec<f64> = per_channel(&squares, c).iter().map(|s| s / m).collect();
                 let bessel = if rows > 1 { m / (m - 1.0) } else { 1.0 };
                 let mom = f64::from(self.config.momentum);
                 for ch in 0..c {
@@ -201,22 +292,18 @@ impl Layer for BatchNorm {
             .zip(&scale)
             .map(|((&b, &mu), &a)| b - mu * a)
             .collect();
+        let len = block_len(c);
+        let (scale, shift) = (tile(&scale, len), tile(&shift, len));
         if mode == Mode::Train {
             let xs = x.as_slice().expect("layer tensors are standard layout");
             let mut y = Vec::with_capacity(xs.len());
-            for row in xs.chunks_exact(c) {
-                let affine = row
-                    .iter()
-                    .zip(&scale)
-                    .zip(&shift)
-                    .map(|((&v, &a), &b)| v * a + b);
-                y.extend(affine);
-            }
+            dispatch(|| affine_blocks(xs, &scale, &shift, &mut y));
             let y = Tensor::from_shape_vec(x.raw_dim(), y).expect("same shape as the input");
             self.cache = Some(Cache { x, mean, inv_std });
             y
         } else {
-            affine_in_place(x.as_slice_mut().expect("standard layout"), &scale, &shift);
+            let xs = x.as_slice_mut().expect("standard layout");
+            dispatch(|| affine_blocks_in_place(xs, &scale, &shift));
             x
         }
     }
@@ -240,16 +327,11 @@ impl Layer for BatchNorm {
             return dy;
         }
         // dβ = Σ dy;  dγ = Σ dy · x̂  with  x̂ = (x − μ) s.
-        let mut sum_dy = vec![0.0f64; c];
-        let mut sum_dy_xc = vec![0.0f64; c];
-        for (xr, dr) in xs.chunks_exact(c).zip(dys.chunks_exact(c)) {
-            let sums = sum_dy.iter_mut().zip(sum_dy_xc.iter_mut());
-            for (((s, sx), (&xv, &d)), &mu) in sums.zip(xr.iter().zip(dr)).zip(&mean) {
-                let d = f64::from(d);
-                *s += d;
-                *sx += d * (f64::from(xv) - f64::from(mu));
-            }
-        }
+        let len = block_len(c);
+        let mean64: Vec<f64> = mean.iter().map(|&mu| f64::from(mu)).collect();
+        let tiled_mean = tile(&mean64, len);
+        let (sum_dy, sum_dy_xc) = dispatch(|| gradient_blocks(xs, dys, &tiled_mean));
+        let (sum_dy, sum_dy_xc) = (per_channel(&sum_dy, c), per_channel(&sum_dy_xc, c));
         let m = rows as f64;
         // dx = γ s (dy − dβ/m − x̂ · dγ/m) = k · (dy − a − (x − μ) · b)
         let mut k = vec![0.0f32; c];
@@ -264,12 +346,9 @@ impl Layer for BatchNorm {
             a[ch] = (sum_dy[ch] / m) as f32;
             b[ch] = (d_gamma / m * s) as f32;
         }
-        for (xr, dr) in xs.chunks_exact(c).zip(dys.chunks_exact_mut(c)) {
-            let consts = k.iter().zip(&a).zip(&b).zip(&mean);
-            for ((d, &xv), (((&k, &a), &b), &mu)) in dr.iter_mut().zip(xr).zip(consts) {
-                *d = k * (*d - a - (xv - mu) * b);
-            }
-        }
+        let consts = [&k, &a, &b, &mean].map(|v| tile(v, len));
+        let consts = consts.each_ref().map(Vec::as_slice);
+        dispatch(|| input_gradient_blocks(xs, dys, consts));
         dy
     }
 }
@@ -302,6 +381,9 @@ mod tests {
             (Shape::image(2, 2, 5), 5),
             (Shape::flat(6), 4),
             (Shape::flat(3), 8),
+            // Several accumulation blocks and a partial one (16 and 64 rows per block).
+            (Shape::image(5, 6, 4), 3),
+            (Shape::flat(3), 70),
         ] {
             let mut layer = BatchNorm::new(shape, BatchNormConfig::default());
             let x = random_tensor(n, shape, -2.0, 3.0, &mut rng);
@@ -309,6 +391,43 @@ mod tests {
             let (input, param) = check_layer(&mut layer, &x, &params, &state, 1e-2, 0);
             input.assert_within(1e-2, &format!("batchnorm {shape} input"));
             param.assert_within(1e-2, &format!("batchnorm {shape} params"));
+        }
+    }
+
+    /// The blocked sums give each channel's mean and variance as a direct per-channel
+    /// computation does, for channel counts that do and do not divide a block, over several
+    /// blocks and a partial one.
+    #[test]
+    fn blocked_statistics_match_a_direct_computation() {
+        let mut rng = ChaCha8Rng::seed_from_u64(13);
+        for (c, n) in [(1, 3), (3, 5), (4, 7), (16, 2), (24, 3), (70, 2)] {
+            let shape = Shape::image(5, 7, c);
+            let x = random_tensor(n, shape, -3.0, 5.0, &mut rng);
+            let mut layer = BatchNorm::new(shape, BatchNormConfig::default());
+            let (params, mut state) = random_params_state(c, &mut rng);
+            let y = layer.forward(x.clone(), &params, &mut state, Mode::Train);
+            let rows = (n * 35) as f64;
+            for ch in 0..c {
+                let values: Vec<f64> = x
+                    .as_slice()
+                    .unwrap()
+                    .iter()
+                    .skip(ch)
+                    .step_by(c)
+                    .map(|&v| f64::from(v))
+                    .collect();
+                let mean = values.iter().sum::<f64>() / rows;
+                let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / rows;
+                let s = 1.0 / (var + 1e-3).sqrt();
+                let got = y.as_slice().unwrap().iter().skip(ch).step_by(c);
+                for (&g, v) in got.zip(&values) {
+                    let want = f64::from(params[ch]) * (v - mean) * s + f64::from(params[c + ch]);
+                    assert!(
+                        (f64::from(g) - want).abs() < 1e-5,
+                        "c {c} ch {ch}: {g} vs {want}"
+                    );
+                }
+            }
         }
     }
 
