@@ -7,9 +7,11 @@
 //! - Networks are built from short spec strings ([`ModelSpec`]): `mlp:784-256-128-10`,
 //!   `resnet20`, `resnet20:0.25`, `cnn:0.5`.
 //! - Activations are NHWC batches ([`Tensor`]); convolutions are im2col + one matrix multiply.
-//! - Every random draw comes from a caller-supplied RNG; nothing here reads a clock or a
-//!   global RNG, and all reductions run in a fixed order, so the same seed gives the same bits.
+//! - Every random draw comes from a caller-supplied RNG; nothing here reads a global RNG, and
+//!   all reductions run in a fixed order, so the same seed gives the same bits. The one clock
+//!   read times convolutions for [`convolution_totals`], which results never see.
 
+mod accounting;
 mod error;
 pub mod gradcheck;
 pub mod layer;
@@ -22,6 +24,7 @@ pub mod safetensors_io;
 mod spec;
 mod tensor;
 
+pub use accounting::{ConvolutionTotals, convolution_totals};
 pub use error::{NnError, Result};
 pub use layer::{Layer, Mode};
 pub use linalg::gemm;

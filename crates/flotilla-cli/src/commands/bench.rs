@@ -146,6 +146,10 @@ struct Figures {
     job_flops: u64,
     /// Time the job threads spent in those jobs, summed over threads \[s\].
     job_busy_s: f64,
+    /// FLOPs of the convolutions' matrix products (none for the MLP workloads).
+    conv_flops: u64,
+    /// Time spent in convolution passes, summed over threads \[s\].
+    conv_busy_s: f64,
     /// Peak resident memory of the process \[MB\] (`VmHWM`).
     peak_rss_mb: f64,
 }
@@ -177,6 +181,7 @@ fn child(workload: Workload, threads: usize) -> anyhow::Result<Figures> {
         ..ExperimentOptions::default()
     };
     let outcomes = run_all(&mut prepared, &options, &mut |_| {})?;
+    let convolutions = flotilla_nn::convolution_totals();
     let replies: u64 = outcomes
         .iter()
         .map(|o| o.jobs.assigned - o.jobs.unanswered)
@@ -189,6 +194,8 @@ fn child(workload: Workload, threads: usize) -> anyhow::Result<Figures> {
         client_jobs: outcomes.iter().map(|o| o.jobs.assigned).sum(),
         job_flops: outcomes.iter().map(|o| o.job_flops).sum(),
         job_busy_s: outcomes.iter().map(|o| o.job_busy_s).sum(),
+        conv_flops: convolutions.flops,
+        conv_busy_s: convolutions.busy.as_secs_f64(),
         peak_rss_mb: peak_rss_mb(),
     })
 }
@@ -283,13 +290,14 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
          {all:.1} on {threads}"
     );
     println!(
-        "{:<5} {:>8} {:>11} {:>9} {:>13} {:>10} {:>11} {:>9} {:>9}",
+        "{:<5} {:>8} {:>11} {:>9} {:>13} {:>10} {:>12} {:>11} {:>9} {:>9}",
         "",
         "wall s",
         "samples/s",
         "GFLOP",
         "GFLOP/s/thr",
         "% of peak",
+        "conv % peak",
         "outside %",
         "µs/job",
         "peak MB"
@@ -312,8 +320,12 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
             .with_context(|| format!("the figures of workload {name}"))?;
         let per_thread = f.job_flops as f64 / f.job_busy_s / 1e9;
         let outside_s = f.threads as f64 * f.wall_s - f.job_busy_s;
+        let conv = match f.conv_flops {
+            0 => "—".to_string(),
+            flops => format!("{:.1}", 100.0 * flops as f64 / f.conv_busy_s / 1e9 / one),
+        };
         println!(
-            "{name:<5} {:>8.2} {:>11.0} {:>9.1} {:>13.1} {:>10.1} {:>11.1} {:>9.1} {:>9.0}",
+            "{name:<5} {:>8.2} {:>11.0} {:>9.1} {:>13.1} {:>10.1} {conv:>12} {:>11.1} {:>9.1} {:>9.0}",
             f.wall_s,
             f.samples as f64 / f.wall_s,
             f.job_flops as f64 / 1e9,
@@ -325,8 +337,9 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
         );
     }
     println!(
-        "GFLOP/s/thr: the jobs' declared FLOPs over the time threads spent in them; outside: \
-         the share of threads × wall time not spent in jobs (loading, events, messages, idle \
+        "GFLOP/s/thr: the jobs' declared FLOPs over the time threads spent in them; conv % \
+         peak: the convolutions' matrix-product FLOPs over the time threads spent in \
+         convolution passes (column matrices included), per thread; outside: the share of threads × wall time not spent in jobs (loading, events, messages, idle \
          threads); µs/job: that time per client job (with --threads 1, the framework's cost \
          per job, setup included)."
     );
