@@ -1,7 +1,9 @@
 //! The one place matrix products are computed.
 //!
 //! Every layer multiplies through [`gemm()`], so the kernel can be swapped here without
-//! touching the layers. It is single-threaded on purpose: determinism forbids a
+//! touching the layers (one exception: 3×3 convolutions from 4 channels to 4 run a direct
+//! AVX-512 kernel, `layer/direct.rs`, where the product would be 4 columns wide).
+//! It is single-threaded on purpose: determinism forbids a
 //! work-stealing sum, and the simulator parallelises across clients instead.
 //!
 //! Kernel: the `gemm` crate (AVX-512 micro-kernels through its `x86-v4` feature, chosen at

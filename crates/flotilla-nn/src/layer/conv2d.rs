@@ -36,6 +36,21 @@ fn line_chunks(lines: usize, step: usize) -> impl Iterator<Item = std::ops::Rang
         .map(move |l| l..(l + step).min(lines))
 }
 
+/// [`direct::conv3x3_4to4`](super::direct) where the CPU has it: `y = conv(x, weights)` for
+/// `h × w × 4` samples, or `false` (nothing done).
+fn direct_3x3_4to4(
+    hw: (usize, usize),
+    x: &[f32],
+    weights: &[f32],
+    y: &mut [f32],
+    padded: &mut Vec<f32>,
+) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return super::direct::conv3x3_4to4(hw, x, weights, y, padded);
+    #[cfg(not(target_arch = "x86_64"))]
+    return false;
+}
+
 /// A `k`×`k` convolution over NHWC images with "same"-style zero padding `k / 2` on every
 /// side (PyTorch `padding=k//2`) and the given stride; output side `(H + 2p − k)/stride + 1`.
 ///
@@ -62,6 +77,8 @@ pub struct Conv2d {
     cols: Vec<f32>,
     /// The turned kernel of the stride-1 input gradient, reused across calls.
     turned: Vec<f32>,
+    /// A zero-bordered sample for the direct 4-channel convolution, reused across calls.
+    padded: Vec<f32>,
     cached_input: Option<Tensor>,
 }
 
@@ -93,6 +110,7 @@ impl Conv2d {
             lines_per_chunk,
             cols: Vec::new(),
             turned: Vec::new(),
+            padded: Vec::new(),
             cached_input: None,
         }
     }
@@ -100,6 +118,13 @@ impl Conv2d {
     /// Whether the column matrix is the input itself (1×1 kernel, stride 1).
     fn pointwise(&self) -> bool {
         self.geom.k == 1 && self.geom.stride == 1
+    }
+
+    /// Whether the direct 4-channel kernel applies (3×3, stride 1, 4 channels in and out,
+    /// no bias; it still declines on a CPU without AVX-512, see [`direct_3x3_4to4`]).
+    fn direct(&self) -> bool {
+        let g = &self.geom;
+        g.k == 3 && g.stride == 1 && g.c == 4 && self.out_channels == 4 && !self.bias
     }
 
     fn weight_len(&self) -> usize {
@@ -149,10 +174,20 @@ impl Conv2d {
             }
         }
         let back = ConvGeometry::same(g.oh, g.ow, cout, k, 1);
-        let turned_w = ArrayView2::from_shape((back.col_len(), cin), &turned[..])
-            .expect("k·k·c_out × c_in values");
         let n = dy.dim().0;
         let dys = dy.as_slice().expect("layer tensors are standard layout");
+        if self.direct() {
+            let mut dx = Tensor::zeros((n, g.h, g.w, cin));
+            let dxs = dx
+                .as_slice_mut()
+                .expect("fresh tensors are standard layout");
+            if direct_3x3_4to4((g.h, g.w), dys, &turned, dxs, &mut self.padded) {
+                self.turned = turned;
+                return dx;
+            }
+        }
+        let turned_w = ArrayView2::from_shape((back.col_len(), cin), &turned[..])
+            .expect("k·k·c_out × c_in values");
         let lines_per_chunk = chunk_lines(&back).min(self.lines_per_chunk);
         let mut dx = Array2::<f32>::zeros((n * g.h * g.w, cin));
         let mut buf = std::mem::take(&mut self.cols);
@@ -223,8 +258,9 @@ impl Conv2d {
         }
         gw.fill(0.0);
         let xs = x.as_slice().expect("layer tensors are standard layout");
-        let transposed =
-            input_grad && g.stride == 1 && self.out_channels >= TRANSPOSED_MIN_CHANNELS;
+        let transposed = input_grad
+            && g.stride == 1
+            && (self.out_channels >= TRANSPOSED_MIN_CHANNELS || self.direct());
         let scattered = input_grad && !transposed;
         let mut dx = scattered.then(|| Tensor::zeros(x.raw_dim()));
         let mut dxs = dx.as_mut().map(|dx| {
@@ -323,10 +359,17 @@ impl Layer for Conv2d {
             }
             None => 0.0,
         };
-        if self.pointwise() {
+        let xs = x.as_slice().expect("layer tensors are standard layout");
+        let direct = self.direct() && {
+            let ys = y.as_slice_mut().expect("fresh arrays are standard layout");
+            let weights = &params[..self.weight_len()];
+            direct_3x3_4to4((g.h, g.w), xs, weights, ys, &mut self.padded)
+        };
+        if direct {
+            // y is written.
+        } else if self.pointwise() {
             gemm(1.0, &as_rows(&x), &w, beta, &mut y.view_mut());
         } else {
-            let xs = x.as_slice().expect("layer tensors are standard layout");
             let mut buf = std::mem::take(&mut self.cols);
             for lines in self.chunks(n) {
                 let rows = lines.len() * g.ow;
@@ -422,7 +465,7 @@ mod tests {
     }
 
     /// (input shape, out channels, kernel, stride, bias)
-    const CONFIGS: [(Shape, usize, usize, usize, bool); 11] = [
+    const CONFIGS: [(Shape, usize, usize, usize, bool); 13] = [
         (Shape::image(5, 4, 3), 2, 1, 1, true),
         (Shape::image(5, 4, 3), 2, 1, 2, false),
         (Shape::image(5, 6, 2), 3, 3, 1, true),
@@ -435,6 +478,9 @@ mod tests {
         // Wide enough for the turned-kernel input gradient (TRANSPOSED_MIN_CHANNELS).
         (Shape::image(3, 4, 2), 32, 3, 1, false),
         (Shape::image(2, 3, 3), 33, 5, 1, true),
+        // The direct 4-channel kernel: 4-pixel vectors, and a stretch of 32 pixels and one.
+        (Shape::image(5, 8, 4), 4, 3, 1, false),
+        (Shape::image(3, 36, 4), 4, 3, 1, false),
     ];
 
     #[test]

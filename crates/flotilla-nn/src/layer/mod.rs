@@ -7,6 +7,8 @@
 mod batch_norm;
 mod conv2d;
 mod dense;
+#[cfg(target_arch = "x86_64")]
+mod direct;
 mod flatten;
 mod im2col;
 mod pool;
