@@ -51,6 +51,21 @@ fn direct_3x3_4to4(
     return false;
 }
 
+/// [`direct::conv3x3_4to4_weight_grad`](super::direct) where the CPU has it: the weight
+/// gradient into `grad`, or `false` (nothing done).
+fn direct_3x3_4to4_weight_grad(
+    hw: (usize, usize),
+    x: &[f32],
+    dy: &[f32],
+    grad: &mut [f32],
+    padded: &mut Vec<f32>,
+) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return super::direct::conv3x3_4to4_weight_grad(hw, x, dy, grad, padded);
+    #[cfg(not(target_arch = "x86_64"))]
+    return false;
+}
+
 /// A `k`×`k` convolution over NHWC images with "same"-style zero padding `k / 2` on every
 /// side (PyTorch `padding=k//2`) and the given stride; output side `(H + 2p − k)/stride + 1`.
 ///
@@ -243,6 +258,13 @@ impl Conv2d {
         if self.bias {
             for (g, s) in gb.iter_mut().zip(dy_rows.sum_axis(Axis(0))) {
                 *g = s;
+            }
+        }
+        if self.direct() {
+            let (xs, dys) = (x.as_slice(), dy.as_slice());
+            let (xs, dys) = (xs.expect("standard layout"), dys.expect("standard layout"));
+            if direct_3x3_4to4_weight_grad((g.h, g.w), xs, dys, gw, &mut self.padded) {
+                return input_grad.then(|| self.transposed_input_gradient(&dy, &w));
             }
         }
         let mut gw = ArrayViewMut2::from_shape((g.col_len(), self.out_channels), gw)

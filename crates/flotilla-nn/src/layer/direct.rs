@@ -143,6 +143,127 @@ fn stretch<const N: usize>(
     }
 }
 
+/// The weight gradient of [`conv3x3_4to4`]: `grad[ky, kx, ci, co] = Σ x[·+ky−1, ·+kx−1, ci] ·
+/// dy[·, co]` over every output pixel of the batch, `grad` (`[3, 3, 4, 4]`) overwritten.
+/// `padded` is scratch space. Returns `false`, touching nothing, as [`conv3x3_4to4`] does.
+///
+/// One vector holds the products of 4 pixels × 4 output channels for one tap and input
+/// channel; each of the 36 sums runs over the pixel groups in order (12 at a time, one
+/// kernel row per pass), and its 4 pixel lanes are added last, in order.
+pub(super) fn conv3x3_4to4_weight_grad(
+    (h, w): (usize, usize),
+    x: &[f32],
+    dy: &[f32],
+    grad: &mut [f32],
+    padded: &mut Vec<f32>,
+) -> bool {
+    let Some(simd) = pulp::x86::V4::try_new() else {
+        return false;
+    };
+    if w % PIXELS != 0 || x.len() != dy.len() || grad.len() != 9 * C * C {
+        return false;
+    }
+    <pulp::x86::V4 as pulp::Simd>::vectorize(
+        simd,
+        WeightGrad {
+            avx: simd.avx512f,
+            hw: (h, w),
+            x,
+            dy,
+            grad,
+            padded,
+        },
+    );
+    true
+}
+
+/// [`conv3x3_4to4_weight_grad`] on checked inputs, run by `V4::vectorize`.
+struct WeightGrad<'a> {
+    avx: pulp::core_arch::x86::Avx512f,
+    hw: (usize, usize),
+    x: &'a [f32],
+    dy: &'a [f32],
+    grad: &'a mut [f32],
+    padded: &'a mut Vec<f32>,
+}
+
+impl pulp::WithSimd for WeightGrad<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        let Self {
+            avx,
+            hw: (h, w),
+            x,
+            dy,
+            grad,
+            padded,
+        } = self;
+        let stride = (w + 2) * C;
+        let sample_len = (h + 2) * stride;
+        let n = x.len() / (h * w * C);
+        padded.clear();
+        padded.resize(n * sample_len, 0.0);
+        for (sample, to) in x
+            .chunks_exact(h * w * C)
+            .zip(padded.chunks_exact_mut(sample_len))
+        {
+            for (row, src) in sample.chunks_exact(w * C).enumerate() {
+                to[(row + 1) * stride + C..][..w * C].copy_from_slice(src);
+            }
+        }
+        for ky in 0..3 {
+            let mut acc = [[avx._mm512_setzero_ps(); C]; 3];
+            for (s, dy_sample) in dy.chunks_exact(h * w * C).enumerate() {
+                let img = &padded[s * sample_len..][..sample_len];
+                for (oy, dy_row) in dy_sample.chunks_exact(w * C).enumerate() {
+                    let row = &img[(oy + ky) * stride..][..stride];
+                    for (group, d) in dy_row.chunks_exact(16).enumerate() {
+                        let d: &[f32; 16] = d.try_into().expect("16 values");
+                        let d = pulp::cast::<[f32; 16], __m512>(*d);
+                        for (kx, acc) in acc.iter_mut().enumerate() {
+                            let at = (group * PIXELS + kx) * C;
+                            let pixels: &[f32; 16] =
+                                row[at..at + 16].try_into().expect("16 values");
+                            let v = pulp::cast::<[f32; 16], __m512>(*pixels);
+                            acc[0] = avx._mm512_fmadd_ps(
+                                avx._mm512_permute_ps::<0b00_00_00_00>(v),
+                                d,
+                                acc[0],
+                            );
+                            acc[1] = avx._mm512_fmadd_ps(
+                                avx._mm512_permute_ps::<0b01_01_01_01>(v),
+                                d,
+                                acc[1],
+                            );
+                            acc[2] = avx._mm512_fmadd_ps(
+                                avx._mm512_permute_ps::<0b10_10_10_10>(v),
+                                d,
+                                acc[2],
+                            );
+                            acc[3] = avx._mm512_fmadd_ps(
+                                avx._mm512_permute_ps::<0b11_11_11_11>(v),
+                                d,
+                                acc[3],
+                            );
+                        }
+                    }
+                }
+            }
+            for (kx, acc) in acc.iter().enumerate() {
+                for (ci, &sums) in acc.iter().enumerate() {
+                    let lanes = pulp::cast::<__m512, [f32; 16]>(sums);
+                    let out = &mut grad[((ky * 3 + kx) * C + ci) * C..][..C];
+                    for (co, g) in out.iter_mut().enumerate() {
+                        *g = lanes[co] + lanes[C + co] + lanes[2 * C + co] + lanes[3 * C + co];
+                    }
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,6 +316,42 @@ mod tests {
                 assert!(
                     (f64::from(*got) - want).abs() < 1e-5,
                     "{n}×{h}×{w}: {got} vs {want}"
+                );
+            }
+        }
+    }
+
+    /// The weight gradient matches `Σ x·dy` in `f64` within `f32` rounding of its sums.
+    #[test]
+    fn weight_gradient_matches_a_direct_reference() {
+        let mut rng = ChaCha8Rng::seed_from_u64(22);
+        for (n, h, w) in [(2, 3, 4), (1, 5, 32), (3, 4, 12)] {
+            let x: Vec<f32> = (0..n * h * w * C)
+                .map(|_| rng.random_range(-1.0..1.0))
+                .collect();
+            let dy: Vec<f32> = (0..x.len()).map(|_| rng.random_range(-1.0..1.0)).collect();
+            let mut grad = vec![f32::NAN; 9 * C * C];
+            if !conv3x3_4to4_weight_grad((h, w), &x, &dy, &mut grad, &mut Vec::new()) {
+                assert!(pulp::x86::V4::try_new().is_none(), "declined on AVX-512");
+                return;
+            }
+            for (index, &got) in grad.iter().enumerate() {
+                let (tap, ci, co) = (index / (C * C), index / C % C, index % C);
+                let mut want = 0.0f64;
+                for p in 0..n * h * w {
+                    let (s, oy, ox) = (p / (h * w), p / w % h, p % w);
+                    let (iy, ix) = (
+                        (oy + tap / 3).wrapping_sub(1),
+                        (ox + tap % 3).wrapping_sub(1),
+                    );
+                    if iy < h && ix < w {
+                        let xv = x[((s * h + iy) * w + ix) * C + ci];
+                        want += f64::from(xv) * f64::from(dy[p * C + co]);
+                    }
+                }
+                assert!(
+                    (f64::from(got) - want).abs() < 1e-4,
+                    "{n}×{h}×{w} [{index}]: {got} vs {want}"
                 );
             }
         }
