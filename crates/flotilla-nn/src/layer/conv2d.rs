@@ -36,9 +36,10 @@ fn line_chunks(lines: usize, step: usize) -> impl Iterator<Item = std::ops::Rang
         .map(move |l| l..(l + step).min(lines))
 }
 
-/// [`direct::conv3x3_4to4`](super::direct) where the CPU has it: `y = conv(x, weights)` for
-/// `h × w × 4` samples, or `false` (nothing done).
-fn direct_3x3_4to4(
+/// [`direct::conv3x3`](super::direct) where the CPU has it: `y = conv(x, weights)` for
+/// `h × w × c` samples, `c` 4 or 8, or `false` (nothing done).
+fn direct_3x3(
+    c: usize,
     hw: (usize, usize),
     x: &[f32],
     weights: &[f32],
@@ -46,14 +47,19 @@ fn direct_3x3_4to4(
     padded: &mut Vec<f32>,
 ) -> bool {
     #[cfg(target_arch = "x86_64")]
-    return super::direct::conv3x3_4to4(hw, x, weights, y, padded);
+    return match c {
+        4 => super::direct::conv3x3::<4>(hw, x, weights, y, padded),
+        8 => super::direct::conv3x3::<8>(hw, x, weights, y, padded),
+        _ => false,
+    };
     #[cfg(not(target_arch = "x86_64"))]
     return false;
 }
 
-/// [`direct::conv3x3_4to4_weight_grad`](super::direct) where the CPU has it: the weight
+/// [`direct::conv3x3_weight_grad`](super::direct) where the CPU has it: the weight
 /// gradient into `grad`, or `false` (nothing done).
-fn direct_3x3_4to4_weight_grad(
+fn direct_3x3_weight_grad(
+    c: usize,
     hw: (usize, usize),
     x: &[f32],
     dy: &[f32],
@@ -61,7 +67,11 @@ fn direct_3x3_4to4_weight_grad(
     padded: &mut Vec<f32>,
 ) -> bool {
     #[cfg(target_arch = "x86_64")]
-    return super::direct::conv3x3_4to4_weight_grad(hw, x, dy, grad, padded);
+    return match c {
+        4 => super::direct::conv3x3_weight_grad::<4>(hw, x, dy, grad, padded),
+        8 => super::direct::conv3x3_weight_grad::<8>(hw, x, dy, grad, padded),
+        _ => false,
+    };
     #[cfg(not(target_arch = "x86_64"))]
     return false;
 }
@@ -92,7 +102,7 @@ pub struct Conv2d {
     cols: Vec<f32>,
     /// The turned kernel of the stride-1 input gradient, reused across calls.
     turned: Vec<f32>,
-    /// A zero-bordered sample for the direct 4-channel convolution, reused across calls.
+    /// Zero-bordered samples for the direct thin convolutions, reused across calls.
     padded: Vec<f32>,
     cached_input: Option<Tensor>,
 }
@@ -135,11 +145,12 @@ impl Conv2d {
         self.geom.k == 1 && self.geom.stride == 1
     }
 
-    /// Whether the direct 4-channel kernel applies (3×3, stride 1, 4 channels in and out,
-    /// no bias; it still declines on a CPU without AVX-512, see [`direct_3x3_4to4`]).
+    /// Whether a direct kernel applies (3×3, stride 1, 4 or 8 channels in and as many out,
+    /// no bias; it still declines on a CPU without AVX-512, see [`direct_3x3`]).
     fn direct(&self) -> bool {
         let g = &self.geom;
-        g.k == 3 && g.stride == 1 && g.c == 4 && self.out_channels == 4 && !self.bias
+        let thin = g.c == 4 || g.c == 8;
+        g.k == 3 && g.stride == 1 && thin && self.out_channels == g.c && !self.bias
     }
 
     fn weight_len(&self) -> usize {
@@ -196,7 +207,7 @@ impl Conv2d {
             let dxs = dx
                 .as_slice_mut()
                 .expect("fresh tensors are standard layout");
-            if direct_3x3_4to4((g.h, g.w), dys, &turned, dxs, &mut self.padded) {
+            if direct_3x3(g.c, (g.h, g.w), dys, &turned, dxs, &mut self.padded) {
                 self.turned = turned;
                 return dx;
             }
@@ -263,7 +274,7 @@ impl Conv2d {
         if self.direct() {
             let (xs, dys) = (x.as_slice(), dy.as_slice());
             let (xs, dys) = (xs.expect("standard layout"), dys.expect("standard layout"));
-            if direct_3x3_4to4_weight_grad((g.h, g.w), xs, dys, gw, &mut self.padded) {
+            if direct_3x3_weight_grad(g.c, (g.h, g.w), xs, dys, gw, &mut self.padded) {
                 return input_grad.then(|| self.transposed_input_gradient(&dy, &w));
             }
         }
@@ -385,7 +396,7 @@ impl Layer for Conv2d {
         let direct = self.direct() && {
             let ys = y.as_slice_mut().expect("fresh arrays are standard layout");
             let weights = &params[..self.weight_len()];
-            direct_3x3_4to4((g.h, g.w), xs, weights, ys, &mut self.padded)
+            direct_3x3(g.c, (g.h, g.w), xs, weights, ys, &mut self.padded)
         };
         if direct {
             // y is written.
@@ -487,7 +498,7 @@ mod tests {
     }
 
     /// (input shape, out channels, kernel, stride, bias)
-    const CONFIGS: [(Shape, usize, usize, usize, bool); 13] = [
+    const CONFIGS: [(Shape, usize, usize, usize, bool); 15] = [
         (Shape::image(5, 4, 3), 2, 1, 1, true),
         (Shape::image(5, 4, 3), 2, 1, 2, false),
         (Shape::image(5, 6, 2), 3, 3, 1, true),
@@ -500,9 +511,11 @@ mod tests {
         // Wide enough for the turned-kernel input gradient (TRANSPOSED_MIN_CHANNELS).
         (Shape::image(3, 4, 2), 32, 3, 1, false),
         (Shape::image(2, 3, 3), 33, 5, 1, true),
-        // The direct 4-channel kernel: 4-pixel vectors, and a stretch of 32 pixels and one.
+        // The direct kernels: single vectors, and a stretch of 8 vectors and one.
         (Shape::image(5, 8, 4), 4, 3, 1, false),
         (Shape::image(3, 36, 4), 4, 3, 1, false),
+        (Shape::image(4, 6, 8), 8, 3, 1, false),
+        (Shape::image(2, 18, 8), 8, 3, 1, false),
     ];
 
     #[test]
