@@ -33,15 +33,9 @@ pub(super) fn conv3x3<const C: usize>(
     y: &mut [f32],
     padded: &mut Vec<f32>,
 ) -> bool {
-    let Some(simd) = pulp::x86::V4::try_new() else {
+    let Some(simd) = covered::<C>(w, [x.len(), y.len()], weights.len()) else {
         return false;
     };
-    if !(C == 4 || C == 8) || w % (16 / C) != 0 || x.len() != y.len() {
-        return false;
-    }
-    if weights.len() != 9 * C * C {
-        return false;
-    }
     let op = Forward::<C> {
         avx: simd.avx512f,
         hw: (h, w),
@@ -68,15 +62,9 @@ pub(super) fn conv3x3_weight_grad<const C: usize>(
     grad: &mut [f32],
     padded: &mut Vec<f32>,
 ) -> bool {
-    let Some(simd) = pulp::x86::V4::try_new() else {
+    let Some(simd) = covered::<C>(w, [x.len(), dy.len()], grad.len()) else {
         return false;
     };
-    if !(C == 4 || C == 8) || w % (16 / C) != 0 || x.len() != dy.len() {
-        return false;
-    }
-    if grad.len() != 9 * C * C {
-        return false;
-    }
     let op = WeightGrad::<C> {
         avx: simd.avx512f,
         hw: (h, w),
@@ -87,6 +75,14 @@ pub(super) fn conv3x3_weight_grad<const C: usize>(
     };
     <pulp::x86::V4 as pulp::Simd>::vectorize(simd, op);
     true
+}
+
+/// This CPU's AVX-512, if it has it and the kernels cover the case: `C` is 4 or 8, `w` a
+/// multiple of `16 / C`, the two activations `lens` equally long, the kernel `9·C·C` values.
+fn covered<const C: usize>(w: usize, lens: [usize; 2], kernel: usize) -> Option<pulp::x86::V4> {
+    let covered = (C == 4 || C == 8) && w.is_multiple_of(16 / C);
+    let fits = lens[0] == lens[1] && kernel == 9 * C * C;
+    (covered && fits).then(pulp::x86::V4::try_new).flatten()
 }
 
 /// Copies the samples of `x` (`h × w × C` each) into `padded`, each inside a zero border
