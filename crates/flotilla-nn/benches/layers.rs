@@ -1,6 +1,7 @@
 //! A training forward and backward pass of single layers at the shapes of ResNet-20 on
 //! CIFAR-10 at batch 32: batch norm and 3×3 stride-1 convolutions over 32×32 images at
-//! 16 channels (full width, stage 1) and 4 channels (25 % width, stage 1).
+//! 16 channels (full width, stage 1), 8 and 4 channels (the thin widths the direct
+//! kernels cover, `resnet20:0.25`'s stages 2 and 1).
 //!
 //! One criterion "element" is one activation value of the layer's output, so "Gelem/s"
 //! reads as 10⁹ values per second through forward and backward.
@@ -31,7 +32,7 @@ fn step(layer: &mut dyn Layer, x: &Tensor, dy: &Tensor, params: &[f32], state: &
 
 fn layers(c: &mut Criterion) {
     let mut group = c.benchmark_group("layer");
-    for channels in [16, 4] {
+    for channels in [16, 8, 4] {
         let shape = Shape::image(32, 32, channels);
         let mut rng = ChaCha8Rng::seed_from_u64(5);
         let mut random = |_: (usize, usize, usize, usize)| rng.random_range(-1.0f32..1.0);
