@@ -291,9 +291,10 @@ impl Conv2d {
         }
         gw.fill(0.0);
         let xs = x.as_slice().expect("layer tensors are standard layout");
-        let transposed = input_grad
-            && g.stride == 1
-            && (self.out_channels >= TRANSPOSED_MIN_CHANNELS || self.direct());
+        // A thin layer gets here only when its direct kernels declined (no AVX-512): the
+        // scattered path is the faster one for it.
+        let transposed =
+            input_grad && g.stride == 1 && self.out_channels >= TRANSPOSED_MIN_CHANNELS;
         let scattered = input_grad && !transposed;
         let mut dx = scattered.then(|| Tensor::zeros(x.raw_dim()));
         let mut dxs = dx.as_mut().map(|dx| {

@@ -33,7 +33,7 @@ pub(super) fn conv3x3<const C: usize>(
     y: &mut [f32],
     padded: &mut Vec<f32>,
 ) -> bool {
-    let Some(simd) = covered::<C>(w, [x.len(), y.len()], weights.len()) else {
+    let Some(simd) = covered::<C>((h, w), [x.len(), y.len()], weights.len()) else {
         return false;
     };
     let op = Forward::<C> {
@@ -62,7 +62,7 @@ pub(super) fn conv3x3_weight_grad<const C: usize>(
     grad: &mut [f32],
     padded: &mut Vec<f32>,
 ) -> bool {
-    let Some(simd) = covered::<C>(w, [x.len(), dy.len()], grad.len()) else {
+    let Some(simd) = covered::<C>((h, w), [x.len(), dy.len()], grad.len()) else {
         return false;
     };
     let op = WeightGrad::<C> {
@@ -78,10 +78,17 @@ pub(super) fn conv3x3_weight_grad<const C: usize>(
 }
 
 /// This CPU's AVX-512, if it has it and the kernels cover the case: `C` is 4 or 8, `w` a
-/// multiple of `16 / C`, the two activations `lens` equally long, the kernel `9·C·C` values.
-fn covered<const C: usize>(w: usize, lens: [usize; 2], kernel: usize) -> Option<pulp::x86::V4> {
+/// multiple of `16 / C`, the two activations `lens` equally long and whole `h × w × C`
+/// samples, the kernel `9·C·C` values.
+fn covered<const C: usize>(
+    (h, w): (usize, usize),
+    lens: [usize; 2],
+    kernel: usize,
+) -> Option<pulp::x86::V4> {
     let covered = (C == 4 || C == 8) && w.is_multiple_of(16 / C);
-    let fits = lens[0] == lens[1] && kernel == 9 * C * C;
+    let sample = h * w * C;
+    let whole = sample > 0 && lens[0].is_multiple_of(sample);
+    let fits = whole && lens[0] == lens[1] && kernel == 9 * C * C;
     (covered && fits).then(pulp::x86::V4::try_new).flatten()
 }
 
