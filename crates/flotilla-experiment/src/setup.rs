@@ -15,7 +15,7 @@ use flotilla_sim::{DeviceProfile, DeviceTrace, LinkSpec, NodeId, Purpose, Seed};
 use flotilla_train::input_shape;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// An experiment with its data loaded and its models and devices checked against each
 /// other; runs of every method and seed start from it.
@@ -39,6 +39,10 @@ pub struct Prepared {
     groups: Vec<Group>,
     traces: Vec<Option<DeviceTrace>>,
     server: (DeviceProfile, LinkSpec),
+    /// The latest seed's split ([`Prepared::split`]): the check at preparation and every
+    /// method's run of that seed share it instead of drawing it again (runs go seed by
+    /// seed, so one is enough).
+    latest_split: Mutex<Option<(u64, Vec<ClientData>)>>,
     /// Strategies the program registered, selectable by name in `methods`.
     pub(crate) strategies: crate::Strategies,
 }
@@ -151,6 +155,7 @@ impl Prepared {
             groups,
             traces,
             server,
+            latest_split: Mutex::new(None),
         };
         prepared.check_devices()?;
         // Fail now, not in the middle of the run, if the split is impossible or the work
@@ -345,8 +350,26 @@ impl Prepared {
     }
 
     /// Each client's labeled and unlabeled samples for `seed` (the strong clients hold
-    /// the unlabeled data).
+    /// the unlabeled data). The latest seed's split is kept and handed out again.
     pub fn split(&self, seed: u64) -> Result<Vec<ClientData>, ExperimentError> {
+        // A poisoned lock only means a panic elsewhere while it was held; the cache is
+        // whole at every point a panic could leave it.
+        let mut latest = self
+            .latest_split
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((cached, split)) = latest.as_ref()
+            && *cached == seed
+        {
+            return Ok(split.clone());
+        }
+        let split = self.draw_split(seed)?;
+        *latest = Some((seed, split.clone()));
+        Ok(split)
+    }
+
+    /// Draws the split of `seed` (see [`Prepared::split`]).
+    fn draw_split(&self, seed: u64) -> Result<Vec<ClientData>, ExperimentError> {
         let d = &self.config.data;
         let f = &self.config.fleet;
         let holders = self.strong_clients(&self.clients(seed));

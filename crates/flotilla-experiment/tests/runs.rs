@@ -53,6 +53,19 @@ fn only_clients_whose_memory_holds_the_target_are_asked_to_train_it() {
     assert!(outcome.final_accuracy(ModelRole::Auxiliary).is_some());
 }
 
+/// The kept split is handed out only for its own seed: another seed's draw replaces it,
+/// and drawing the first seed again gives the same split as the first time.
+#[test]
+fn a_seed_gets_its_own_split_whichever_seed_came_before() {
+    let prepared = tiny(&[]);
+    let first = prepared.split(4).unwrap();
+    let other = prepared.split(5).unwrap();
+    assert_ne!(first, other, "two seeds drew the same split");
+    assert_eq!(prepared.split(4).unwrap(), first);
+    assert_eq!(prepared.split(4).unwrap(), first);
+    assert_eq!(prepared.split(5).unwrap(), other);
+}
+
 #[test]
 fn the_ensemble_baseline_counts_every_unlabeled_sample_it_moved() {
     let prepared = tiny(&[]);
