@@ -27,15 +27,15 @@ const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 enum MaybeGzip<R: BufRead> {
     /// Not compressed: the bytes as stored.
     Raw(R),
-    /// Gzip: the decompressed bytes.
-    Gzip(MultiGzDecoder<R>),
+    /// Gzip: the decompressed bytes (boxed: the decoder's state is large).
+    Gzip(Box<MultiGzDecoder<R>>),
 }
 
 impl<R: BufRead> MaybeGzip<R> {
     /// Sniffs the first bytes of `reader` (without consuming them).
     fn new(mut reader: R) -> io::Result<Self> {
         Ok(if reader.fill_buf()?.starts_with(&GZIP_MAGIC) {
-            Self::Gzip(MultiGzDecoder::new(reader))
+            Self::Gzip(Box::new(MultiGzDecoder::new(reader)))
         } else {
             Self::Raw(reader)
         })
