@@ -54,8 +54,11 @@ pub fn dirichlet(
     for (i, &label) in labels.iter().enumerate() {
         by_class[label as usize].push(i);
     }
+    // A draw is judged by its clients' sizes alone; only the accepted one is dealt out.
+    let mut cuts: Vec<Vec<usize>> = Vec::with_capacity(classes);
     for _ in 0..MAX_DRAWS {
-        let mut parts: Partition = vec![Vec::new(); clients];
+        let mut sizes = vec![0usize; clients];
+        cuts.clear();
         for class_indices in by_class.iter_mut().filter(|c| !c.is_empty()) {
             class_indices.shuffle(rng);
             let log_weights: Vec<f64> = (0..clients)
@@ -66,15 +69,25 @@ pub fn dirichlet(
                 })
                 .collect();
             // A client is full once it holds n / clients samples (compared in integers).
-            let open: Vec<bool> = parts.iter().map(|p| p.len() * clients < n).collect();
-            let cuts = cut_points(&log_weights, &open, class_indices.len());
+            let open: Vec<bool> = sizes.iter().map(|&size| size * clients < n).collect();
+            let class_cuts = cut_points(&log_weights, &open, class_indices.len());
             let mut start = 0;
-            for (part, end) in parts.iter_mut().zip(cuts) {
-                part.extend_from_slice(&class_indices[start..end]);
+            for (size, &end) in sizes.iter_mut().zip(&class_cuts) {
+                *size += end - start;
                 start = end;
             }
+            cuts.push(class_cuts);
         }
-        if parts.iter().all(|p| p.len() >= min_per_client) {
+        if sizes.iter().all(|&size| size >= min_per_client) {
+            let mut parts: Partition = sizes.iter().map(|&size| Vec::with_capacity(size)).collect();
+            let dealt = by_class.iter().filter(|c| !c.is_empty());
+            for (class_indices, class_cuts) in dealt.zip(&cuts) {
+                let mut start = 0;
+                for (part, &end) in parts.iter_mut().zip(class_cuts) {
+                    part.extend_from_slice(&class_indices[start..end]);
+                    start = end;
+                }
+            }
             parts.iter_mut().for_each(|p| p.sort_unstable());
             return Ok(parts);
         }
