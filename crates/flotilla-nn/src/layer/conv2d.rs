@@ -37,7 +37,7 @@ fn line_chunks(lines: usize, step: usize) -> impl Iterator<Item = std::ops::Rang
 }
 
 /// [`direct::conv3x3`](super::direct) where the CPU has it: `y = conv(x, weights)` for
-/// `h × w × c` samples, `c` 4 or 8, or `false` (nothing done).
+/// `h × w × c` samples, `c` 4, 8 or 16, or `false` (nothing done).
 fn direct_3x3(
     c: usize,
     hw: (usize, usize),
@@ -50,6 +50,7 @@ fn direct_3x3(
     return match c {
         4 => super::direct::conv3x3::<4>(hw, x, weights, y, padded),
         8 => super::direct::conv3x3::<8>(hw, x, weights, y, padded),
+        16 => super::direct::conv3x3::<16>(hw, x, weights, y, padded),
         _ => false,
     };
     #[cfg(not(target_arch = "x86_64"))]
@@ -70,6 +71,7 @@ fn direct_3x3_weight_grad(
     return match c {
         4 => super::direct::conv3x3_weight_grad::<4>(hw, x, dy, grad, padded),
         8 => super::direct::conv3x3_weight_grad::<8>(hw, x, dy, grad, padded),
+        16 => super::direct::conv3x3_weight_grad::<16>(hw, x, dy, grad, padded),
         _ => false,
     };
     #[cfg(not(target_arch = "x86_64"))]
@@ -145,11 +147,11 @@ impl Conv2d {
         self.geom.k == 1 && self.geom.stride == 1
     }
 
-    /// Whether a direct kernel applies (3×3, stride 1, 4 or 8 channels in and as many out,
+    /// Whether a direct kernel applies (3×3, stride 1, 4, 8 or 16 channels in and as many out,
     /// no bias; it still declines on a CPU without AVX-512, see [`direct_3x3`]).
     fn direct(&self) -> bool {
         let g = &self.geom;
-        let thin = g.c == 4 || g.c == 8;
+        let thin = matches!(g.c, 4 | 8 | 16);
         g.k == 3 && g.stride == 1 && thin && self.out_channels == g.c && !self.bias
     }
 
@@ -499,7 +501,7 @@ mod tests {
     }
 
     /// (input shape, out channels, kernel, stride, bias)
-    const CONFIGS: [(Shape, usize, usize, usize, bool); 15] = [
+    const CONFIGS: [(Shape, usize, usize, usize, bool); 17] = [
         (Shape::image(5, 4, 3), 2, 1, 1, true),
         (Shape::image(5, 4, 3), 2, 1, 2, false),
         (Shape::image(5, 6, 2), 3, 3, 1, true),
@@ -517,6 +519,9 @@ mod tests {
         (Shape::image(3, 36, 4), 4, 3, 1, false),
         (Shape::image(4, 6, 8), 8, 3, 1, false),
         (Shape::image(2, 18, 8), 8, 3, 1, false),
+        // 16 channels: stretches of 16, 8, 4 and 1 pixels.
+        (Shape::image(2, 29, 16), 16, 3, 1, false),
+        (Shape::image(3, 5, 16), 16, 3, 1, false),
     ];
 
     #[test]
