@@ -127,22 +127,29 @@ fn covered<const C: usize>(
     (covered && fits).then(pulp::x86::V4::try_new).flatten()
 }
 
-/// Copies the samples of `x` (`h × w × C` each) into `padded`, each inside a zero border
-/// one pixel wide.
+/// Copies one `h × w × C` sample into `padded` inside a zero border one pixel wide and
+/// returns it: one sample at a time, so the scratch space stays one image (an evaluation
+/// batch of 256 `resnet20` samples would otherwise pad 19 MB per layer) and the image is
+/// still in cache when the kernel reads it.
 #[inline(always)]
-fn pad<const C: usize>((h, w): (usize, usize), x: &[f32], padded: &mut Vec<f32>) {
+fn pad<'p, const C: usize>(
+    (h, w): (usize, usize),
+    sample: &[f32],
+    padded: &'p mut Vec<f32>,
+) -> &'p [f32] {
     let stride = (w + 2) * C;
-    let sample_len = (h + 2) * stride;
-    padded.clear();
-    padded.resize(x.len() / (h * w * C) * sample_len, 0.0);
-    for (sample, to) in x
-        .chunks_exact(h * w * C)
-        .zip(padded.chunks_exact_mut(sample_len))
+    padded.resize((h + 2) * stride, 0.0);
+    padded[..stride].fill(0.0);
+    padded[(h + 1) * stride..].fill(0.0);
+    for (to, src) in padded[stride..]
+        .chunks_exact_mut(stride)
+        .zip(sample.chunks_exact(w * C))
     {
-        for (row, src) in sample.chunks_exact(w * C).enumerate() {
-            to[(row + 1) * stride + C..][..w * C].copy_from_slice(src);
-        }
+        to[..C].fill(0.0);
+        to[C..][..w * C].copy_from_slice(src);
+        to[(w + 1) * C..].fill(0.0);
     }
+    padded
 }
 
 /// The index vectors that spread input channel `ci` of each pixel over that pixel's lanes.
@@ -209,13 +216,10 @@ impl<const C: usize> pulp::WithSimd for Forward<'_, C> {
             })
         });
         let spreads = spreads::<C>();
-        pad::<C>((h, w), x, padded);
         let stride = (w + 2) * C;
-        let (pixels, sample_len) = (16 / C, (h + 2) * stride);
-        for (img, out) in padded
-            .chunks_exact(sample_len)
-            .zip(y.chunks_exact_mut(h * w * C))
-        {
+        let pixels = 16 / C;
+        for (sample, out) in x.chunks_exact(h * w * C).zip(y.chunks_exact_mut(h * w * C)) {
+            let img = pad::<C>((h, w), sample, padded);
             for (oy, out_row) in out.chunks_exact_mut(w * C).enumerate() {
                 let rows = &img[oy * stride..][..3 * stride];
                 let mut ox = 0;
@@ -288,15 +292,14 @@ impl<const C: usize> pulp::WithSimd for WeightGrad<'_, C> {
             padded,
         } = self;
         let spreads = spreads::<C>();
-        pad::<C>((h, w), x, padded);
         let stride = (w + 2) * C;
-        let sample_len = (h + 2) * stride;
-        for ky in 0..3 {
-            let mut acc = [[avx._mm512_setzero_ps(); C]; 3];
-            for (img, dy_sample) in padded
-                .chunks_exact(sample_len)
-                .zip(dy.chunks_exact(h * w * C))
-            {
+        // sums[ky][kx][ci]: carried from sample to sample, so each lane sums its products
+        // in the order of the batch's pixels.
+        let mut sums = [[[avx._mm512_setzero_ps(); C]; 3]; 3];
+        for (sample, dy_sample) in x.chunks_exact(h * w * C).zip(dy.chunks_exact(h * w * C)) {
+            let img = pad::<C>((h, w), sample, padded);
+            for (ky, sums) in sums.iter_mut().enumerate() {
+                let mut acc = *sums;
                 for (oy, dy_row) in dy_sample.chunks_exact(w * C).enumerate() {
                     let row = &img[(oy + ky) * stride..][..stride];
                     for (group, d) in dy_row.chunks_exact(16).enumerate() {
@@ -310,7 +313,10 @@ impl<const C: usize> pulp::WithSimd for WeightGrad<'_, C> {
                         }
                     }
                 }
+                *sums = acc;
             }
+        }
+        for (ky, acc) in sums.iter().enumerate() {
             for (kx, acc) in acc.iter().enumerate() {
                 for (ci, &sums) in acc.iter().enumerate() {
                     let lanes = pulp::cast::<__m512, [f32; 16]>(sums);
@@ -347,13 +353,10 @@ impl pulp::WithSimd for WideForward<'_> {
             y,
             padded,
         } = self;
-        pad::<WIDE>((h, w), x, padded);
         let stride = (w + 2) * WIDE;
-        let sample_len = (h + 2) * stride;
-        for (img, out) in padded
-            .chunks_exact(sample_len)
-            .zip(y.chunks_exact_mut(h * w * WIDE))
-        {
+        let sample = h * w * WIDE;
+        for (x, out) in x.chunks_exact(sample).zip(y.chunks_exact_mut(sample)) {
+            let img = pad::<WIDE>((h, w), x, padded);
             for (oy, out_row) in out.chunks_exact_mut(w * WIDE).enumerate() {
                 let rows = &img[oy * stride..][..3 * stride];
                 let mut ox = 0;
@@ -430,14 +433,11 @@ impl pulp::WithSimd for WideWeightGrad<'_> {
             grad,
             padded,
         } = self;
-        pad::<WIDE>((h, w), x, padded);
         let stride = (w + 2) * WIDE;
-        let sample_len = (h + 2) * stride;
+        let sample = h * w * WIDE;
         let mut sums = [[avx._mm512_setzero_ps(); WIDE]; 9];
-        for (img, dy_sample) in padded
-            .chunks_exact(sample_len)
-            .zip(dy.chunks_exact(h * w * WIDE))
-        {
+        for (x, dy_sample) in x.chunks_exact(sample).zip(dy.chunks_exact(sample)) {
+            let img = pad::<WIDE>((h, w), x, padded);
             for (tap, sums) in sums.iter_mut().enumerate() {
                 let (ky, kx) = (tap / 3, tap % 3);
                 let mut acc = *sums;
