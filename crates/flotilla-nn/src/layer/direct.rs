@@ -25,6 +25,7 @@
 
 use pulp::core_arch::x86::Avx512f;
 use std::arch::x86_64::{__m512, __m512i};
+use std::marker::PhantomData;
 
 /// Vectors accumulated side by side (a stretch of `BLOCK · 16 / C` output pixels).
 const BLOCK: usize = 8;
@@ -47,27 +48,11 @@ pub(super) fn conv3x3<const C: usize>(
     let Some(simd) = covered::<C>((h, w), [x.len(), y.len()], weights.len()) else {
         return false;
     };
-    if C == WIDE {
-        let op = WideForward {
-            avx: simd.avx512f,
-            hw: (h, w),
-            x,
-            weights,
-            y,
-            padded,
-        };
-        <pulp::x86::V4 as pulp::Simd>::vectorize(simd, op);
-        return true;
+    let operands = ((h, w), x, weights, y, padded);
+    match C {
+        WIDE => Pass::<WideForward>::run(simd, operands),
+        _ => Pass::<Forward<C>>::run(simd, operands),
     }
-    let op = Forward::<C> {
-        avx: simd.avx512f,
-        hw: (h, w),
-        x,
-        weights,
-        y,
-        padded,
-    };
-    <pulp::x86::V4 as pulp::Simd>::vectorize(simd, op);
     true
 }
 
@@ -88,27 +73,11 @@ pub(super) fn conv3x3_weight_grad<const C: usize>(
     let Some(simd) = covered::<C>((h, w), [x.len(), dy.len()], grad.len()) else {
         return false;
     };
-    if C == WIDE {
-        let op = WideWeightGrad {
-            avx: simd.avx512f,
-            hw: (h, w),
-            x,
-            dy,
-            grad,
-            padded,
-        };
-        <pulp::x86::V4 as pulp::Simd>::vectorize(simd, op);
-        return true;
+    let operands = ((h, w), x, dy, grad, padded);
+    match C {
+        WIDE => Pass::<WideWeightGrad>::run(simd, operands),
+        _ => Pass::<WeightGrad<C>>::run(simd, operands),
     }
-    let op = WeightGrad::<C> {
-        avx: simd.avx512f,
-        hw: (h, w),
-        x,
-        dy,
-        grad,
-        padded,
-    };
-    <pulp::x86::V4 as pulp::Simd>::vectorize(simd, op);
     true
 }
 
@@ -184,28 +153,64 @@ fn load(values: &[f32], at: usize) -> __m512 {
     pulp::cast::<[f32; 16], __m512>(*v)
 }
 
-/// [`conv3x3`] on checked inputs, run by `V4::vectorize` (compiled for AVX-512).
-struct Forward<'a, const C: usize> {
+/// A pass's operands: the `h × w` of a sample, the samples `x`, the other operand (the
+/// kernel, or the output gradient), the output (overwritten) and the scratch space.
+type Operands<'a> = (
+    (usize, usize),
+    &'a [f32],
+    &'a [f32],
+    &'a mut [f32],
+    &'a mut Vec<f32>,
+);
+
+/// One kernel pass on checked [`Operands`], run by `V4::vectorize` (compiled for AVX-512);
+/// `K` names the pass.
+struct Pass<'a, K> {
     avx: Avx512f,
-    hw: (usize, usize),
-    x: &'a [f32],
-    weights: &'a [f32],
-    y: &'a mut [f32],
-    padded: &'a mut Vec<f32>,
+    operands: Operands<'a>,
+    pass: PhantomData<K>,
 }
 
-impl<const C: usize> pulp::WithSimd for Forward<'_, C> {
+impl<'a, K> Pass<'a, K>
+where
+    Self: pulp::WithSimd<Output = ()>,
+{
+    /// Runs the pass on this CPU's AVX-512.
+    fn run(simd: pulp::x86::V4, operands: Operands<'a>) {
+        let pass = Self {
+            avx: simd.avx512f,
+            operands,
+            pass: PhantomData,
+        };
+        <pulp::x86::V4 as pulp::Simd>::vectorize(simd, pass);
+    }
+}
+
+/// [`conv3x3`] with 4 or 8 channels (permutes spread each input channel over its pixel's
+/// lanes).
+struct Forward<const C: usize>;
+
+/// [`conv3x3_weight_grad`] with 4 or 8 channels.
+struct WeightGrad<const C: usize>;
+
+/// [`conv3x3`] with [`WIDE`] channels (input values broadcast).
+struct WideForward;
+
+/// [`conv3x3_weight_grad`] with [`WIDE`] channels: one vector holds the [`WIDE`] output
+/// channels' sums for a tap and an input channel, each summed over the batch's output
+/// pixels in order (one sample at a time for all nine taps, so its input and output
+/// gradient stay in cache).
+struct WideWeightGrad;
+
+impl<const C: usize> pulp::WithSimd for Pass<'_, Forward<C>> {
     type Output = ();
 
     #[inline(always)]
     fn with_simd<S: pulp::Simd>(self, _: S) {
         let Self {
             avx,
-            hw: (h, w),
-            x,
-            weights,
-            y,
-            padded,
+            operands: ((h, w), x, weights, y, padded),
+            ..
         } = self;
         // taps[t][ci]: the weights of input channel ci at tap t for the C output channels,
         // repeated for the pixels of a vector.
@@ -268,28 +273,15 @@ fn stretch<const C: usize, const N: usize>(
     }
 }
 
-/// [`conv3x3_weight_grad`] on checked inputs, run by `V4::vectorize`.
-struct WeightGrad<'a, const C: usize> {
-    avx: Avx512f,
-    hw: (usize, usize),
-    x: &'a [f32],
-    dy: &'a [f32],
-    grad: &'a mut [f32],
-    padded: &'a mut Vec<f32>,
-}
-
-impl<const C: usize> pulp::WithSimd for WeightGrad<'_, C> {
+impl<const C: usize> pulp::WithSimd for Pass<'_, WeightGrad<C>> {
     type Output = ();
 
     #[inline(always)]
     fn with_simd<S: pulp::Simd>(self, _: S) {
         let Self {
             avx,
-            hw: (h, w),
-            x,
-            dy,
-            grad,
-            padded,
+            operands: ((h, w), x, dy, grad, padded),
+            ..
         } = self;
         let spreads = spreads::<C>();
         let stride = (w + 2) * C;
@@ -330,28 +322,15 @@ impl<const C: usize> pulp::WithSimd for WeightGrad<'_, C> {
     }
 }
 
-/// [`conv3x3`] with [`WIDE`] channels on checked inputs, run by `V4::vectorize`.
-struct WideForward<'a> {
-    avx: Avx512f,
-    hw: (usize, usize),
-    x: &'a [f32],
-    weights: &'a [f32],
-    y: &'a mut [f32],
-    padded: &'a mut Vec<f32>,
-}
-
-impl pulp::WithSimd for WideForward<'_> {
+impl pulp::WithSimd for Pass<'_, WideForward> {
     type Output = ();
 
     #[inline(always)]
     fn with_simd<S: pulp::Simd>(self, _: S) {
         let Self {
             avx,
-            hw: (h, w),
-            x,
-            weights,
-            y,
-            padded,
+            operands: ((h, w), x, weights, y, padded),
+            ..
         } = self;
         let stride = (w + 2) * WIDE;
         let sample = h * w * WIDE;
@@ -407,31 +386,15 @@ fn wide_stretch<const N: usize>(
     N
 }
 
-/// [`conv3x3_weight_grad`] with [`WIDE`] channels on checked inputs, run by
-/// `V4::vectorize`: one vector holds the [`WIDE`] output channels' sums for a tap and an
-/// input channel, each summed over the batch's output pixels in order (one sample at a
-/// time for all nine taps, so its input and output gradient stay in cache).
-struct WideWeightGrad<'a> {
-    avx: Avx512f,
-    hw: (usize, usize),
-    x: &'a [f32],
-    dy: &'a [f32],
-    grad: &'a mut [f32],
-    padded: &'a mut Vec<f32>,
-}
-
-impl pulp::WithSimd for WideWeightGrad<'_> {
+impl pulp::WithSimd for Pass<'_, WideWeightGrad> {
     type Output = ();
 
     #[inline(always)]
     fn with_simd<S: pulp::Simd>(self, _: S) {
         let Self {
             avx,
-            hw: (h, w),
-            x,
-            dy,
-            grad,
-            padded,
+            operands: ((h, w), x, dy, grad, padded),
+            ..
         } = self;
         let stride = (w + 2) * WIDE;
         let sample = h * w * WIDE;
