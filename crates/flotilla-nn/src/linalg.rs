@@ -1,7 +1,7 @@
 //! The one place matrix products are computed.
 //!
 //! Every layer multiplies through [`gemm()`], so the kernel can be swapped here without
-//! touching the layers (one exception: 3×3 stride-1 convolutions of 4 or 8 channels run
+//! touching the layers (one exception: 3×3 stride-1 convolutions of 4, 8 or 16 channels run
 //! direct AVX-512 kernels, `layer/direct.rs`, where the product would be that narrow).
 //! It is single-threaded on purpose: determinism forbids a
 //! work-stealing sum, and the simulator parallelises across clients instead.
