@@ -4,7 +4,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 
-use ndarray::{Array1, Array2, ArrayViewMut1, Axis};
+use ndarray::{Array2, ArrayViewMut1, Axis};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{DataError, Result};
@@ -97,10 +97,10 @@ struct GeneratedRows {
 
 impl GeneratedRows {
     /// Writes row `i`, standardised, into `row`.
-    fn fill(&self, i: usize, mut row: ArrayViewMut1<'_, f32>) {
-        self.generator.fill(i, row.view_mut());
+    fn fill(&self, i: usize, row: &mut [f32]) {
+        self.generator.fill(i, row);
         for s in &self.standardizers {
-            s.apply_row(row.view_mut());
+            s.apply_row(ArrayViewMut1::from(&mut *row));
         }
     }
 }
@@ -207,10 +207,10 @@ impl Dataset {
                 None => features.rows().into_iter().for_each(|r| f(&r.to_vec())),
             },
             Rows::Generated(generated) => {
-                let mut row = Array1::zeros(width);
+                let mut row = vec![0.0; width];
                 for i in 0..self.len() {
-                    generated.fill(i, row.view_mut());
-                    f(row.as_slice().expect("a fresh vector is contiguous"));
+                    generated.fill(i, &mut row);
+                    f(&row);
                 }
             }
         }
@@ -304,8 +304,11 @@ impl Dataset {
             },
             Rows::Generated(generated) => {
                 let mut batch = Array2::zeros((indices.len(), self.shape.size()));
-                for (&i, row) in indices.iter().zip(batch.rows_mut()) {
+                for (&i, mut row) in indices.iter().zip(batch.rows_mut()) {
                     assert!(i < self.len(), "sample {i} of {}", self.len());
+                    let row = row
+                        .as_slice_mut()
+                        .expect("rows of a fresh array are contiguous");
                     generated.fill(i, row);
                 }
                 batch
