@@ -60,9 +60,11 @@ pub(super) fn conv3x3<const C: usize>(
 /// dy[·, co]` over every output pixel of the batch, `grad` (`[3, 3, C, C]`) overwritten.
 /// `padded` is scratch space. Returns `false`, touching nothing, as [`conv3x3`] does.
 ///
-/// One vector holds the products of `16 / C` pixels × `C` output channels for one tap and
-/// input channel; each of the `9·C` sums runs over the pixel groups in order (a kernel row
-/// per pass), and its pixel lanes are added last, in order.
+/// With 4 or 8 channels one vector holds the products of `16 / C` pixels × `C` output
+/// channels for one tap and input channel; each of the `9·C` sums runs over the pixel
+/// groups in order (sample by sample, a kernel row per pass over the sample), and its pixel
+/// lanes are added last, in order. With 16 a vector holds the 16 output channels' sums,
+/// each over the pixels in order.
 pub(super) fn conv3x3_weight_grad<const C: usize>(
     (h, w): (usize, usize),
     x: &[f32],
