@@ -6,7 +6,8 @@
 //!   instance can train many clients' weights in turn.
 //! - Networks are built from short spec strings ([`ModelSpec`]): `mlp:784-256-128-10`,
 //!   `resnet20`, `resnet20:0.25`, `cnn:0.5`.
-//! - Activations are NHWC batches ([`Tensor`]); convolutions are im2col + one matrix multiply.
+//! - Activations are NHWC batches ([`Tensor`]); convolutions are im2col + one matrix multiply,
+//!   except 3×3 stride-1 ones of 4, 8 or 16 channels, which run direct kernels on AVX-512.
 //! - Every random draw comes from a caller-supplied RNG; nothing here reads a global RNG, and
 //!   all reductions run in a fixed order, so the same seed gives the same bits. The one clock
 //!   read times convolutions for [`convolution_totals`], which results never see.

@@ -339,9 +339,10 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
     println!(
         "GFLOP/s/thr: the jobs' declared FLOPs over the time threads spent in them; conv % \
          peak: the convolutions' matrix-product FLOPs over the time threads spent in \
-         convolution passes (column matrices included), per thread; outside: the share of threads × wall time not spent in jobs (loading, events, messages, idle \
-         threads); µs/job: that time per client job (with --threads 1, the framework's cost \
-         per job, setup included)."
+         convolution passes (column matrices included), per thread; outside: the share of \
+         threads × wall time not spent in jobs (loading, events, messages, idle threads); \
+         µs/job: that time per client job (with --threads 1, the framework's cost per job, \
+         setup included)."
     );
     Ok(())
 }

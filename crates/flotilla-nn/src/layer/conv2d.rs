@@ -36,42 +36,32 @@ fn line_chunks(lines: usize, step: usize) -> impl Iterator<Item = std::ops::Rang
         .map(move |l| l..(l + step).min(lines))
 }
 
-/// [`direct::conv3x3`](super::direct) where the CPU has it: `y = conv(x, weights)` for
-/// `h × w × c` samples, `c` 4, 8 or 16, or `false` (nothing done).
-fn direct_3x3(
-    c: usize,
-    hw: (usize, usize),
-    x: &[f32],
-    weights: &[f32],
-    y: &mut [f32],
-    padded: &mut Vec<f32>,
-) -> bool {
-    #[cfg(target_arch = "x86_64")]
-    return match c {
-        4 => super::direct::conv3x3::<4>(hw, x, weights, y, padded),
-        8 => super::direct::conv3x3::<8>(hw, x, weights, y, padded),
-        16 => super::direct::conv3x3::<16>(hw, x, weights, y, padded),
-        _ => false,
-    };
-    #[cfg(not(target_arch = "x86_64"))]
-    return false;
+/// A pass of the direct 3×3 stride-1 kernels ([`direct_3x3`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum DirectPass {
+    /// The convolution of the samples with a kernel: the forward pass, or the input
+    /// gradient (the output gradient with the turned kernel).
+    Convolve,
+    /// The kernel's gradient, from the samples and the output gradient.
+    WeightGrad,
 }
 
-/// [`direct::conv3x3_weight_grad`](super::direct) where the CPU has it: the weight
-/// gradient into `grad`, or `false` (nothing done).
-fn direct_3x3_weight_grad(
+/// [`direct::run`](super::direct) where the CPU has it, for `h × w × c` samples, `c` 4, 8
+/// or 16: `pass` from `x` and `other` into `out`, or `false` (nothing done).
+fn direct_3x3(
+    pass: DirectPass,
     c: usize,
     hw: (usize, usize),
     x: &[f32],
-    dy: &[f32],
-    grad: &mut [f32],
+    other: &[f32],
+    out: &mut [f32],
     padded: &mut Vec<f32>,
 ) -> bool {
     #[cfg(target_arch = "x86_64")]
     return match c {
-        4 => super::direct::conv3x3_weight_grad::<4>(hw, x, dy, grad, padded),
-        8 => super::direct::conv3x3_weight_grad::<8>(hw, x, dy, grad, padded),
-        16 => super::direct::conv3x3_weight_grad::<16>(hw, x, dy, grad, padded),
+        4 => super::direct::run::<4>(pass, hw, x, other, out, padded),
+        8 => super::direct::run::<8>(pass, hw, x, other, out, padded),
+        16 => super::direct::run::<16>(pass, hw, x, other, out, padded),
         _ => false,
     };
     #[cfg(not(target_arch = "x86_64"))]
@@ -209,7 +199,8 @@ impl Conv2d {
             let dxs = dx
                 .as_slice_mut()
                 .expect("fresh tensors are standard layout");
-            if direct_3x3(g.c, (g.h, g.w), dys, &turned, dxs, &mut self.padded) {
+            let (hw, padded) = ((g.h, g.w), &mut self.padded);
+            if direct_3x3(DirectPass::Convolve, g.c, hw, dys, &turned, dxs, padded) {
                 self.turned = turned;
                 return dx;
             }
@@ -276,7 +267,8 @@ impl Conv2d {
         if self.direct() {
             let (xs, dys) = (x.as_slice(), dy.as_slice());
             let (xs, dys) = (xs.expect("standard layout"), dys.expect("standard layout"));
-            if direct_3x3_weight_grad(g.c, (g.h, g.w), xs, dys, gw, &mut self.padded) {
+            let (hw, padded) = ((g.h, g.w), &mut self.padded);
+            if direct_3x3(DirectPass::WeightGrad, g.c, hw, xs, dys, gw, padded) {
                 return input_grad.then(|| self.transposed_input_gradient(&dy, &w));
             }
         }
@@ -399,7 +391,8 @@ impl Layer for Conv2d {
         let direct = self.direct() && {
             let ys = y.as_slice_mut().expect("fresh arrays are standard layout");
             let weights = &params[..self.weight_len()];
-            direct_3x3(g.c, (g.h, g.w), xs, weights, ys, &mut self.padded)
+            let (hw, padded) = ((g.h, g.w), &mut self.padded);
+            direct_3x3(DirectPass::Convolve, g.c, hw, xs, weights, ys, padded)
         };
         if direct {
             // y is written.

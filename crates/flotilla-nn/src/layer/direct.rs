@@ -23,6 +23,7 @@
 //! column-matrix product's, so the two paths agree within rounding (tested). CPUs without
 //! AVX-512 take the column-matrix path.
 
+use super::conv2d::DirectPass;
 use pulp::core_arch::x86::Avx512f;
 use std::arch::x86_64::{__m512, __m512i};
 use std::marker::PhantomData;
@@ -33,52 +34,41 @@ const BLOCK: usize = 8;
 /// The channels of the broadcast kernels ([`WideForward`], [`WideWeightGrad`]): one vector.
 const WIDE: usize = 16;
 
-/// `y = conv(x, w)` for a batch of `h × w × C` NHWC samples `x` and `y`, padding 1, with
-/// `weights` the `[3, 3, C, C]` (HWIO) kernel; `y` is overwritten. `padded` is scratch
-/// space. Returns `false`, touching nothing, when this CPU has no AVX-512, `C` is not 4, 8
-/// or 16, or `w` is not a multiple of `16 / C` (the caller then takes the column-matrix
-/// path).
-pub(super) fn conv3x3<const C: usize>(
-    (h, w): (usize, usize),
-    x: &[f32],
-    weights: &[f32],
-    y: &mut [f32],
-    padded: &mut Vec<f32>,
-) -> bool {
-    let Some(simd) = covered::<C>((h, w), [x.len(), y.len()], weights.len()) else {
-        return false;
-    };
-    let operands = ((h, w), x, weights, y, padded);
-    match C {
-        WIDE => Pass::<WideForward>::run(simd, operands),
-        _ => Pass::<Forward<C>>::run(simd, operands),
-    }
-    true
-}
-
-/// The weight gradient of [`conv3x3`]: `grad[ky, kx, ci, co] = Σ x[·+ky−1, ·+kx−1, ci] ·
-/// dy[·, co]` over every output pixel of the batch, `grad` (`[3, 3, C, C]`) overwritten.
-/// `padded` is scratch space. Returns `false`, touching nothing, as [`conv3x3`] does.
+/// `pass` on a batch of `h × w × C` NHWC samples `x`, padding 1, writing `out`:
+/// - [`DirectPass::Convolve`]: `out = conv(x, other)`, `other` the `[3, 3, C, C]` (HWIO)
+///   kernel.
+/// - [`DirectPass::WeightGrad`]: the kernel's gradient, `out[ky, kx, ci, co] = Σ
+///   x[·+ky−1, ·+kx−1, ci] · other[·, co]` over every output pixel of the batch, `other` the
+///   output gradient. With 4 or 8 channels one vector holds the products of `16 / C` pixels
+///   × `C` output channels for one tap and input channel; each of the `9·C` sums runs over
+///   the pixel groups in order (sample by sample, a kernel row per pass over the sample),
+///   and its pixel lanes are added last, in order. With 16 a vector holds the 16 output
+///   channels' sums, each over the pixels in order.
 ///
-/// With 4 or 8 channels one vector holds the products of `16 / C` pixels × `C` output
-/// channels for one tap and input channel; each of the `9·C` sums runs over the pixel
-/// groups in order (sample by sample, a kernel row per pass over the sample), and its pixel
-/// lanes are added last, in order. With 16 a vector holds the 16 output channels' sums,
-/// each over the pixels in order.
-pub(super) fn conv3x3_weight_grad<const C: usize>(
+/// `padded` is scratch space. Returns `false`, touching nothing, when this CPU has no
+/// AVX-512, `C` is not 4, 8 or 16, or `w` is not a multiple of `16 / C` (the caller then
+/// takes the column-matrix path).
+pub(super) fn run<const C: usize>(
+    pass: DirectPass,
     (h, w): (usize, usize),
     x: &[f32],
-    dy: &[f32],
-    grad: &mut [f32],
+    other: &[f32],
+    out: &mut [f32],
     padded: &mut Vec<f32>,
 ) -> bool {
-    let Some(simd) = covered::<C>((h, w), [x.len(), dy.len()], grad.len()) else {
+    let (activation, kernel) = match pass {
+        DirectPass::Convolve => (out.len(), other.len()),
+        DirectPass::WeightGrad => (other.len(), out.len()),
+    };
+    let Some(simd) = covered::<C>((h, w), [x.len(), activation], kernel) else {
         return false;
     };
-    let operands = ((h, w), x, dy, grad, padded);
-    match C {
-        WIDE => Pass::<WideWeightGrad>::run(simd, operands),
-        _ => Pass::<WeightGrad<C>>::run(simd, operands),
+    let operands = ((h, w), x, other, out, padded);
+    match (pass, C == WIDE) {
+        (DirectPass::Convolve, false) => Pass::<Forward<C>>::run(simd, operands),
+        (DirectPass::Convolve, true) => Pass::<WideForward>::run(simd, operands),
+        (DirectPass::WeightGrad, false) => Pass::<WeightGrad<C>>::run(simd, operands),
+        (DirectPass::WeightGrad, true) => Pass::<WideWeightGrad>::run(simd, operands),
     }
     true
 }
@@ -188,17 +178,17 @@ where
     }
 }
 
-/// [`conv3x3`] with 4 or 8 channels (permutes spread each input channel over its pixel's
+/// [`DirectPass::Convolve`] with 4 or 8 channels (permutes spread each input channel over its pixel's
 /// lanes).
 struct Forward<const C: usize>;
 
-/// [`conv3x3_weight_grad`] with 4 or 8 channels.
+/// [`DirectPass::WeightGrad`] with 4 or 8 channels.
 struct WeightGrad<const C: usize>;
 
-/// [`conv3x3`] with [`WIDE`] channels (input values broadcast).
+/// [`DirectPass::Convolve`] with [`WIDE`] channels (input values broadcast).
 struct WideForward;
 
-/// [`conv3x3_weight_grad`] with [`WIDE`] channels: one vector holds the [`WIDE`] output
+/// [`DirectPass::WeightGrad`] with [`WIDE`] channels: one vector holds the [`WIDE`] output
 /// channels' sums for a tap and an input channel, each summed over the batch's output
 /// pixels in order (one sample at a time for all nine taps, so its input and output
 /// gradient stay in cache).
@@ -469,8 +459,22 @@ mod tests {
             let mut y = vec![f32::NAN; x.len()];
             let mut grad = vec![f32::NAN; 9 * C * C];
             let mut padded = Vec::new();
-            let forward = conv3x3::<C>((h, w), &x, &weights, &mut y, &mut padded);
-            let weight_grad = conv3x3_weight_grad::<C>((h, w), &x, &dy, &mut grad, &mut padded);
+            let forward = run::<C>(
+                DirectPass::Convolve,
+                (h, w),
+                &x,
+                &weights,
+                &mut y,
+                &mut padded,
+            );
+            let weight_grad = run::<C>(
+                DirectPass::WeightGrad,
+                (h, w),
+                &x,
+                &dy,
+                &mut grad,
+                &mut padded,
+            );
             if pulp::x86::V4::try_new().is_none() {
                 assert!(!forward && !weight_grad);
                 return;
@@ -525,10 +529,18 @@ mod tests {
         let (x, weights) = (vec![0.0; 3 * 6 * 4], vec![0.0; 9 * 4 * 4]);
         let mut y = vec![1.0; x.len()];
         // Width not a multiple of 4 pixels; 32 channels.
-        assert!(!conv3x3::<4>((3, 6), &x, &weights, &mut y, &mut Vec::new()));
+        assert!(!run::<4>(
+            DirectPass::Convolve,
+            (3, 6),
+            &x,
+            &weights,
+            &mut y,
+            &mut Vec::new()
+        ));
         let weights32 = vec![0.0; 9 * 32 * 32];
         let mut y32 = vec![1.0; 16 * 32];
-        assert!(!conv3x3::<32>(
+        assert!(!run::<32>(
+            DirectPass::Convolve,
             (1, 16),
             &[0.0; 16 * 32],
             &weights32,

@@ -79,23 +79,31 @@ impl ConvGeometry {
     }
 }
 
+/// `$runs::<RUN>($args)` with `RUN` the run length `$len` when it is one of the lengths
+/// compiled for (see below), else `0` (any length).
+macro_rules! by_run_length {
+    ($len:expr, $runs:ident($($arg:expr),*)) => {
+        match $len {
+            4 => $runs::<4>($($arg),*),
+            8 => $runs::<8>($($arg),*),
+            9 => $runs::<9>($($arg),*),
+            12 => $runs::<12>($($arg),*),
+            24 => $runs::<24>($($arg),*),
+            32 => $runs::<32>($($arg),*),
+            48 => $runs::<48>($($arg),*),
+            96 => $runs::<96>($($arg),*),
+            192 => $runs::<192>($($arg),*),
+            _ => $runs::<0>($($arg),*),
+        }
+    };
+}
+
 /// Fills `cols` with the column-matrix rows of output lines `lines` of the batch `x`,
 /// overwriting every entry. Output line `l` is row `l % oh` of sample `l / oh`; each line is
 /// `ow` rows of `k·k·c` values, so `cols` holds `lines.len()·ow·k·k·c` values.
 pub(super) fn im2col(g: &ConvGeometry, x: &[f32], lines: Range<usize>, cols: &mut [f32]) {
     debug_assert_eq!(lines.len() * g.ow * g.col_len(), cols.len());
-    match g.k * g.c {
-        4 => im2col_runs::<4>(g, x, lines, cols),
-        8 => im2col_runs::<8>(g, x, lines, cols),
-        9 => im2col_runs::<9>(g, x, lines, cols),
-        12 => im2col_runs::<12>(g, x, lines, cols),
-        24 => im2col_runs::<24>(g, x, lines, cols),
-        32 => im2col_runs::<32>(g, x, lines, cols),
-        48 => im2col_runs::<48>(g, x, lines, cols),
-        96 => im2col_runs::<96>(g, x, lines, cols),
-        192 => im2col_runs::<192>(g, x, lines, cols),
-        _ => im2col_runs::<0>(g, x, lines, cols),
-    }
+    by_run_length!(g.k * g.c, im2col_runs(g, x, lines, cols))
 }
 
 /// Adds each entry of `cols`, the column-matrix rows of output lines `lines` (as in
@@ -103,18 +111,7 @@ pub(super) fn im2col(g: &ConvGeometry, x: &[f32], lines: Range<usize>, cols: &mu
 /// dropped. `dx` is accumulated into, not overwritten.
 pub(super) fn col2im(g: &ConvGeometry, cols: &[f32], lines: Range<usize>, dx: &mut [f32]) {
     debug_assert_eq!(lines.len() * g.ow * g.col_len(), cols.len());
-    match g.k * g.c {
-        4 => col2im_runs::<4>(g, cols, lines, dx),
-        8 => col2im_runs::<8>(g, cols, lines, dx),
-        9 => col2im_runs::<9>(g, cols, lines, dx),
-        12 => col2im_runs::<12>(g, cols, lines, dx),
-        24 => col2im_runs::<24>(g, cols, lines, dx),
-        32 => col2im_runs::<32>(g, cols, lines, dx),
-        48 => col2im_runs::<48>(g, cols, lines, dx),
-        96 => col2im_runs::<96>(g, cols, lines, dx),
-        192 => col2im_runs::<192>(g, cols, lines, dx),
-        _ => col2im_runs::<0>(g, cols, lines, dx),
-    }
+    by_run_length!(g.k * g.c, col2im_runs(g, cols, lines, dx))
 }
 
 // Both directions move a kernel row's taps (`k·c` values: a "run") at a time. For the short
