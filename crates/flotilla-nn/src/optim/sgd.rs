@@ -63,7 +63,8 @@ impl SgdConfig {
     }
 }
 
-/// SGD state for one flat parameter vector: the per-scalar velocity and the decay mask.
+/// SGD state for one flat parameter vector: the per-scalar velocity and the decay mask (kept
+/// as runs).
 ///
 /// [`Sgd::step`] follows `torch.optim.SGD` (dampening 0), per scalar:
 ///
@@ -78,7 +79,11 @@ impl SgdConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sgd {
     config: SgdConfig,
-    decay_mask: Vec<bool>,
+    /// The decay mask as runs of equal values: each run's end and whether it decays. A
+    /// network's mask is a run per tensor, so the step reads no mask value per parameter and
+    /// compiles each run's loop with or without the decay (`cargo bench -p flotilla-nn
+    /// --bench sgd`: 7-9 % faster for P1's model, 21 % for a layer in cache with a clip).
+    decay_runs: Vec<(usize, bool)>,
     velocity: Vec<f32>,
 }
 
@@ -88,9 +93,16 @@ impl Sgd {
     pub fn new(config: SgdConfig, decay_mask: Vec<bool>) -> Result<Self> {
         config.validate()?;
         let velocity = vec![0.0; decay_mask.len()];
+        let mut decay_runs: Vec<(usize, bool)> = Vec::new();
+        for (i, &decay) in decay_mask.iter().enumerate() {
+            match decay_runs.last_mut() {
+                Some((end, last)) if *last == decay => *end = i + 1,
+                _ => decay_runs.push((i + 1, decay)),
+            }
+        }
         Ok(Self {
             config,
-            decay_mask,
+            decay_runs,
             velocity,
         })
     }
@@ -140,7 +152,7 @@ impl Sgd {
             params,
             grads,
             velocity: &mut self.velocity,
-            decay_mask: &self.decay_mask,
+            decay_runs: &self.decay_runs,
             config: self.config,
             lr,
         }))
@@ -153,7 +165,7 @@ struct Update<'a> {
     params: &'a mut [f32],
     grads: &'a [f32],
     velocity: &'a mut [f32],
-    decay_mask: &'a [bool],
+    decay_runs: &'a [(usize, bool)],
     config: SgdConfig,
     lr: f32,
 }
@@ -180,7 +192,8 @@ impl Update<'_> {
     /// squares summed first (the 16 sums in registers), then their update while the
     /// gradient is in L1: summed as each value was updated, the sums went through memory
     /// at every value and the step took 1.7× as long (`cargo bench -p flotilla-nn --bench
-    /// sgd`: 56.7 → 33.0 µs for P1's model). With a clip the norm must come first.
+    /// sgd`, with the alternating mask it had then: 56.7 → 33.0 µs for P1's model). With a
+    /// clip the norm must come first.
     #[inline(always)]
     fn run<const NESTEROV: bool>(mut self) -> f64 {
         let whole = self.grads.len() - self.grads.len() % LANES;
@@ -189,21 +202,49 @@ impl Update<'_> {
             for start in (0..whole).step_by(BLOCK) {
                 let block = start..whole.min(start + BLOCK);
                 add_squares(&mut sums, &self.grads[block.clone()]);
-                self.step_values::<NESTEROV>(block, 1.0);
+                self.step_range::<NESTEROV>(block, 1.0);
             }
-            let tail = self.step_values::<NESTEROV>(whole..self.grads.len(), 1.0);
+            let tail = self.step_range::<NESTEROV>(whole..self.grads.len(), 1.0);
             return (sums.iter().sum::<f64>() + tail).sqrt();
         };
         let norm = sum_of_squares(self.grads).sqrt();
-        self.step_values::<NESTEROV>(0..self.grads.len(), clip_scale(norm, clip));
+        self.step_range::<NESTEROV>(0..self.grads.len(), clip_scale(norm, clip));
         norm
     }
 
-    /// Steps the values in `range` one at a time (a loop the compiler vectorises), the
-    /// loss gradient scaled by `scale`; returns the sum of the squares of their unscaled
-    /// gradients, added in order.
+    /// Steps the values in `range`, the loss gradient scaled by `scale`, a decay run at a
+    /// time; returns the sum of the squares of their unscaled gradients, added in order.
     #[inline(always)]
-    fn step_values<const NESTEROV: bool>(&mut self, range: Range<usize>, scale: f32) -> f64 {
+    fn step_range<const NESTEROV: bool>(&mut self, range: Range<usize>, scale: f32) -> f64 {
+        let first = self
+            .decay_runs
+            .partition_point(|&(end, _)| end <= range.start);
+        let mut start = range.start;
+        let mut sum = 0.0;
+        for &(end, decay) in &self.decay_runs[first..] {
+            if start >= range.end {
+                break;
+            }
+            let piece = start..end.min(range.end);
+            sum = match decay {
+                true => self.step_values::<NESTEROV, true>(piece.clone(), scale, sum),
+                false => self.step_values::<NESTEROV, false>(piece.clone(), scale, sum),
+            };
+            start = piece.end;
+        }
+        sum
+    }
+
+    /// Steps the values in `range` one at a time (a loop the compiler vectorises), all of
+    /// them decayed or none (`DECAY`), the loss gradient scaled by `scale`; returns `sum`
+    /// plus the squares of their unscaled gradients, added in order.
+    #[inline(always)]
+    fn step_values<const NESTEROV: bool, const DECAY: bool>(
+        &mut self,
+        range: Range<usize>,
+        scale: f32,
+        mut sum: f64,
+    ) -> f64 {
         let SgdConfig {
             momentum: mu,
             weight_decay: wd,
@@ -213,13 +254,11 @@ impl Update<'_> {
         let values = self.params[range.clone()]
             .iter_mut()
             .zip(&self.grads[range.clone()])
-            .zip(&mut self.velocity[range.clone()])
-            .zip(&self.decay_mask[range]);
-        let mut sum = 0.0;
-        for (((p, &g), v), &decay) in values {
+            .zip(&mut self.velocity[range]);
+        for ((p, &g), v) in values {
             sum += square(g);
             let g = g * scale;
-            let g = if decay { g + wd * *p } else { g };
+            let g = if DECAY { g + wd * *p } else { g };
             *v = mu * *v + g;
             *p -= lr * if NESTEROV { g + mu * *v } else { *v };
         }
@@ -406,6 +445,46 @@ mod tests {
                 (bits(&p), bits(sgd.velocity()), norms)
             };
             proptest::prop_assert_eq!(run(None), run(Some(1e3)));
+        }
+
+        /// The step gives the bits of the formula applied value by value with the mask as
+        /// given (the norm by [`sum_of_squares`]), whatever the mask's runs (the step reads
+        /// them as runs), the length (over blocks, with a tail), a clip that bites or not,
+        /// and the momentum kind.
+        #[test]
+        fn the_step_is_the_formula_value_by_value(
+            entries in proptest::collection::vec((-1.0f32..1.0, -1.0f32..1.0), 0..2 * BLOCK + 100),
+            runs in proptest::collection::vec((1usize..300, proptest::bool::ANY), 1..20),
+            nesterov in proptest::bool::ANY,
+            clip_norm in proptest::option::of(0.5f32..20.0),
+        ) {
+            let mask: Vec<bool> = runs
+                .iter()
+                .flat_map(|&(len, decay)| std::iter::repeat_n(decay, len))
+                .cycle()
+                .take(entries.len())
+                .collect();
+            let (mu, wd, lr) = (0.9f32, 0.01f32, 0.05f32);
+            let c = SgdConfig { momentum: mu, weight_decay: wd, nesterov, clip_norm };
+            let mut sgd = Sgd::new(c, mask.clone()).unwrap();
+            let mut p: Vec<f32> = entries.iter().map(|e| e.0).collect();
+            let g: Vec<f32> = entries.iter().map(|e| e.1).collect();
+            let (mut p_ref, mut v_ref) = (p.clone(), vec![0.0f32; p.len()]);
+            for _ in 0..3 {
+                let norm = sgd.step(&mut p, &g, lr).unwrap();
+                let norm_ref = sum_of_squares(&g).sqrt();
+                let scale = clip_norm.map_or(1.0, |clip| clip_scale(norm_ref, clip));
+                for i in 0..p_ref.len() {
+                    let gi = g[i] * scale;
+                    let gi = if mask[i] { gi + wd * p_ref[i] } else { gi };
+                    v_ref[i] = mu * v_ref[i] + gi;
+                    p_ref[i] -= lr * if nesterov { gi + mu * v_ref[i] } else { v_ref[i] };
+                }
+                proptest::prop_assert_eq!(norm.to_bits(), norm_ref.to_bits());
+            }
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            proptest::prop_assert_eq!(bits(&p), bits(&p_ref));
+            proptest::prop_assert_eq!(bits(sgd.velocity()), bits(&v_ref));
         }
     }
 
