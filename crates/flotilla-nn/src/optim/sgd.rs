@@ -93,12 +93,12 @@ impl Sgd {
     pub fn new(config: SgdConfig, decay_mask: Vec<bool>) -> Result<Self> {
         config.validate()?;
         let velocity = vec![0.0; decay_mask.len()];
-        let mut decay_runs: Vec<(usize, bool)> = Vec::new();
-        for (i, &decay) in decay_mask.iter().enumerate() {
-            match decay_runs.last_mut() {
-                Some((end, last)) if *last == decay => *end = i + 1,
-                _ => decay_runs.push((i + 1, decay)),
-            }
+        let mut decay_runs = Vec::new();
+        let mut start = 0;
+        while start < decay_mask.len() {
+            let end = run_end(&decay_mask, start);
+            decay_runs.push((end, decay_mask[start]));
+            start = end;
         }
         Ok(Self {
             config,
@@ -264,6 +264,24 @@ impl Update<'_> {
         }
         sum
     }
+}
+
+/// The end of the run of equal values of `mask` that starts at `start` (< its length): 64
+/// values at a time while they all match (a comparison without an early exit, which the
+/// compiler vectorises: a network's runs are its tensors, up to millions of values), then
+/// value by value.
+fn run_end(mask: &[bool], start: usize) -> usize {
+    let value = mask[start];
+    let mut at = start;
+    while let Some(chunk) = mask.get(at..at + 64)
+        && chunk.iter().fold(true, |same, &d| same & (d == value))
+    {
+        at += 64;
+    }
+    at + mask[at..]
+        .iter()
+        .position(|&d| d != value)
+        .unwrap_or(mask.len() - at)
 }
 
 /// The factor a clip at `clip` scales a gradient of norm `norm` by: 1 unless the norm
