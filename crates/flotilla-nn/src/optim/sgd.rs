@@ -202,12 +202,14 @@ impl Update<'_> {
             for start in (0..whole).step_by(BLOCK) {
                 let block = start..whole.min(start + BLOCK);
                 add_squares(&mut sums, &self.grads[block.clone()]);
+                // The block's own sum of squares is not needed here (the compiler drops it).
                 self.step_range::<NESTEROV>(block, 1.0);
             }
             let tail = self.step_range::<NESTEROV>(whole..self.grads.len(), 1.0);
             return (sums.iter().sum::<f64>() + tail).sqrt();
         };
         let norm = sum_of_squares(self.grads).sqrt();
+        // The norm came first; the pass's sum of squares is not needed (and is dropped).
         self.step_range::<NESTEROV>(0..self.grads.len(), clip_scale(norm, clip));
         norm
     }
