@@ -76,29 +76,29 @@ fn assert_rejected(dir: &Path, result: &Output, fragments: &[&str]) {
 
 #[test]
 fn train_and_test_of_different_shapes_are_rejected_naming_both_files() {
-    let dir = scratch("shapes");
+    let scratch_dir = scratch("shapes");
+    let dir = scratch_dir.path();
     // The same 784 pixels per sample, as 28x28 and as 14x56.
-    let data = mnist_folder(&dir, [40, 28, 28], [10, 14, 56]);
-    let result = run_on(&dir, &data);
+    let data = mnist_folder(dir, [40, 28, 28], [10, 14, 56]);
+    let result = run_on(dir, &data);
     let train = data.join("train-images-idx3-ubyte");
     let test = data.join("t10k-images-idx3-ubyte");
     assert_rejected(
-        &dir,
+        dir,
         &result,
         &[
             &format!("{} holds 28x28x1", train.display()),
             &format!("{} holds 14x56x1", test.display()),
         ],
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn an_empty_test_set_is_rejected_naming_its_file() {
-    let dir = scratch("empty");
-    let data = mnist_folder(&dir, [40, 28, 28], [0, 28, 28]);
-    let result = run_on(&dir, &data);
+    let scratch_dir = scratch("empty");
+    let dir = scratch_dir.path();
+    let data = mnist_folder(dir, [40, 28, 28], [0, 28, 28]);
+    let result = run_on(dir, &data);
     let test = data.join("t10k-images-idx3-ubyte");
-    assert_rejected(&dir, &result, &[&format!("{}: no samples", test.display())]);
-    let _ = std::fs::remove_dir_all(&dir);
+    assert_rejected(dir, &result, &[&format!("{}: no samples", test.display())]);
 }

@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 /// `flotilla run --set` each of `sets` (and `extra` arguments) must be refused naming
 /// `key` and `value`, quickly, with no output folder and nothing else left behind.
 fn run_rejects(sets: &[&str], extra: &[&str], key: &str, value: &str) {
-    let dir = scratch(&key.replace(['.', '-'], "_"));
+    let scratch_dir = scratch(&key.replace(['.', '-'], "_"));
+    let dir = scratch_dir.path();
     let out = dir.join("out");
     let mut args = vec!["run", "--quiet", "--out", out.to_str().unwrap()];
     for s in sets {
@@ -29,9 +30,8 @@ fn run_rejects(sets: &[&str], extra: &[&str], key: &str, value: &str) {
         started.elapsed()
     );
     assert!(!out.exists(), "{args:?} created {}", out.display());
-    let left: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+    let left: Vec<_> = std::fs::read_dir(dir).unwrap().collect();
     assert!(left.is_empty(), "{args:?} left {left:?}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

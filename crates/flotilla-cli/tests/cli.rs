@@ -25,7 +25,8 @@ fn flotilla(args: &[&str], sets: &[&str], out: &Path) -> Output {
 
 #[test]
 fn the_quickstart_writes_every_output_and_the_same_metrics_at_any_thread_count() {
-    let dir = scratch("threads");
+    let scratch_dir = scratch("threads");
+    let dir = scratch_dir.path();
     let (one, two) = (dir.join("one"), dir.join("two"));
     let a = flotilla(&["--threads", "1", "--trace"], &TINY, &one);
     assert!(a.status.success(), "{}", String::from_utf8_lossy(&a.stderr));
@@ -66,13 +67,13 @@ fn the_quickstart_writes_every_output_and_the_same_metrics_at_any_thread_count()
     assert_eq!(summary["config"]["rounds"], 3);
     let table = String::from_utf8_lossy(&a.stdout);
     assert!(table.contains("ondevice_kd") && table.contains("server_logit_ensemble"));
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Runs with `sets` and checks the failure names `key` and `value`, exits with 2 and leaves
 /// nothing behind.
 fn rejects(sets: &[&str], key: &str, value: &str) {
-    let dir = scratch(&key.replace('.', "_"));
+    let scratch_dir = scratch(&key.replace('.', "_"));
+    let dir = scratch_dir.path();
     let out = dir.join("out");
     let result = flotilla(&[], sets, &out);
     let stderr = String::from_utf8_lossy(&result.stderr);
@@ -85,9 +86,8 @@ fn rejects(sets: &[&str], key: &str, value: &str) {
         stderr.contains(value),
         "{sets:?}: `{value}` not named in {stderr}"
     );
-    let left: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+    let left: Vec<_> = std::fs::read_dir(dir).unwrap().collect();
     assert!(left.is_empty(), "{sets:?} left {left:?}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -127,11 +127,11 @@ fn configuration_mistakes_are_named_and_leave_no_output() {
 
 #[test]
 fn an_unknown_config_is_named() {
-    let dir = scratch("unknown");
+    let scratch_dir = scratch("unknown");
+    let dir = scratch_dir.path();
     let out = dir.join("out");
     let result = flotilla(&["no-such-config"], &[], &out);
     assert_eq!(result.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&result.stderr).contains("no-such-config"));
     assert!(!out.exists());
-    let _ = std::fs::remove_dir_all(&dir);
 }

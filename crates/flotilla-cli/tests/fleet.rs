@@ -35,7 +35,8 @@ fn the_three_group_example_prints_its_fleet() {
 
 #[test]
 fn the_three_group_example_runs_and_reports_participation_per_group() {
-    let dir = scratch("three-groups");
+    let scratch_dir = scratch("three-groups");
+    let dir = scratch_dir.path();
     let out = dir.join("out");
     let mut args = vec![
         "run".to_string(),
@@ -78,7 +79,6 @@ fn the_three_group_example_runs_and_reports_participation_per_group() {
             "{run}"
         );
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A config in `dir` with one bad group body (the example's first group kept).
@@ -96,8 +96,9 @@ fn config_with(dir: &Path, second_group: &str) -> PathBuf {
 
 #[test]
 fn a_bad_group_key_exits_2_naming_key_and_value() {
-    let dir = scratch("bad-group");
-    let config = config_with(&dir, "device = { preset = \"phone-low\", dropout = 1.5 }");
+    let scratch_dir = scratch("bad-group");
+    let dir = scratch_dir.path();
+    let config = config_with(dir, "device = { preset = \"phone-low\", dropout = 1.5 }");
     for command in ["fleet", "run"] {
         let out = dir.join("out");
         let output = flotilla(
@@ -115,19 +116,19 @@ fn a_bad_group_key_exits_2_naming_key_and_value() {
         );
         assert!(!out.exists());
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn a_bad_trace_line_exits_2_naming_file_and_line() {
-    let dir = scratch("bad-trace");
+    let scratch_dir = scratch("bad-trace");
+    let dir = scratch_dir.path();
     std::fs::write(
         dir.join("rest.jsonl"),
         "{\"id\": 0}\n{\"id\": 1, \"on\": [[50, 40]]}\n",
     )
     .unwrap();
     let config = config_with(
-        &dir,
+        dir,
         "device = { preset = \"phone-low\", memory_mb = 0.5 }\ntrace = \"rest.jsonl\"",
     );
     let output = flotilla(&["fleet", config.to_str().unwrap()]);
@@ -136,5 +137,4 @@ fn a_bad_trace_line_exits_2_naming_file_and_line() {
         &output,
         &["fleet.groups[1].trace", "rest.jsonl:2:", "on[0]"],
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -32,7 +32,8 @@ fn python_has_numpy_and_safetensors() -> bool {
 
 #[test]
 fn final_models_are_written_reload_and_give_the_same_logits_in_numpy() {
-    let dir = scratch("export");
+    let scratch_dir = scratch("export");
+    let dir = scratch_dir.path();
     let out = dir.join("res");
     let run = flotilla(&out, &["--set", "methods=[\"ondevice_kd\"]"]);
     assert!(
@@ -84,12 +85,12 @@ fn final_models_are_written_reload_and_give_the_same_logits_in_numpy() {
             "note: python3 with numpy and safetensors not found; the numpy check was skipped"
         );
     }
-    let _ = fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn init_starts_a_run_from_given_weights() {
-    let dir = scratch("init");
+    let scratch_dir = scratch("init");
+    let dir = scratch_dir.path();
     let (first, second) = (dir.join("first"), dir.join("second"));
     let run = flotilla(&first, &["--set", "methods=[\"weak_only\"]"]);
     assert!(
@@ -123,12 +124,12 @@ fn init_starts_a_run_from_given_weights() {
         fs::read(&again).unwrap() == fs::read(&saved).unwrap(),
         "the model changed"
     );
-    let _ = fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn a_bad_init_is_named_and_leaves_no_output() {
-    let dir = scratch("bad-init");
+    let scratch_dir = scratch("bad-init");
+    let dir = scratch_dir.path();
     let out = dir.join("res");
     let wrong_model = dir.join("wrong.safetensors");
     fs::write(&wrong_model, b"not a safetensors file").unwrap();
@@ -153,5 +154,4 @@ fn a_bad_init_is_named_and_leaves_no_output() {
         );
         assert!(!out.exists());
     }
-    let _ = fs::remove_dir_all(&dir);
 }

@@ -32,7 +32,8 @@ fn check(output: &Output, what: &str) {
 /// Runs `config` with `sets` plainly and on 1, 2 and 4 ranks; every `metrics.csv` (and
 /// `stages.csv`) must be the plain run's, byte for byte.
 fn same_bits_on_any_ranks(name: &str, config: &str, sets: &[&str]) {
-    let dir = scratch(name);
+    let scratch_dir = scratch(name);
+    let dir = scratch_dir.path();
     let mut args = vec!["run".to_string(), config.to_string(), "--quiet".into()];
     for s in sets {
         args.extend(["--set".to_string(), s.to_string()]);
@@ -69,7 +70,6 @@ fn same_bits_on_any_ranks(name: &str, config: &str, sets: &[&str]) {
             );
         }
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -130,7 +130,8 @@ fn children(parent: u32) -> Vec<u32> {
 
 #[test]
 fn a_killed_worker_ends_the_run_within_seconds_naming_its_rank() {
-    let dir = scratch("mpi-kill");
+    let scratch_dir = scratch("mpi-kill");
+    let dir = scratch_dir.path();
     let mut sets = TINY.to_vec();
     sets.retain(|s| !s.starts_with("rounds="));
     sets.push("rounds=400");
@@ -185,5 +186,4 @@ fn a_killed_worker_ends_the_run_within_seconds_naming_its_rank() {
     );
     // Nothing was written to the output folder.
     assert!(!dir.join("out").join("metrics.csv").exists());
-    let _ = std::fs::remove_dir_all(&dir);
 }

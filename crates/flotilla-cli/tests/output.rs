@@ -47,13 +47,14 @@ fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 
 #[test]
 fn folders_flotilla_did_not_write_are_refused_before_the_run_and_left_intact() {
-    let root = scratch("refuse");
+    let scratch_dir = scratch("refuse");
+    let root = scratch_dir.path();
     let cwd = root.join("work");
     fs::create_dir_all(cwd.join("mydocs")).unwrap();
     fs::write(cwd.join("mydocs/thesis.tex"), "years of work").unwrap();
     fs::write(cwd.join("notes.txt"), "keep").unwrap();
     fs::write(root.join("sibling.txt"), "keep too").unwrap();
-    let before = snapshot(&root);
+    let before = snapshot(root);
     let cwd_by_name = format!("../{}", cwd.file_name().unwrap().to_string_lossy());
     for (out, says) in [
         (".", "no folder of its own"),
@@ -71,15 +72,15 @@ fn folders_flotilla_did_not_write_are_refused_before_the_run_and_left_intact() {
             stderr.contains(says),
             "--out {out}: `{says}` not in {stderr}"
         );
-        assert_eq!(snapshot(&root), before, "--out {out} changed files");
+        assert_eq!(snapshot(root), before, "--out {out} changed files");
     }
-    let _ = fs::remove_dir_all(&root);
 }
 
 #[test]
 fn a_run_replaces_its_own_output_and_removes_stale_staging_folders() {
-    let dir = scratch("replace");
-    let first = flotilla(&dir, "res", &[]);
+    let scratch_dir = scratch("replace");
+    let dir = scratch_dir.path();
+    let first = flotilla(dir, "res", &[]);
     assert!(
         first.status.success(),
         "{}",
@@ -98,7 +99,7 @@ fn a_run_replaces_its_own_output_and_removes_stale_staging_folders() {
     fs::create_dir_all(&lookalike).unwrap();
     fs::write(lookalike.join("mine"), "user data").unwrap();
     let metrics = fs::read(dir.join("res/metrics.csv")).unwrap();
-    let second = flotilla(&dir, "res", &[]);
+    let second = flotilla(dir, "res", &[]);
     assert!(
         second.status.success(),
         "{}",
@@ -114,7 +115,7 @@ fn a_run_replaces_its_own_output_and_removes_stale_staging_folders() {
         fs::read_to_string(lookalike.join("mine")).unwrap(),
         "user data"
     );
-    let mut left: Vec<String> = fs::read_dir(&dir)
+    let mut left: Vec<String> = fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
@@ -124,21 +125,20 @@ fn a_run_replaces_its_own_output_and_removes_stale_staging_folders() {
         [".res.partial-17", "res"],
         "no lock, staging or old folder left"
     );
-    let _ = fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn a_destination_another_run_is_writing_is_refused() {
-    let dir = scratch("busy");
+    let scratch_dir = scratch("busy");
+    let dir = scratch_dir.path();
     let lock = fs::File::create(dir.join(".res.lock")).unwrap();
     lock.try_lock().unwrap();
-    let result = flotilla(&dir, "res", &[]);
+    let result = flotilla(dir, "res", &[]);
     let stderr = String::from_utf8_lossy(&result.stderr);
     assert_eq!(result.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("another flotilla run"), "{stderr}");
     assert!(!dir.join("res").exists());
     drop(lock);
-    let _ = fs::remove_dir_all(&dir);
 }
 
 fn summary(dir: &Path) -> serde_json::Value {
@@ -147,8 +147,9 @@ fn summary(dir: &Path) -> serde_json::Value {
 
 #[test]
 fn a_fleet_where_every_client_drops_out_reports_no_result() {
-    let dir = scratch("dropout");
-    let result = flotilla(&dir, "res", &["fleet.dropout=1.0"]);
+    let scratch_dir = scratch("dropout");
+    let dir = scratch_dir.path();
+    let result = flotilla(dir, "res", &["fleet.dropout=1.0"]);
     let stdout = String::from_utf8_lossy(&result.stdout);
     assert_eq!(result.status.code(), Some(3), "{stdout}");
     assert!(stdout.contains("no update"), "{stdout}");
@@ -171,14 +172,14 @@ fn a_fleet_where_every_client_drops_out_reports_no_result() {
     let stages = fs::read_to_string(dir.join("res/stages.csv")).unwrap();
     let empty = stages.lines().filter(|l| l.ends_with(",0,0,none,")).count();
     assert_eq!(empty, 3 * (2 + 1 + 1 + 2), "{stages}");
-    let _ = fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn a_diverged_model_is_reported_as_diverged_not_as_a_result() {
-    let dir = scratch("diverged");
+    let scratch_dir = scratch("diverged");
+    let dir = scratch_dir.path();
     let result = flotilla(
-        &dir,
+        dir,
         "res",
         &["training.lr=100", "methods=[\"strong_only\"]"],
     );
@@ -196,16 +197,16 @@ fn a_diverged_model_is_reported_as_diverged_not_as_a_result() {
         s["methods"][0]["final_accuracy"].is_null(),
         "no mean over a diverged run"
     );
-    let _ = fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn listing_a_bad_thread_count_is_a_named_error() {
-    let dir = scratch("threads");
+    let scratch_dir = scratch("threads");
+    let dir = scratch_dir.path();
     for n in ["0", "100000"] {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_flotilla"));
         let result = cmd
-            .current_dir(&dir)
+            .current_dir(dir)
             .args(["run", "--quiet", "--threads", n, "--out", "res"])
             .output()
             .unwrap();
@@ -216,6 +217,5 @@ fn listing_a_bad_thread_count_is_a_named_error() {
             "{stderr}"
         );
     }
-    assert_eq!(fs::read_dir(&dir).unwrap().count(), 0);
-    let _ = fs::remove_dir_all(&dir);
+    assert_eq!(fs::read_dir(dir).unwrap().count(), 0);
 }

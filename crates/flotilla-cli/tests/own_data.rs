@@ -70,7 +70,8 @@ fn clients_of(path: &Path) -> Vec<(Vec<usize>, Vec<usize>)> {
 
 #[test]
 fn an_exported_split_read_back_gives_byte_identical_metrics() {
-    let dir = scratch("own-roundtrip");
+    let scratch_dir = scratch("own-roundtrip");
+    let dir = scratch_dir.path();
     let split = dir.join("split.json");
     let drawn = flotilla_run(
         &dir.join("drawn"),
@@ -112,7 +113,8 @@ fn an_exported_split_read_back_gives_byte_identical_metrics() {
 
 #[test]
 fn export_split_refuses_an_existing_file_unless_forced_and_names_seeds() {
-    let dir = scratch("own-export");
+    let scratch_dir = scratch("own-export");
+    let dir = scratch_dir.path();
     let split = dir.join("split.json");
     std::fs::write(&split, "mine").unwrap();
     let refused = flotilla_run(
@@ -153,7 +155,7 @@ fn export_split_refuses_an_existing_file_unless_forced_and_names_seeds() {
     );
     assert_ne!(clients_of(&s1), clients_of(&s2));
     // No leftovers of the temporary files.
-    let mut names: Vec<String> = std::fs::read_dir(&dir)
+    let mut names: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|n| n.ends_with(".json") || n.contains("partial"))
@@ -257,10 +259,11 @@ fn check_run_follows_the_file(dir: &Path, npz: &Path, partition: &Path) {
 
 #[test]
 fn a_partition_file_decides_what_each_client_holds() {
-    let dir = scratch("own-file");
+    let scratch_dir = scratch("own-file");
+    let dir = scratch_dir.path();
     let partition = dir.join("partition.json");
     std::fs::write(&partition, partition_json(&blobs_partition())).unwrap();
-    check_run_follows_the_file(&dir, &blobs(), &partition);
+    check_run_follows_the_file(dir, &blobs(), &partition);
 }
 
 /// The same from Python: numpy writes the `.npz` and the partition file (skipped, with a
@@ -275,7 +278,8 @@ fn numpy_written_data_and_split_run() {
         eprintln!("note: numpy_written_data_and_split_run skipped: python3 with numpy not found");
         return;
     }
-    let dir = scratch("own-numpy");
+    let scratch_dir = scratch("own-numpy");
+    let dir = scratch_dir.path();
     // The README's snippet, with a small task.
     let script = r#"
 import json, numpy as np
@@ -291,16 +295,17 @@ json.dump({"clients": clients}, open("split.json", "w"))
 "#;
     let py = Command::new("python3")
         .args(["-c", script])
-        .current_dir(&dir)
+        .current_dir(dir)
         .output()
         .unwrap();
     assert!(py.status.success(), "{}", stderr(&py));
-    check_run_follows_the_file(&dir, &dir.join("data.npz"), &dir.join("split.json"));
+    check_run_follows_the_file(dir, &dir.join("data.npz"), &dir.join("split.json"));
 }
 
 #[test]
 fn every_bad_partition_or_npz_exits_2_naming_the_problem() {
-    let dir = scratch("own-bad");
+    let scratch_dir = scratch("own-bad");
+    let dir = scratch_dir.path();
     let good = blobs_partition();
     let mut out_of_range = good.clone();
     out_of_range[3].0.push(240);
@@ -412,7 +417,8 @@ fn every_bad_partition_or_npz_exits_2_naming_the_problem() {
 
 #[test]
 fn standardize_is_a_choice_that_changes_the_run() {
-    let dir = scratch("own-standardize");
+    let scratch_dir = scratch("own-standardize");
+    let dir = scratch_dir.path();
     let mut runs = Vec::new();
     for choice in ["none", "per_feature", "per_channel"] {
         let sets: Vec<String> = npz_settings(&blobs())

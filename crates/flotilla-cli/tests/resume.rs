@@ -89,7 +89,8 @@ fn resumed(stderr: &str) -> usize {
 
 #[test]
 fn a_run_killed_three_times_and_resumed_gives_the_uninterrupted_outputs() {
-    let dir = scratch("resume");
+    let scratch_dir = scratch("resume");
+    let dir = scratch_dir.path();
     let sets = sets();
     let reference = dir.join("reference");
     let reference_str = reference.to_str().unwrap();
@@ -143,12 +144,12 @@ fn a_run_killed_three_times_and_resumed_gives_the_uninterrupted_outputs() {
         !checkpoints.exists(),
         "the checkpoint folder is removed at the end"
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn resume_refuses_what_is_not_an_unfinished_experiment() {
-    let dir = scratch("resume-bad");
+    let scratch_dir = scratch("resume-bad");
+    let dir = scratch_dir.path();
     let missing = dir.join("nothing-here");
     let output = flotilla(&["resume", missing.to_str().unwrap()]);
     refused(&"a missing folder", &output, &["experiment.json"]);
@@ -183,5 +184,4 @@ fn resume_refuses_what_is_not_an_unfinished_experiment() {
     );
     assert_eq!(std::fs::read(taken.join("notes.txt")).unwrap(), b"mine");
     assert!(!out.exists());
-    std::fs::remove_dir_all(&dir).unwrap();
 }

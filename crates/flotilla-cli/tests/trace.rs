@@ -46,7 +46,8 @@ fn names(dir: &Path) -> Vec<String> {
 
 #[test]
 fn writes_a_trace_that_loads_and_refuses_to_overwrite_without_force() {
-    let dir = scratch("trace");
+    let scratch_dir = scratch("trace");
+    let dir = scratch_dir.path();
     let out = dir.join("fleet.jsonl");
     let first = flotilla_trace(&out, &SETTINGS);
     assert!(first.status.success(), "{}", stderr(&first));
@@ -85,20 +86,20 @@ fn writes_a_trace_that_loads_and_refuses_to_overwrite_without_force() {
     assert_eq!(fs::read(&out).unwrap(), bytes);
 
     // A folder is never replaced, even with --force.
-    let folder = flotilla_trace(&dir, &[&SETTINGS[..], &["--force"]].concat());
+    let folder = flotilla_trace(dir, &[&SETTINGS[..], &["--force"]].concat());
     assert_eq!(folder.status.code(), Some(2), "{}", stderr(&folder));
     assert!(
         stderr(&folder).contains("is a folder"),
         "{}",
         stderr(&folder)
     );
-    assert_eq!(names(&dir), ["fleet.jsonl"]);
-    let _ = fs::remove_dir_all(&dir);
+    assert_eq!(names(dir), ["fleet.jsonl"]);
 }
 
 #[test]
 fn bad_settings_exit_2_naming_the_setting_and_write_nothing() {
-    let dir = scratch("trace-bad");
+    let scratch_dir = scratch("trace-bad");
+    let dir = scratch_dir.path();
     let out = dir.join("fleet.jsonl");
     let cases: [(&[&str], &str); 5] = [
         (
@@ -120,7 +121,6 @@ fn bad_settings_exit_2_naming_the_setting_and_write_nothing() {
         let o = flotilla_trace(&out, args);
         assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
         assert!(stderr(&o).contains(expected), "{args:?}: {}", stderr(&o));
-        assert!(names(&dir).is_empty(), "{args:?} wrote {:?}", names(&dir));
+        assert!(names(dir).is_empty(), "{args:?} wrote {:?}", names(dir));
     }
-    let _ = fs::remove_dir_all(&dir);
 }

@@ -310,17 +310,18 @@ impl Drop for OutputDir {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-
-    fn scratch(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("flotilla-out-{}-{name}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        dir
+    /// A fresh, empty folder for one test, removed with everything in it when the guard drops.
+    fn scratch(name: &str) -> tempfile::TempDir {
+        tempfile::Builder::new()
+            .prefix(&format!("flotilla-out-{name}-"))
+            .tempdir()
+            .unwrap()
     }
 
     #[test]
     fn a_new_folder_is_created_on_commit_and_replaced_by_the_next_run() {
-        let dir = scratch("new");
+        let scratch_dir = scratch("new");
+        let dir = scratch_dir.path();
         let dest = dir.join("results");
         let out = OutputDir::claim(&dest).unwrap();
         assert!(!dest.exists(), "nothing appears before the commit");
@@ -333,7 +334,7 @@ mod tests {
         fs::write(again.staging().join("metrics.csv"), "b").unwrap();
         again.commit().unwrap();
         assert_eq!(fs::read_to_string(dest.join("metrics.csv")).unwrap(), "b");
-        let left: Vec<_> = fs::read_dir(&dir)
+        let left: Vec<_> = fs::read_dir(dir)
             .unwrap()
             .map(|e| e.unwrap().file_name())
             .collect();
@@ -346,7 +347,8 @@ mod tests {
 
     #[test]
     fn a_folder_with_other_files_is_refused_and_untouched() {
-        let dir = scratch("foreign");
+        let scratch_dir = scratch("foreign");
+        let dir = scratch_dir.path();
         let dest = dir.join("thesis");
         fs::create_dir_all(&dest).unwrap();
         fs::write(dest.join("chapter1.tex"), "precious").unwrap();
@@ -357,7 +359,7 @@ mod tests {
             "precious"
         );
         assert_eq!(
-            fs::read_dir(&dir).unwrap().count(),
+            fs::read_dir(dir).unwrap().count(),
             1,
             "no staging folder left"
         );
@@ -365,7 +367,8 @@ mod tests {
 
     #[test]
     fn a_file_the_root_and_dot_paths_are_refused() {
-        let dir = scratch("file");
+        let scratch_dir = scratch("file");
+        let dir = scratch_dir.path();
         let file = dir.join("notes.txt");
         fs::write(&file, "keep").unwrap();
         assert!(
@@ -393,7 +396,8 @@ mod tests {
 
     #[test]
     fn a_second_claim_on_the_same_folder_is_busy_until_the_first_ends() {
-        let dir = scratch("busy");
+        let scratch_dir = scratch("busy");
+        let dir = scratch_dir.path();
         let dest = dir.join("out");
         let first = OutputDir::claim(&dest).unwrap();
         assert!(matches!(
@@ -408,7 +412,8 @@ mod tests {
 
     #[test]
     fn leftovers_of_an_interrupted_run_are_removed_but_not_foreign_lookalikes() {
-        let dir = scratch("stale");
+        let scratch_dir = scratch("stale");
+        let dir = scratch_dir.path();
         let dest = dir.join("out");
         let stale = dir.join(".out.partial-999999999");
         fs::create_dir_all(&stale).unwrap();
@@ -424,7 +429,8 @@ mod tests {
 
     #[test]
     fn a_destination_filled_during_the_run_keeps_the_results_aside() {
-        let dir = scratch("late");
+        let scratch_dir = scratch("late");
+        let dir = scratch_dir.path();
         let dest = dir.join("out");
         let out = OutputDir::claim(&dest).unwrap();
         let staging = out.staging().to_path_buf();

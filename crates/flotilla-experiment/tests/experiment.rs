@@ -39,13 +39,12 @@ fn tiny_with(more: &[&str]) -> Prepared {
     let source = ConfigSource::resolve("quickstart").unwrap();
     Prepared::new(ExperimentConfig::load(&source, &sets).unwrap()).unwrap()
 }
-
-fn scratch(name: &str) -> PathBuf {
-    let dir =
-        std::env::temp_dir().join(format!("flotilla-experiment-{}-{name}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).unwrap();
-    dir
+/// A fresh, empty folder for one test, removed with everything in it when the guard drops.
+fn scratch(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("flotilla-experiment-{name}-"))
+        .tempdir()
+        .unwrap()
 }
 
 /// What a progress event says, owned.
@@ -58,7 +57,8 @@ enum Seen {
 
 #[test]
 fn an_experiment_runs_every_seed_and_method_in_order_and_writes_its_files() {
-    let dir = scratch("all");
+    let scratch_dir = scratch("all");
+    let dir = scratch_dir.path();
     let mut prepared = tiny();
     let options = ExperimentOptions {
         threads: 2,
@@ -117,10 +117,10 @@ fn an_experiment_runs_every_seed_and_method_in_order_and_writes_its_files() {
     );
     assert!(trace.lines().count() > 4, "the runs' events follow");
 
-    let written = write_outputs(&dir, &prepared, &outcomes).unwrap();
+    let written = write_outputs(dir, &prepared, &outcomes).unwrap();
     let names: Vec<String> = written
         .iter()
-        .map(|p| p.strip_prefix(&dir).unwrap().display().to_string())
+        .map(|p| p.strip_prefix(dir).unwrap().display().to_string())
         .collect();
     assert_eq!(
         names,
@@ -155,12 +155,13 @@ fn an_experiment_runs_every_seed_and_method_in_order_and_writes_its_files() {
 
 #[test]
 fn init_starts_every_run_from_the_file_and_a_bad_file_names_init() {
-    let dir = scratch("init");
+    let scratch_dir = scratch("init");
+    let dir = scratch_dir.path();
     // 20 local steps, so that a round moves the target by more than the noise of 200 test
     // samples (at 3 steps it stays near chance).
     let mut prepared = tiny_with(&["training.local_steps=20"]);
     let first = run_all(&mut prepared, &ExperimentOptions::default(), &mut |_| {}).unwrap();
-    write_outputs(&dir, &prepared, &first).unwrap();
+    write_outputs(dir, &prepared, &first).unwrap();
     let saved = dir.join("models/strong_only_seed1_target.safetensors");
 
     // Started from the first experiment's final model, the target is better after one

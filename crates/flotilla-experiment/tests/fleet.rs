@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 use flotilla_experiment::{ConfigError, ConfigSource, ExperimentConfig, ExperimentError, Prepared};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// A tiny synthetic experiment around `fleet` (the `[fleet]` section and its groups).
 fn config_text(fleet: &str) -> String {
@@ -57,12 +57,12 @@ device = { speed = 2e9, memory_mb = 0.5, dropout = 0.0, availability = { kind = 
 link = "cellular-3g"
 "#;
 
-/// A fresh folder for one test.
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("flotilla-fleet-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A fresh, empty folder for one test, removed with everything in it when the guard drops.
+fn scratch(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("flotilla-fleet-{name}-"))
+        .tempdir()
+        .unwrap()
 }
 
 fn load_in(dir: &Path, text: &str) -> Result<ExperimentConfig, ExperimentError> {
@@ -82,8 +82,9 @@ fn error_of(dir: &Path, fleet: &str) -> ConfigError {
 
 #[test]
 fn three_groups_resolve_to_counts_devices_and_links() {
-    let dir = scratch("three");
-    let prepared = Prepared::new(load_in(&dir, &config_text(THREE_GROUPS)).unwrap()).unwrap();
+    let scratch_dir = scratch("three");
+    let dir = scratch_dir.path();
+    let prepared = Prepared::new(load_in(dir, &config_text(THREE_GROUPS)).unwrap()).unwrap();
     let groups = prepared.groups();
     let sizes: Vec<(&str, usize)> = groups
         .iter()
@@ -116,7 +117,8 @@ fn three_groups_resolve_to_counts_devices_and_links() {
 
 #[test]
 fn every_fleet_key_is_checked_and_named() {
-    let dir = scratch("bad");
+    let scratch_dir = scratch("bad");
+    let dir = scratch_dir.path();
     let group = |body: &str| {
         format!(
             "[fleet]\nclients = 10\n[[fleet.groups]]\nname = \"edge\"\ncount = 2\ndevice = \"edge-gpu\"\n\
@@ -252,7 +254,7 @@ fn every_fleet_key_is_checked_and_named() {
         ),
     ];
     for (fleet, key, value) in &cases {
-        let e = error_of(&dir, fleet);
+        let e = error_of(dir, fleet);
         assert_eq!(
             (e.key.as_str(), e.value.as_str()),
             (*key, *value),
@@ -263,10 +265,11 @@ fn every_fleet_key_is_checked_and_named() {
 
 #[test]
 fn unknown_keys_in_a_device_table_are_named() {
-    let dir = scratch("unknown");
+    let scratch_dir = scratch("unknown");
+    let dir = scratch_dir.path();
     let fleet = "[fleet]\nclients = 4\n[[fleet.groups]]\nname = \"a\"\ncount = 4\n\
                  device = { preset = \"edge-gpu\", sped = 1e9 }";
-    let e = match load_in(&dir, &config_text(fleet)) {
+    let e = match load_in(dir, &config_text(fleet)) {
         Err(ExperimentError::Config(e)) => e,
         other => panic!("{other:?}"),
     };
@@ -305,7 +308,9 @@ fn no_client_works_while_its_trace_says_it_is_away() {
     use flotilla_sim::{DropReason, NodeId, SimTime, TraceEvent, read_jsonl};
     use std::collections::BTreeMap;
 
-    let dir = scratch("away");
+    let scratch_dir = scratch("away");
+
+    let dir = scratch_dir.path();
     let trace: String = (0..3)
         .map(|k| {
             let on: Vec<String> = low_phone_intervals(k)
@@ -322,7 +327,7 @@ fn no_client_works_while_its_trace_says_it_is_away() {
         "device = { speed = 2e5, memory_mb = 0.5, dropout = 0.0 }\ntrace = \"low.jsonl\"",
     );
     let text = config_text(&fleet).replace("rounds = 2", "rounds = 12");
-    let prepared = Prepared::new(load_in(&dir, &text).unwrap()).unwrap();
+    let prepared = Prepared::new(load_in(dir, &text).unwrap()).unwrap();
     let low = prepared.groups()[2].clients.clone();
     assert_eq!(low, 7..10);
     let buffer = SharedBuffer::default();
@@ -405,7 +410,8 @@ fn no_client_works_while_its_trace_says_it_is_away() {
 fn network_rules_are_checked_and_cut_nodes_off() {
     use flotilla_experiment::{Method, RunOptions, Verdict};
     use flotilla_fl::ModelRole;
-    let dir = scratch("network");
+    let scratch_dir = scratch("network");
+    let dir = scratch_dir.path();
     let with = |rules: &str| config_text(&format!("{THREE_GROUPS}\n{rules}"));
     for (rules, key, value) in [
         (
@@ -429,7 +435,7 @@ fn network_rules_are_checked_and_cut_nodes_off() {
             "40",
         ),
     ] {
-        match load_in(&dir, &with(rules)) {
+        match load_in(dir, &with(rules)) {
             Err(ExperimentError::Config(e)) => {
                 assert_eq!((e.key.as_str(), e.value.as_str()), (key, value), "{e}")
             }
@@ -439,7 +445,7 @@ fn network_rules_are_checked_and_cut_nodes_off() {
     // The edge boxes (nodes 1 and 2), the only strong clients, are cut off for the whole
     // run: the target is never updated, and their group contributes nothing.
     let rules = "[[network.outages]]\nnode_range = [1, 3]\nfrom_s = 0.0\nuntil_s = 1e9";
-    let prepared = Prepared::new(load_in(&dir, &with(rules)).unwrap()).unwrap();
+    let prepared = Prepared::new(load_in(dir, &with(rules)).unwrap()).unwrap();
     let outcome = prepared
         .run(Method::OndeviceKd, 1, RunOptions::default())
         .unwrap();

@@ -2,7 +2,6 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
-use std::path::PathBuf;
 use std::process::{Command, Output};
 
 /// A quickstart small enough for a test: 20 clients (4 strong), 3 rounds, 3k samples.
@@ -18,12 +17,12 @@ pub(crate) const TINY: [&str; 9] = [
     "kd.probe_samples=16",
 ];
 
-/// A fresh, empty folder for one test of this process.
-pub(crate) fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("flotilla-cli-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A fresh, empty folder for one test, removed with everything in it when the guard drops.
+pub(crate) fn scratch(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("flotilla-cli-{name}-"))
+        .tempdir()
+        .unwrap()
 }
 
 /// The `flotilla` binary run with `args`.
