@@ -1,7 +1,7 @@
 //! Running compute jobs: where the real CPU work of a node happens.
 
 use crate::host::panic_message;
-use crate::{Job, JobId, NodeError};
+use crate::{Job, JobId, NodeError, SimTime};
 use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -29,8 +29,10 @@ pub fn take_helper_time() -> Duration {
 /// submitted (from the device profile), so a runner may run it whenever it likes before
 /// [`JobRunner::take`] asks for its output: inline, lazily, or on a pool of threads.
 pub trait JobRunner<M> {
-    /// Accepts a job; its output will be asked for once, by id.
-    fn submit(&mut self, id: JobId, job: Job<M>);
+    /// Accepts a job; its output will be asked for once, by id, when the clock reaches
+    /// `due` (its virtual completion time). The clock takes outputs in `due` order, so a
+    /// runner with more jobs than threads does best to start the earliest-due first.
+    fn submit(&mut self, id: JobId, due: SimTime, job: Job<M>);
     /// The job's output, waiting for it if needed. A job that panics, or one this runner
     /// never received, yields an error (never a wait: the clock would deadlock).
     fn take(&mut self, id: JobId) -> Result<M, NodeError>;
@@ -78,7 +80,7 @@ impl<M> InlineRunner<M> {
 }
 
 impl<M> JobRunner<M> for InlineRunner<M> {
-    fn submit(&mut self, id: JobId, job: Job<M>) {
+    fn submit(&mut self, id: JobId, _due: SimTime, job: Job<M>) {
         self.pending.insert(id, job);
     }
 

@@ -24,6 +24,7 @@ use crate::{
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
@@ -597,7 +598,7 @@ impl<M> World<M> {
         match lost {
             Some((at, reason)) => self.queue.push(at, Pending::JobLost { job, reason }),
             None => {
-                runner.submit(job, run);
+                runner.submit(job, done, run);
                 self.job_flops = self.job_flops.saturating_add(flops);
                 self.queue.push(done, Pending::JobDone(job));
             }
@@ -636,16 +637,17 @@ impl<M: Serialize + DeserializeOwned + Send + 'static> World<M> {
         if !self.sends.is_empty() {
             return Err("a checkpoint is taken between instants, not within one".into());
         }
-        let running: Vec<JobId> = self
+        let running: Vec<(SimTime, JobId)> = self
             .queue
-            .iter()
-            .filter_map(|p| match p {
-                Pending::JobDone(job) => Some(*job),
+            .entries()
+            .into_iter()
+            .filter_map(|(due, _, p)| match p {
+                Pending::JobDone(job) => Some((due, *job)),
                 _ => None,
             })
             .collect();
         let mut jobs = Vec::with_capacity(running.len());
-        for job in running {
+        for (due, job) in running {
             let output = runner.take(job);
             let saved = match &output {
                 Ok(m) => Ok(crate::wire::encode(m).map_err(|e| {
@@ -654,7 +656,7 @@ impl<M: Serialize + DeserializeOwned + Send + 'static> World<M> {
                 Err(e) => Err(e.0.clone()),
             };
             jobs.push((job, saved));
-            runner.submit(job, Box::new(move || output));
+            runner.submit(job, due, Box::new(move || output));
         }
         jobs.sort_by_key(|(job, _)| *job);
         let recorder = self
@@ -720,16 +722,15 @@ impl<M: Serialize + DeserializeOwned + Send + 'static> World<M> {
                 }
             }
         }
-        let running: std::collections::BTreeSet<JobId> = state
+        let running: BTreeMap<JobId, SimTime> = state
             .queue
             .iter()
-            .filter_map(|(_, _, p)| match p {
-                Pending::JobDone(job) => Some(*job),
+            .filter_map(|(due, _, p)| match p {
+                Pending::JobDone(job) => Some((*job, *due)),
                 _ => None,
             })
             .collect();
-        let saved: std::collections::BTreeSet<JobId> = jobs.iter().map(|(job, _)| *job).collect();
-        if running != saved {
+        if !running.keys().eq(jobs.iter().map(|(job, _)| job)) {
             return Err("the checkpoint's job outputs do not match its queued jobs".into());
         }
         self.queue = EventQueue::from_entries(state.queue, state.next_seq)?;
@@ -743,6 +744,7 @@ impl<M: Serialize + DeserializeOwned + Send + 'static> World<M> {
         for (job, output) in jobs {
             runner.submit(
                 job,
+                running[&job],
                 Box::new(move || match output {
                     Ok(bytes) => crate::wire::decode::<M>(&bytes).map_err(|e| {
                         NodeError(format!(
