@@ -4,6 +4,7 @@
 //! into its own actor, so different nodes' handlers of one instant — including decoding the
 //! messages they receive and encoding those they send — run in parallel.
 
+use crate::wire::WireBytes;
 use crate::{
     Command, Context, DeviceProfile, Envelope, Event, JobId, Node, NodeId, Purpose, Seed, SimTime,
     StreamCursor, wire,
@@ -34,8 +35,8 @@ pub enum Inbound<M> {
     Message {
         /// Its envelope.
         env: Envelope,
-        /// Its encoded bytes.
-        bytes: Vec<u8>,
+        /// Its encoded bytes (shared with the other copies of a message sent to many).
+        bytes: WireBytes,
     },
     /// A timer fires.
     Timer {
@@ -52,7 +53,7 @@ pub enum Inbound<M> {
 }
 
 /// A command after the node side processed it: sends carry their wire bytes.
-pub type Outgoing<M> = Command<M, Vec<u8>>;
+pub type Outgoing<M> = Command<M, WireBytes>;
 
 /// What one node's handling of one instant produced.
 #[derive(Debug)]
@@ -172,21 +173,38 @@ impl<M: Serialize + DeserializeOwned + 'static> NodeHost<M> {
             Ok(Err(e)) => return Err(format!("handler error: {e}")),
             Err(panic) => return Err(format!("handler panicked: {}", panic_message(&panic))),
         }
-        ctx.into_commands()
-            .into_iter()
-            .map(|command| {
-                Ok(match command {
-                    Command::Send { to, msg } => Outgoing::Send {
-                        to,
-                        msg: wire::encode(&msg)
+        let commands = ctx.into_commands();
+        let mut out: Vec<Outgoing<M>> = Vec::with_capacity(commands.len());
+        // Where the previous send is in `out`: a message sent unchanged to many nodes (the
+        // same model to every client of a round) is encoded once, its bytes shared. Only a
+        // message actually shared pays for the sharing (a count beside its bytes).
+        let mut previous_send = None;
+        for command in commands {
+            out.push(match command {
+                Command::Send { to, msg } => {
+                    let same = previous_send.and_then(|i| match out.get(i) {
+                        Some(Outgoing::Send { msg: bytes, .. })
+                            if wire::encodes_to(&msg, bytes) =>
+                        {
+                            Some(bytes.clone())
+                        }
+                        _ => None,
+                    });
+                    let bytes = match same {
+                        Some(bytes) => bytes,
+                        None => wire::encode(&msg)
+                            .map(WireBytes::from)
                             .map_err(|e| format!("could not encode a message: {e}"))?,
-                    },
-                    Command::Timer { after, tag } => Outgoing::Timer { after, tag },
-                    Command::Job { id, flops, run } => Outgoing::Job { id, flops, run },
-                    Command::Record { label, value } => Outgoing::Record { label, value },
-                })
-            })
-            .collect()
+                    };
+                    previous_send = Some(out.len());
+                    Outgoing::Send { to, msg: bytes }
+                }
+                Command::Timer { after, tag } => Outgoing::Timer { after, tag },
+                Command::Job { id, flops, run } => Outgoing::Job { id, flops, run },
+                Command::Record { label, value } => Outgoing::Record { label, value },
+            });
+        }
+        Ok(out)
     }
 }
 
@@ -239,5 +257,63 @@ pub(crate) fn panic_message(panic: &Box<dyn Any + Send>) -> String {
         s.clone()
     } else {
         "non-string panic payload".into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::Node;
+
+    /// Sends `messages[i]` to node `i + 1` when it starts.
+    struct Sender {
+        messages: Vec<Vec<f32>>,
+    }
+
+    impl Node<Vec<f32>> for Sender {
+        fn on_event(
+            &mut self,
+            event: Event<Vec<f32>>,
+            ctx: &mut Context<'_, Vec<f32>>,
+        ) -> Result<(), crate::NodeError> {
+            if let Event::Start = event {
+                for (to, msg) in (1..).zip(&self.messages) {
+                    ctx.send(NodeId(to), msg.clone());
+                    ctx.record("sent", 1.0);
+                }
+            }
+            Ok(())
+        }
+    }
+
+    /// A message sent again right after itself shares the bytes of the first copy; any
+    /// other send (a different message, or the first one again after it) is encoded anew.
+    /// Every send's bytes are its message's encoding.
+    #[test]
+    fn repeated_sends_share_their_bytes() {
+        let (a, b) = (vec![1.0, 2.0, 3.0], vec![1.0, -0.0, 3.0]);
+        let messages = vec![a.clone(), a.clone(), a.clone(), b.clone(), a.clone()];
+        let node = Sender {
+            messages: messages.clone(),
+        };
+        let mut host = NodeHost::new(Seed(1), NodeId(0), Box::new(node), None);
+        let handled = host.handle(SimTime::ZERO, vec![Inbound::Start]);
+        assert_eq!(handled.failure, None);
+        let sent: Vec<WireBytes> = handled
+            .commands
+            .into_iter()
+            .filter_map(|c| match c {
+                Outgoing::Send { msg, .. } => Some(msg),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(sent.len(), messages.len());
+        for (bytes, msg) in sent.iter().zip(&messages) {
+            assert_eq!(bytes[..], wire::encode(msg).unwrap()[..]);
+        }
+        let at: Vec<*const u8> = sent.iter().map(|b| b.as_ptr()).collect();
+        assert!(at[0] == at[1] && at[1] == at[2], "{at:?}");
+        assert!(at[3] != at[2] && at[4] != at[3] && at[4] != at[0], "{at:?}");
     }
 }

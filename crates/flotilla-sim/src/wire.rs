@@ -8,6 +8,11 @@
 //! `deny.toml`) and 3.x is an empty placeholder. No other module names it, so replacing it
 //! touches this file only.
 //!
+//! A message a node sends several times in one event (the same model to every client of a
+//! round) is encoded once: its node's host checks each send against the previous one's
+//! bytes ([`encodes_to`]) and shares them ([`WireBytes`]) when they would be the same, so
+//! the copies in flight hold one buffer.
+//!
 //! Decoding never panics on hostile input: it refuses inputs over the limit, refuses
 //! messages that claim more memory than their length can justify (see [`decode_budget`]),
 //! reports truncated and invalid bytes with the offset the decoder had reached, and refuses
@@ -141,6 +146,39 @@ pub fn encode_into<M: Serialize>(msg: &M, out: &mut Vec<u8>) -> Result<usize, Wi
         out.truncate(start);
     }
     written
+}
+
+/// A message's wire bytes as queued for delivery: shared, so that a message sent unchanged
+/// to many nodes is held once however many copies are in flight. (`bytes::Bytes` takes an
+/// encoded `Vec` over without copying, and allocates its share count only when a message is
+/// actually shared: a million clients' small messages cost no more than before.)
+pub type WireBytes = bytes::Bytes;
+
+/// Whether `msg`'s wire bytes are exactly `bytes`, found by comparing as it serialises
+/// (a byte string such as a model's weights in one comparison) and stopping at the first
+/// difference, without allocating. False for a message that does not encode.
+pub fn encodes_to<M: Serialize>(msg: &M, bytes: &[u8]) -> bool {
+    let mut same = SameBytes { expected: bytes };
+    bincode::serde::encode_into_writer(msg, &mut same, config()).is_ok() && same.expected.is_empty()
+}
+
+/// A bincode writer that consumes `expected` as long as what is written matches it, and
+/// fails at the first byte that does not.
+struct SameBytes<'a> {
+    /// What is still to be written.
+    expected: &'a [u8],
+}
+
+impl bincode::enc::write::Writer for SameBytes<'_> {
+    fn write(&mut self, bytes: &[u8]) -> Result<(), bincode::error::EncodeError> {
+        match self.expected.split_at_checked(bytes.len()) {
+            Some((head, rest)) if head == bytes => {
+                self.expected = rest;
+                Ok(())
+            }
+            _ => Err(bincode::error::EncodeError::Other("not the expected bytes")),
+        }
+    }
 }
 
 /// The length of `msg`'s wire bytes \[bytes\], computed without allocating them.

@@ -18,6 +18,7 @@ use crate::host::{Handled, Inbound, Outgoing};
 use crate::jobs::JobRunner;
 use crate::queue::EventQueue;
 use crate::trace::{Counters, Recorder, RecorderState, TraceEvent, TraceHash, TraceSummary};
+use crate::wire::WireBytes;
 use crate::{
     AvailabilityState, DeviceProfile, DropReason, Envelope, JobId, MessageId, NodeError, NodeId,
     Purpose, Seed, SimDuration, SimTime, StreamCursor,
@@ -89,7 +90,7 @@ pub struct RunReport {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 enum Pending {
     Start(NodeId),
-    Deliver { env: Envelope, bytes: Vec<u8> },
+    Deliver { env: Envelope, bytes: WireBytes },
     Timer { node: NodeId, tag: u64 },
     JobDone(JobId),
     JobLost { job: JobId, reason: DropReason },
@@ -126,7 +127,7 @@ pub struct World<M> {
     recorder: Recorder,
     failures: Vec<NodeFailure>,
     /// Sends committed in the current instant, awaiting the router.
-    sends: Vec<(Envelope, Vec<u8>)>,
+    sends: Vec<(Envelope, WireBytes)>,
     instants: u64,
     events: u64,
     job_flops: u64,
@@ -485,7 +486,7 @@ impl<M> World<M> {
         }
     }
 
-    fn send(&mut self, src: NodeId, dst: NodeId, bytes: Vec<u8>) {
+    fn send(&mut self, src: NodeId, dst: NodeId, bytes: WireBytes) {
         let clock = &mut self.nodes[src.index()];
         let id = MessageId {
             src,

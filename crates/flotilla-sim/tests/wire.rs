@@ -154,6 +154,24 @@ proptest! {
         }
     }
 
+    /// A message "encodes to" given bytes exactly when its encoding is those bytes: equal
+    /// messages share, and any difference (one byte, a missing or extra tail) does not.
+    #[test]
+    fn encodes_to_is_equality_of_the_encodings(
+        first in msg(), second in msg(), same in any::<bool>(), cut in any::<prop::sample::Index>()
+    ) {
+        let second = if same { first.clone() } else { second };
+        let bytes = wire::encode(&first).unwrap();
+        let equal = wire::encode(&second).unwrap() == bytes;
+        prop_assert_eq!(wire::encodes_to(&second, &bytes), equal);
+        // A strict prefix, or the bytes with one more at the end, is never a match.
+        let cut = cut.index(bytes.len());
+        prop_assert!(!wire::encodes_to(&first, &bytes[..cut]));
+        let mut longer = bytes.clone();
+        longer.push(0);
+        prop_assert!(!wire::encodes_to(&first, &longer));
+    }
+
     /// Corruption inside a real message reaches deeper decoder paths than random bytes.
     #[test]
     fn corrupted_messages_never_panic(
@@ -326,6 +344,19 @@ fn inputs_over_the_limit_are_refused_unread() {
             limit: MAX_MESSAGE_BYTES
         }
     );
+}
+
+/// Signed zeros compare equal as floats but encode apart, so they are not the same bytes.
+#[test]
+fn a_signed_zero_is_not_the_same_message() {
+    let task = |zero: f32| Msg::Task {
+        round: 1,
+        params: vec![1.0, zero, 2.0],
+        deadline: None,
+    };
+    let positive = wire::encode(&task(0.0)).unwrap();
+    assert!(wire::encodes_to(&task(0.0), &positive));
+    assert!(!wire::encodes_to(&task(-0.0), &positive));
 }
 
 #[test]
