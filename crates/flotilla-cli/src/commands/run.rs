@@ -392,7 +392,6 @@ fn execute(job: Job, offload: Option<Arc<dyn Offload>>) -> anyhow::Result<bool> 
     let config = &prepared.config;
     let seeds = config.seed_list();
 
-    write_outputs(&staging, &prepared, &outcomes)?;
     let summary = Summary::new(config, &outcomes);
     let title = format!(
         "{}: {} α={} ({} seed{})",
@@ -402,11 +401,17 @@ fn execute(job: Job, offload: Option<Arc<dyn Offload>>) -> anyhow::Result<bool> 
         seeds.len(),
         if seeds.len() == 1 { "" } else { "s" }
     );
-    draw_accuracy(
-        &staging.join("accuracy.png"),
-        &title,
-        &series(config, &outcomes),
-    )?;
+    // The plot is drawn while the tables and models are written: neither reads the other.
+    let plot_path = staging.join("accuracy.png");
+    std::thread::scope(|s| {
+        let plot = s.spawn(|| draw_accuracy(&plot_path, &title, &series(config, &outcomes)));
+        let written = write_outputs(&staging, &prepared, &outcomes);
+        let plotted = plot
+            .join()
+            .map_err(|_| anyhow::anyhow!("drawing accuracy.png panicked"))?;
+        written?;
+        plotted
+    })?;
     output.commit()?;
     if let Some(checkpoints) = checkpoints {
         checkpoints.remove()?;
