@@ -8,7 +8,7 @@ use ndarray::{Array2, ArrayViewMut1, Axis};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{DataError, Result};
-use crate::parallel::{MIN_PART_VALUES, for_each_parallel, part_len};
+use crate::parallel::{MIN_PART_VALUES, for_each_parallel, part_len, widest};
 use crate::synthetic::SyntheticRows;
 use crate::transform::Standardizer;
 
@@ -238,8 +238,10 @@ impl Dataset {
         };
         let len = part_len(width, MIN_PART_VALUES.div_ceil(self.len().max(1)));
         for_each_parallel(acc.chunks_mut(len).enumerate(), |(i, part)| {
-            flat.chunks_exact(width)
-                .for_each(|row| f(i * len, part, row));
+            widest(|| {
+                flat.chunks_exact(width)
+                    .for_each(|row| f(i * len, part, row));
+            });
         });
     }
 

@@ -12,12 +12,12 @@
 //! is only counted for the error.
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader};
+use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use ndarray::Array2;
 
-use super::{MaybeGzip, fill, scaled_u8};
+use super::{MaybeGzip, fill, read_scaled_u8, scaled_u8};
 use crate::dataset::{Dataset, ImageShape};
 use crate::error::{DataError, Location, Result};
 
@@ -46,10 +46,16 @@ impl IdxArray {
 
 /// Reads an IDX file of unsigned bytes, checking that its length matches its header exactly.
 pub fn read_idx(path: &Path) -> Result<IdxArray> {
+    let (file, stored) = open(path)?;
+    read_idx_from(file, stored, path)
+}
+
+/// Opens `path` for reading, with its stored length.
+fn open(path: &Path) -> Result<(BufReader<File>, u64)> {
     let io_err = |e| DataError::io(path, e);
     let file = File::open(path).map_err(io_err)?;
     let stored = file.metadata().map_err(io_err)?.len();
-    read_idx_from(BufReader::new(file), stored, path)
+    Ok((BufReader::new(file), stored))
 }
 
 /// Parses the bytes of one IDX file (raw or gzip), with the checks of [`read_idx`].
@@ -63,6 +69,23 @@ pub fn parse_idx(bytes: &[u8], origin: &Path) -> Result<IdxArray> {
 
 /// Reads an IDX stream whose stored (possibly compressed) length is `stored` bytes.
 fn read_idx_from(reader: impl BufRead, stored: u64, path: &Path) -> Result<IdxArray> {
+    let (dims, data) = read_idx_with(reader, stored, path, |source, count| {
+        let mut data = vec![0u8; count];
+        Ok((fill(source, &mut data)?, data))
+    })?;
+    Ok(IdxArray { dims, data })
+}
+
+/// Reads an IDX stream's header, with every check of [`read_idx`], then its elements with
+/// `read_elements(source, count)`, which reads up to the `count` elements the header declares
+/// and returns how many the stream held and what it made of them; checks that the stream holds
+/// exactly `count`. Returns the dimensions and `read_elements`' result.
+fn read_idx_with<T>(
+    reader: impl BufRead,
+    stored: u64,
+    path: &Path,
+    read_elements: impl FnOnce(&mut dyn Read, usize) -> io::Result<(usize, T)>,
+) -> Result<(Vec<usize>, T)> {
     let io_err = |e| DataError::io(path, e);
     let mut source = MaybeGzip::new(reader).map_err(io_err)?;
     let truncated = |offset: usize, needed: usize| DataError::Truncated {
@@ -139,8 +162,7 @@ fn read_idx_from(reader: impl BufRead, stored: u64, path: &Path) -> Result<IdxAr
     ) else {
         return Err(overflow());
     };
-    let mut data = vec![0u8; count];
-    let got = fill(&mut source, &mut data).map_err(io_err)?;
+    let (got, elements) = read_elements(&mut source, count).map_err(io_err)?;
     // Reading on to the end also makes the gzip decoder check the stream's CRC.
     let excess = io::copy(&mut source, &mut io::sink()).map_err(io_err)?;
     if got < count || excess > 0 {
@@ -150,7 +172,7 @@ fn read_idx_from(reader: impl BufRead, stored: u64, path: &Path) -> Result<IdxAr
             actual: data_offset + got as u64 + excess,
         });
     }
-    Ok(IdxArray { dims, data })
+    Ok((dims, elements))
 }
 
 /// Loads an image IDX file and a label IDX file into a dataset with pixels scaled to `[0, 1]`.
@@ -164,9 +186,13 @@ pub fn load_idx_dataset(
     classes: usize,
     name: &str,
 ) -> Result<Dataset> {
-    let images = read_idx(images_path)?;
+    // The pixels are scaled as they are read (see `read_scaled_u8`): no byte copy of the
+    // images is kept.
+    let (images, stored) = open(images_path)?;
+    let (dims, features) = read_idx_with(images, stored, images_path, read_scaled_u8)?;
     let labels = read_idx(labels_path)?;
-    idx_dataset(&images, images_path, &labels, labels_path, classes, name)
+    let shape = idx_shape(&dims, images_path, &labels, labels_path, classes)?;
+    dataset(dims[0], shape, features, &labels, classes, name)
 }
 
 /// Builds a dataset from parsed image and label IDX files (see [`load_idx_dataset`] for the
@@ -180,12 +206,26 @@ pub fn idx_dataset(
     classes: usize,
     name: &str,
 ) -> Result<Dataset> {
+    let shape = idx_shape(&images.dims, images_path, labels, labels_path, classes)?;
+    let features = scaled_u8(&images.data);
+    dataset(images.dims[0], shape, features, labels, classes, name)
+}
+
+/// The image shape of an image file of dimensions `dims` and its label file, after the checks
+/// of [`load_idx_dataset`].
+fn idx_shape(
+    dims: &[usize],
+    images_path: &Path,
+    labels: &IdxArray,
+    labels_path: &Path,
+    classes: usize,
+) -> Result<ImageShape> {
     let header = |path: &Path, offset: u64, reason: String| DataError::Header {
         path: path.to_path_buf(),
         offset,
         reason,
     };
-    let shape = match images.dims[1..] {
+    let shape = match dims[1..] {
         [d] => ImageShape::flat(d),
         [h, w] => ImageShape::new(h, w, 1),
         [h, w, c] => ImageShape::new(h, w, c),
@@ -195,22 +235,22 @@ pub fn idx_dataset(
                 3,
                 format!(
                     "an image file needs 2 to 4 dimensions, found {}",
-                    images.dims.len()
+                    dims.len()
                 ),
             ));
         }
     };
-    let n = images.dims[0];
+    let n = dims[0];
     if n == 0 {
         return Err(DataError::Empty {
             path: images_path.to_path_buf(),
         });
     }
-    if let Some(i) = images.dims.iter().position(|&d| d == 0) {
+    if let Some(i) = dims.iter().position(|&d| d == 0) {
         return Err(header(
             images_path,
             4 + 4 * i as u64,
-            format!("image dimension {i} of {:?} is zero", images.dims),
+            format!("image dimension {i} of {:?} is zero", dims),
         ));
     }
     if labels.dims.len() != 1 {
@@ -250,8 +290,21 @@ pub fn idx_dataset(
             classes,
         });
     }
-    // `read_idx` checked that n · shape.size() = data.len() without overflow.
-    let features = Array2::from_shape_vec((n, shape.size()), scaled_u8(&images.data))
+    Ok(shape)
+}
+
+/// The dataset of `n` images of `shape` with scaled pixels `features` and the checked
+/// `labels`.
+fn dataset(
+    n: usize,
+    shape: ImageShape,
+    features: Vec<f32>,
+    labels: &IdxArray,
+    classes: usize,
+    name: &str,
+) -> Result<Dataset> {
+    // `read_idx` checked that n · shape.size() = features.len() without overflow.
+    let features = Array2::from_shape_vec((n, shape.size()), features)
         .expect("the header check guarantees n * size elements");
     let labels = labels.data.iter().map(|&l| u32::from(l)).collect();
     Dataset::new(name, features, labels, shape, classes)

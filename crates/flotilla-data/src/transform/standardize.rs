@@ -4,7 +4,7 @@ use ndarray::{ArrayViewMut1, ArrayViewMut2, Axis};
 
 use crate::dataset::{Dataset, ImageShape};
 use crate::error::{DataError, Result};
-use crate::parallel::{MIN_PART_VALUES, for_each_parallel, part_len};
+use crate::parallel::{MIN_PART_VALUES, for_each_parallel, part_len, widest};
 
 /// Standard deviations below this are treated as 1 (constant features are only centred).
 const MIN_STD: f64 = 1e-6;
@@ -108,9 +108,11 @@ impl Standardizer {
             MIN_PART_VALUES.div_ceil(batch.ncols().max(1)),
         );
         for_each_parallel(batch.axis_chunks_iter_mut(Axis(0), rows), |mut part| {
-            for row in part.axis_iter_mut(Axis(0)) {
-                self.apply_row(row);
-            }
+            widest(|| {
+                for row in part.axis_iter_mut(Axis(0)) {
+                    self.apply_row(row);
+                }
+            });
         });
         Ok(())
     }
@@ -128,6 +130,7 @@ impl Standardizer {
     }
 
     /// Standardises one row of the fitted size in place.
+    #[inline(always)]
     pub(crate) fn apply_row(&self, mut row: ArrayViewMut1<'_, f32>) {
         let standardise = |(x, (m, s)): (&mut f32, (&f32, &f32))| *x = (*x - m) / s;
         let stats = self.mean_at.iter().zip(&self.std_at);
