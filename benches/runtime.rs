@@ -25,7 +25,7 @@ const NODES: u32 = 10_000;
 const HOPS: u32 = 20;
 
 /// A token and the hops it has made.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Token {
     hops: u32,
 }

@@ -48,7 +48,7 @@ struct Activations<M: Send + 'static> {
     capacity: usize,
 }
 
-impl<M: Serialize + DeserializeOwned + Send + 'static> Activations<M> {
+impl<M: Clone + Serialize + DeserializeOwned + Send + 'static> Activations<M> {
     /// The arbiter that runs `node`'s actor.
     fn arbiter_of(&self, node: NodeId) -> usize {
         node.index() % self.arbiters.len()
@@ -117,7 +117,7 @@ struct ArbiterWork<M: Send + 'static> {
     batches: Vec<(Addr<NodeActor<M>>, HandleBatch<M>)>,
 }
 
-impl<M: Serialize + DeserializeOwned + Send + 'static> Handover<M> {
+impl<M: Clone + Serialize + DeserializeOwned + Send + 'static> Handover<M> {
     /// Nothing to hand over yet, for `arbiters` arbiters.
     fn new(arbiters: usize) -> Self {
         let per_arbiter = (0..arbiters)
@@ -200,7 +200,7 @@ pub(crate) struct Parts<M: Send + 'static> {
     pub(crate) live: Vec<(NodeId, Addr<NodeActor<M>>)>,
 }
 
-impl<M: Serialize + DeserializeOwned + Send + 'static> ClockActor<M> {
+impl<M: Clone + Serialize + DeserializeOwned + Send + 'static> ClockActor<M> {
     /// A clock over `world` and its nodes' `hosts` (node `i`'s at index `i`), with at most
     /// `capacity` node actors alive at once, on `arbiters`.
     pub(crate) fn new(
@@ -334,7 +334,7 @@ impl<M: Serialize + DeserializeOwned + Send + 'static> ClockActor<M> {
     }
 }
 
-impl<M: Serialize + DeserializeOwned + Send + 'static> Actor for ClockActor<M> {
+impl<M: Clone + Serialize + DeserializeOwned + Send + 'static> Actor for ClockActor<M> {
     type Context = Context<Self>;
 }
 
@@ -348,7 +348,7 @@ impl Message for Run {
     type Result = Result<RunReport, ActorsError>;
 }
 
-impl<M: Serialize + DeserializeOwned + Send + 'static> Handler<Run> for ClockActor<M> {
+impl<M: Clone + Serialize + DeserializeOwned + Send + 'static> Handler<Run> for ClockActor<M> {
     type Result = ResponseFuture<Result<RunReport, ActorsError>>;
 
     fn handle(&mut self, msg: Run, ctx: &mut Context<Self>) -> Self::Result {
@@ -373,7 +373,7 @@ impl Message for Step {
     type Result = ();
 }
 
-impl<M: Serialize + DeserializeOwned + Send + 'static> Handler<Step> for ClockActor<M> {
+impl<M: Clone + Serialize + DeserializeOwned + Send + 'static> Handler<Step> for ClockActor<M> {
     type Result = ();
 
     fn handle(&mut self, _: Step, ctx: &mut Context<Self>) {
@@ -432,7 +432,9 @@ impl<M: Send + 'static> Message for Release<M> {
     type Result = Option<Parts<M>>;
 }
 
-impl<M: Serialize + DeserializeOwned + Send + 'static> Handler<Release<M>> for ClockActor<M> {
+impl<M: Clone + Serialize + DeserializeOwned + Send + 'static> Handler<Release<M>>
+    for ClockActor<M>
+{
     type Result = Option<Parts<M>>;
 
     fn handle(&mut self, _: Release<M>, ctx: &mut Context<Self>) -> Self::Result {

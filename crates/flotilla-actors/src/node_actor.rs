@@ -37,7 +37,9 @@ impl<M: 'static> Message for HandleBatch<M> {
     type Result = ();
 }
 
-impl<M: Serialize + DeserializeOwned + Send + 'static> Handler<HandleBatch<M>> for NodeActor<M> {
+impl<M: Clone + Serialize + DeserializeOwned + Send + 'static> Handler<HandleBatch<M>>
+    for NodeActor<M>
+{
     type Result = ();
 
     fn handle(&mut self, msg: HandleBatch<M>, _: &mut Context<Self>) {
@@ -58,7 +60,9 @@ impl<M: 'static> Message for TakeHost<M> {
     type Result = ();
 }
 
-impl<M: Serialize + DeserializeOwned + Send + 'static> Handler<TakeHost<M>> for NodeActor<M> {
+impl<M: Clone + Serialize + DeserializeOwned + Send + 'static> Handler<TakeHost<M>>
+    for NodeActor<M>
+{
     type Result = ();
 
     fn handle(&mut self, msg: TakeHost<M>, ctx: &mut Context<Self>) {

@@ -73,7 +73,7 @@ impl ActixRuntime {
     /// they are in the report.
     pub fn run<M>(&self, sim: Simulation<M>, stop: StopAt) -> Result<Simulation<M>, ActorsError>
     where
-        M: Serialize + DeserializeOwned + Send + 'static,
+        M: Clone + Serialize + DeserializeOwned + Send + 'static,
     {
         let pool = PoolRunner::new(self.workers);
         self.run_with_pool(sim, stop, pool).map(|(sim, _)| sim)
@@ -92,7 +92,7 @@ impl ActixRuntime {
         pool: PoolRunner<M>,
     ) -> Result<(Simulation<M>, PoolRunner<M>), ActorsError>
     where
-        M: Serialize + DeserializeOwned + Send + 'static,
+        M: Clone + Serialize + DeserializeOwned + Send + 'static,
     {
         let (world, router, hosts) = sim.into_parts();
         if world.node_count() != hosts.len() {
@@ -143,7 +143,7 @@ async fn drive<M>(
     capacity: usize,
 ) -> Result<(Simulation<M>, PoolRunner<M>), ActorsError>
 where
-    M: Serialize + DeserializeOwned + Send + 'static,
+    M: Clone + Serialize + DeserializeOwned + Send + 'static,
 {
     // The network and the clock share the system arbiter: they never run at the same time.
     let network = NetworkActor::new(router).start();

@@ -220,7 +220,7 @@ impl<L: ServerLogic> fmt::Debug for Federation<L> {
 }
 
 /// Adds `node` as infrastructure on its device, or as a device-less node.
-fn add_infrastructure<M: serde::Serialize + serde::de::DeserializeOwned + 'static>(
+fn add_infrastructure<M: Clone + serde::Serialize + serde::de::DeserializeOwned + 'static>(
     b: &mut SimulationBuilder<M>,
     name: String,
     node: impl Node<M>,

@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::any::Any;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// Object-safe access to a node as `Any`, so callers can inspect their own node types.
 pub(crate) trait AnyNode<M>: Node<M> {
@@ -67,6 +67,51 @@ pub struct Handled<M> {
     pub failure: Option<String>,
 }
 
+/// The latest shared message any host of a run decoded, with its bytes: a message sent to
+/// many nodes (a round's model to every client) reaches each as the same shared bytes, and is
+/// decoded once; the others get a clone of the decoded message (its payloads are shared
+/// pointers). Decoding is a function of the bytes, so every node still receives the
+/// same value.
+pub(crate) struct SharedDecode<M> {
+    latest: Mutex<Option<(WireBytes, M)>>,
+}
+
+impl<M> Default for SharedDecode<M> {
+    fn default() -> Self {
+        Self {
+            latest: Mutex::new(None),
+        }
+    }
+}
+
+impl<M: Clone + DeserializeOwned> SharedDecode<M> {
+    /// Decodes `bytes`, or clones the latest decoding of the same bytes. Bytes held by this
+    /// message alone are decoded without keeping anything.
+    fn decode(&self, bytes: &WireBytes) -> Result<M, wire::WireError> {
+        if bytes.is_unique() {
+            return wire::decode(bytes);
+        }
+        // A poisoned lock only means a panic while it was held; the entry is whole at every
+        // point a panic could leave it.
+        let latest = || {
+            self.latest
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        };
+        // The entry holds its bytes, so they cannot be freed and their address reused: the
+        // same address and length are the same contents.
+        let same = |held: &WireBytes| held.as_ptr() == bytes.as_ptr() && held.len() == bytes.len();
+        if let Some((held, msg)) = latest().as_ref()
+            && same(held)
+        {
+            return Ok(msg.clone());
+        }
+        let msg: M = wire::decode(bytes)?;
+        *latest() = Some((bytes.clone(), msg.clone()));
+        Ok(msg)
+    }
+}
+
 /// One node with its own random stream and its job counter.
 pub struct NodeHost<M> {
     id: NodeId,
@@ -76,6 +121,8 @@ pub struct NodeHost<M> {
     rng: StreamCursor,
     next_job: u64,
     failed: bool,
+    /// Shared by every host of the run.
+    decoded: Arc<SharedDecode<M>>,
 }
 
 impl<M> std::fmt::Debug for NodeHost<M> {
@@ -87,12 +134,13 @@ impl<M> std::fmt::Debug for NodeHost<M> {
     }
 }
 
-impl<M: Serialize + DeserializeOwned + 'static> NodeHost<M> {
+impl<M: Clone + Serialize + DeserializeOwned + 'static> NodeHost<M> {
     pub(crate) fn new(
         seed: Seed,
         id: NodeId,
         node: Box<dyn AnyNode<M>>,
         device: Option<Arc<DeviceProfile>>,
+        decoded: Arc<SharedDecode<M>>,
     ) -> Self {
         Self {
             id,
@@ -101,6 +149,7 @@ impl<M: Serialize + DeserializeOwned + 'static> NodeHost<M> {
             rng: seed.cursor(id, Purpose::NODE),
             next_job: 0,
             failed: false,
+            decoded,
         }
     }
 
@@ -132,7 +181,7 @@ impl<M: Serialize + DeserializeOwned + 'static> NodeHost<M> {
                 Inbound::Start => Event::Start,
                 Inbound::Timer { tag } => Event::Timer { tag },
                 Inbound::JobDone { job, output } => Event::JobDone { job, output },
-                Inbound::Message { env, bytes } => match wire::decode::<M>(&bytes) {
+                Inbound::Message { env, bytes } => match self.decoded.decode(&bytes) {
                     Ok(msg) => {
                         out.received.push((env, None));
                         Event::Message { from: env.src, msg }
@@ -297,7 +346,7 @@ mod tests {
         let node = Sender {
             messages: messages.clone(),
         };
-        let mut host = NodeHost::new(Seed(1), NodeId(0), Box::new(node), None);
+        let mut host = NodeHost::new(Seed(1), NodeId(0), Box::new(node), None, Arc::default());
         let handled = host.handle(SimTime::ZERO, vec![Inbound::Start]);
         assert_eq!(handled.failure, None);
         let sent: Vec<WireBytes> = handled
@@ -315,5 +364,41 @@ mod tests {
         let at: Vec<*const u8> = sent.iter().map(|b| b.as_ptr()).collect();
         assert!(at[0] == at[1] && at[1] == at[2], "{at:?}");
         assert!(at[3] != at[2] && at[4] != at[3] && at[4] != at[0], "{at:?}");
+    }
+
+    /// A message whose bytes many hold is decoded once, the rest cloned from it; the same
+    /// contents in other bytes, or bytes held once, are decoded anew.
+    #[test]
+    fn shared_bytes_are_decoded_once() {
+        let shared = SharedDecode::<Arc<Vec<f32>>>::default();
+        let msg = Arc::new(vec![1.0f32, -2.5, 3.0]);
+        let bytes = WireBytes::from(wire::encode(&msg).unwrap());
+        let copies = [bytes.clone(), bytes.clone(), bytes];
+        let decoded: Vec<_> = copies.iter().map(|b| shared.decode(b).unwrap()).collect();
+        assert!(decoded.iter().all(|d| **d == *msg));
+        assert!(Arc::ptr_eq(&decoded[0], &decoded[1]) && Arc::ptr_eq(&decoded[0], &decoded[2]));
+        let other = WireBytes::from(wire::encode(&msg).unwrap());
+        let (again, alone) = (other.clone(), WireBytes::from(wire::encode(&msg).unwrap()));
+        assert!(!Arc::ptr_eq(&shared.decode(&other).unwrap(), &decoded[0]));
+        assert!(!Arc::ptr_eq(&shared.decode(&alone).unwrap(), &decoded[0]));
+        assert!(Arc::ptr_eq(
+            &shared.decode(&again).unwrap(),
+            &shared.decode(&other).unwrap()
+        ));
+    }
+
+    /// Messages of one size, each in fresh bytes freed after use (so the allocator hands
+    /// their addresses out again), decode to their own contents: a decoding is never taken
+    /// for another message's.
+    #[test]
+    fn reused_addresses_never_give_a_stale_message() {
+        let shared = SharedDecode::<Vec<f32>>::default();
+        for i in 0..500u16 {
+            let msg = vec![f32::from(i); 64];
+            let bytes = WireBytes::from(wire::encode(&msg).unwrap());
+            let copy = bytes.clone();
+            assert_eq!(shared.decode(&bytes).unwrap(), msg, "message {i}");
+            assert_eq!(shared.decode(&copy).unwrap(), msg, "message {i}");
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! Building a run and driving it on one thread: the reference executor.
 
-use crate::host::{AnyNode, NodeHost};
+use crate::host::{AnyNode, NodeHost, SharedDecode};
 use crate::jobs::{InlineRunner, JobRunner};
 use crate::router::Router;
 use crate::trace::Recorder;
@@ -10,6 +10,7 @@ use crate::{Checkpoint, CheckpointError, DeviceProfile, NetworkModel, Node, Node
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::io::Write;
+use std::sync::Arc;
 
 /// Assembles nodes, their devices and the network into a [`Simulation`].
 pub struct SimulationBuilder<M> {
@@ -30,7 +31,7 @@ impl<M> std::fmt::Debug for SimulationBuilder<M> {
     }
 }
 
-impl<M: Serialize + DeserializeOwned + 'static> SimulationBuilder<M> {
+impl<M: Clone + Serialize + DeserializeOwned + 'static> SimulationBuilder<M> {
     /// A run with master seed `seed` over `network`.
     pub fn new(seed: Seed, network: NetworkModel) -> Self {
         Self {
@@ -112,13 +113,15 @@ impl<M: Serialize + DeserializeOwned + 'static> SimulationBuilder<M> {
             }
             recorder
         });
+        let decoded = Arc::new(SharedDecode::default());
         let hosts = self
             .nodes
             .into_iter()
             .enumerate()
             .map(|(i, node)| {
                 let id = NodeId(i as u32);
-                NodeHost::new(self.seed, id, node, world.shared_device(id).cloned())
+                let device = world.shared_device(id).cloned();
+                NodeHost::new(self.seed, id, node, device, Arc::clone(&decoded))
             })
             .collect();
         Simulation {
@@ -132,6 +135,10 @@ impl<M: Serialize + DeserializeOwned + 'static> SimulationBuilder<M> {
 
 /// A run: the clock side ([`World`]), the network side ([`Router`]) and the node side (one
 /// [`NodeHost`] per node).
+///
+/// Messages `M` travel encoded (serde, bincode) and are `Clone`: a message sent to many nodes
+/// is decoded once and cloned for the others (keep large payloads behind an `Arc` and the
+/// clone is cheap).
 #[derive(Debug)]
 pub struct Simulation<M> {
     world: World<M>,
@@ -142,7 +149,7 @@ pub struct Simulation<M> {
     hosts: Vec<NodeHost<M>>,
 }
 
-impl<M: Serialize + DeserializeOwned + 'static> Simulation<M> {
+impl<M: Clone + Serialize + DeserializeOwned + 'static> Simulation<M> {
     /// A builder with master seed `seed` over `network`.
     pub fn builder(seed: Seed, network: NetworkModel) -> SimulationBuilder<M> {
         SimulationBuilder::new(seed, network)
