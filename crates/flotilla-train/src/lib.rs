@@ -17,4 +17,4 @@ pub use batch::{BatchLoader, input_shape};
 pub use error::{Result, TrainError};
 pub use evaluate::{evaluate, evaluate_parts};
 pub use teacher::{Teacher, TeacherMode};
-pub use trainer::{Distillation, LocalPhase, Trainer};
+pub use trainer::{Distillation, LentTrainer, LocalPhase, Trainer};

@@ -6,6 +6,8 @@ use flotilla_data::StepSampler;
 use flotilla_nn::{Mode, Network, Sgd, SgdConfig, Tensor, Weights, cross_entropy, distill_kl};
 use ndarray::{Array2, ArrayView2, Axis};
 use rand::Rng;
+use std::cell::RefCell;
+use std::ops::{Deref, DerefMut};
 
 /// Where and how long a local training phase runs: `steps` SGD steps at learning rate
 /// `lr` on batches of `batch_size` drawn from `indices` through `loader`, an epoch
@@ -65,7 +67,78 @@ pub struct Trainer {
     norms: (f64, usize),
 }
 
+/// Idle trainers a thread keeps for its next jobs: at most this many.
+const MAX_IDLE: usize = 4;
+
+thread_local! {
+    /// This thread's idle trainers, most recently returned last.
+    static IDLE: RefCell<Vec<Trainer>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A [`Trainer`] lent by [`Trainer::lend`]; it goes back to its thread's idle trainers when
+/// dropped.
+#[derive(Debug)]
+pub struct LentTrainer(Option<Trainer>);
+
+impl Deref for LentTrainer {
+    type Target = Trainer;
+
+    fn deref(&self) -> &Trainer {
+        self.0.as_ref().expect("present until dropped")
+    }
+}
+
+impl DerefMut for LentTrainer {
+    fn deref_mut(&mut self) -> &mut Trainer {
+        self.0.as_mut().expect("present until dropped")
+    }
+}
+
+impl Drop for LentTrainer {
+    fn drop(&mut self) {
+        if let Some(trainer) = self.0.take() {
+            // While the thread exits its idle trainers may be gone: then this one goes too.
+            let _ = IDLE.try_with(|idle| {
+                let mut idle = idle.borrow_mut();
+                if idle.len() == MAX_IDLE {
+                    idle.remove(0);
+                }
+                idle.push(trainer);
+            });
+        }
+    }
+}
+
 impl Trainer {
+    /// [`Trainer::new`], from this thread's idle trainers of the same network (spec, input
+    /// shape, classes) and optimiser settings when there is one, reset to a new trainer's
+    /// state (zero velocity, zero gradient, no norms): a client job then reuses the buffers a
+    /// previous job on this thread faulted in (gradient, velocity, the layers' scratch)
+    /// instead of allocating them again. `net` is dropped if an idle trainer is used.
+    pub fn lend(net: Network, config: SgdConfig) -> Result<LentTrainer> {
+        let same = |t: &Trainer| {
+            t.net.spec() == net.spec()
+                && t.net.input_shape() == net.input_shape()
+                && t.net.classes() == net.classes()
+                && *t.sgd.config() == config
+        };
+        let idle = IDLE.with(|idle| {
+            let mut idle = idle.borrow_mut();
+            let found = idle.iter().rposition(same);
+            found.map(|i| idle.remove(i))
+        });
+        let trainer = match idle {
+            Some(mut trainer) => {
+                trainer.sgd.reset();
+                trainer.grads.fill(0.0);
+                trainer.norms = (0.0, 0);
+                trainer
+            }
+            None => Self::new(net, config)?,
+        };
+        Ok(LentTrainer(Some(trainer)))
+    }
+
     /// A trainer for `net` with a fresh optimiser (weight decay on the network's kernels).
     pub fn new(net: Network, config: SgdConfig) -> Result<Self> {
         let sgd = Sgd::new(config, net.decay_mask())?;
@@ -293,6 +366,44 @@ mod tests {
             clip_norm: None,
         };
         (Trainer::new(net, sgd).unwrap(), weights)
+    }
+
+    /// A trainer lent again after a run (velocity, gradient, norms and scratch all used)
+    /// trains to the bits of a new one; one of another optimiser setting is not lent.
+    #[test]
+    fn a_lent_trainer_trains_as_a_new_one() {
+        let data = toy();
+        let loader = BatchLoader::new(&data, None);
+        let all: Vec<usize> = (0..data.len()).collect();
+        let run = |trainer: &mut Trainer| {
+            let (_, mut weights) = self::trainer();
+            let mut rng = ChaCha8Rng::seed_from_u64(4);
+            let loss = trainer
+                .train_steps(&mut weights, &phase(&loader, &all, 9), &mut rng)
+                .unwrap();
+            let norm = trainer.take_mean_gradient_norm();
+            let params: Vec<u32> = weights.params.iter().map(|v| v.to_bits()).collect();
+            (params, loss.to_bits(), norm.to_bits())
+        };
+        let (mut fresh, _) = trainer();
+        let expected = run(&mut fresh);
+        let (net, config) = (fresh.net, *fresh.sgd.config());
+        let first = {
+            let mut lent = Trainer::lend(net, config).unwrap();
+            assert_eq!(run(&mut lent), expected);
+            lent.net.spec().to_owned()
+        };
+        let (again, _) = trainer();
+        let mut lent = Trainer::lend(again.net, config).unwrap();
+        assert!(lent.sgd.velocity().iter().all(|&v| v == 0.0));
+        assert_eq!(run(&mut lent), expected, "reused after {first}");
+        let (other, _) = trainer();
+        let nesterov = SgdConfig {
+            nesterov: true,
+            ..config
+        };
+        let other = Trainer::lend(other.net, nesterov).unwrap();
+        assert_eq!(*other.sgd.config(), nesterov);
     }
 
     #[test]

@@ -136,7 +136,7 @@ impl LocalWorker {
         let mut models = Vec::new();
         if !env.data.labeled.is_empty() {
             let mut weights = payload(a, model)?;
-            let mut trainer = Trainer::new(task.network(model)?, task.local.sgd)?;
+            let mut trainer = Trainer::lend(task.network(model)?, task.local.sgd)?;
             let loader = task.loader();
             let phase = LocalPhase {
                 loader: &loader,
@@ -171,7 +171,7 @@ impl LocalWorker {
         let task = &env.task;
         let (labeled, unlabeled) = (&env.data.labeled, &env.data.unlabeled);
         let mut weights = payload(a, student)?;
-        let mut trainer = Trainer::new(task.network(student)?, task.local.sgd)?;
+        let mut trainer = Trainer::lend(task.network(student)?, task.local.sgd)?;
         let loader = task.loader();
         let phase = |indices| LocalPhase {
             loader: &loader,
