@@ -66,7 +66,7 @@
 
 use crate::network::NamedTensor;
 use crate::{Layout, Network, NnError, Result, Weights};
-use ndarray::{ArrayViewD, IxDyn};
+use ndarray::{ArrayView, ArrayViewD, Dimension, Ix2, Ix4, IxDyn};
 use safetensors::tensor::{Dtype, SafeTensors, View};
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
@@ -96,8 +96,19 @@ fn invert(perm: &[usize]) -> Vec<usize> {
 
 /// Reorders `data` (row-major in `shape`) by permuting its axes with `perm`.
 fn permute(data: &[f32], shape: &[usize], perm: &[usize]) -> Option<Vec<f32>> {
-    let view = ArrayViewD::from_shape(IxDyn(shape), data).ok()?;
-    Some(view.permuted_axes(IxDyn(perm)).iter().copied().collect())
+    let view = ArrayViewD::from_shape(IxDyn(shape), data)
+        .ok()?
+        .permuted_axes(IxDyn(perm));
+    // Iterated in fixed dimensions where they apply (dense and convolution kernels): the
+    // dynamic-dimension iterator costs about 25 ns a value (P1's model took 5 ms to save).
+    fn values<D: Dimension>(view: ArrayView<'_, f32, D>) -> Vec<f32> {
+        view.iter().copied().collect()
+    }
+    Some(match view.ndim() {
+        2 => values(view.into_dimensionality::<Ix2>().ok()?),
+        4 => values(view.into_dimensionality::<Ix4>().ok()?),
+        _ => values(view),
+    })
 }
 
 /// One tensor ready for serialisation.
