@@ -65,6 +65,15 @@ impl Payload {
     pub fn of(role: ModelRole, weights: &Weights) -> Self {
         Self::new(role, weights.clone())
     }
+
+    /// A payload sharing `weights` as model `role` (no copy: a strategy that keeps its
+    /// global model behind an `Arc` hands out that model itself).
+    pub fn shared(role: ModelRole, weights: &Arc<Weights>) -> Self {
+        Self {
+            role,
+            weights: Arc::clone(weights),
+        }
+    }
 }
 
 /// Which assignment (and the reply to it) this is: the global model version the work

@@ -10,6 +10,7 @@ use flotilla_nn::{LrSchedule, Weights};
 use flotilla_sim::NodeId;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// Settings of [`FedAvg`].
 #[derive(Debug, Clone, PartialEq)]
@@ -36,14 +37,15 @@ pub struct FedAvg {
 /// What [`FedAvg`] changes while running: its checkpoint state.
 #[derive(Debug, Serialize, Deserialize)]
 struct FedAvgState {
-    /// The global model.
-    global: Weights,
+    /// The global model, shared with the payloads that carry it (a round's orders and
+    /// evaluations hold it without a copy).
+    global: Arc<Weights>,
 }
 
 impl FedAvg {
     /// The strategy, starting from the task's initial weights of the model.
     pub fn new(task: &LearningTask, config: FedAvgConfig) -> Result<Self, FlError> {
-        let global = task.initial_weights(config.model)?;
+        let global = Arc::new(task.initial_weights(config.model)?);
         Ok(Self {
             config,
             state: FedAvgState { global },
@@ -73,7 +75,7 @@ impl ServerStrategy for FedAvg {
         let chosen = selection.sample(&pool, self.config.clients_per_round);
         let assignment = WorkOrder {
             lr: self.config.schedule.lr_at(round as usize),
-            models: vec![Payload::of(model, &self.state.global)],
+            models: vec![Payload::shared(model, &self.state.global)],
             work: Work::Train { model },
         };
         Some(assignment.for_each(&chosen))
@@ -86,13 +88,13 @@ impl ServerStrategy for FedAvg {
         replies: &BTreeMap<NodeId, Reply>,
     ) -> Result<Option<ServerJob>, FlError> {
         if let Some(global) = average_replies(replies, self.config.model, self.config.weighted) {
-            self.state.global = global;
+            self.state.global = Arc::new(global);
         }
         Ok(None)
     }
 
     fn global_models(&self) -> Vec<Payload> {
-        vec![Payload::of(self.config.model, &self.state.global)]
+        vec![Payload::shared(self.config.model, &self.state.global)]
     }
 
     /// The global model.

@@ -15,26 +15,28 @@ use crate::checkpoint::check_weights;
 use crate::{FlError, LearningTask, ModelRole, Payload};
 use flotilla_nn::Weights;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// The global target and auxiliary models of a two-model strategy ([`OnDeviceKd`],
-/// [`ServerLogitEnsemble`]): all or part of its checkpoint state.
+/// [`ServerLogitEnsemble`]): all or part of its checkpoint state. Each is shared with the
+/// payloads that carry it (a round's orders and evaluations hold it without a copy).
 #[derive(Debug, Serialize, Deserialize)]
 struct TwoModels {
-    target: Weights,
-    auxiliary: Weights,
+    target: Arc<Weights>,
+    auxiliary: Arc<Weights>,
 }
 
 impl TwoModels {
     /// The task's initial weights of both models.
     fn initial(task: &LearningTask) -> Result<Self, FlError> {
         Ok(Self {
-            target: task.initial_weights(ModelRole::Target)?,
-            auxiliary: task.initial_weights(ModelRole::Auxiliary)?,
+            target: Arc::new(task.initial_weights(ModelRole::Target)?),
+            auxiliary: Arc::new(task.initial_weights(ModelRole::Auxiliary)?),
         })
     }
 
     /// The global model of `role`.
-    fn get(&self, role: ModelRole) -> &Weights {
+    fn get(&self, role: ModelRole) -> &Arc<Weights> {
         match role {
             ModelRole::Target => &self.target,
             ModelRole::Auxiliary => &self.auxiliary,
@@ -42,7 +44,7 @@ impl TwoModels {
     }
 
     /// The global model of `role`, to replace.
-    fn get_mut(&mut self, role: ModelRole) -> &mut Weights {
+    fn get_mut(&mut self, role: ModelRole) -> &mut Arc<Weights> {
         match role {
             ModelRole::Target => &mut self.target,
             ModelRole::Auxiliary => &mut self.auxiliary,
@@ -52,8 +54,8 @@ impl TwoModels {
     /// The target, then the auxiliary model.
     fn payloads(&self) -> Vec<Payload> {
         vec![
-            Payload::of(ModelRole::Target, &self.target),
-            Payload::of(ModelRole::Auxiliary, &self.auxiliary),
+            Payload::shared(ModelRole::Target, &self.target),
+            Payload::shared(ModelRole::Auxiliary, &self.auxiliary),
         ]
     }
 

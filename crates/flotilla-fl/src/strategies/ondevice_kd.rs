@@ -12,6 +12,7 @@ use flotilla_sim::NodeId;
 use flotilla_train::TeacherMode;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// The distillation settings of [`OnDeviceKd`], fixed for the run. An experiment's `[kd]`
 /// TOML section deserializes into it; absent keys take the reference's values.
@@ -129,7 +130,7 @@ impl ServerStrategy for OnDeviceKd {
             0 => (
                 fleet.capable(ModelRole::Auxiliary),
                 Some(self.config.clients_per_round),
-                vec![Payload::of(ModelRole::Auxiliary, &self.state.auxiliary)],
+                vec![Payload::shared(ModelRole::Auxiliary, &self.state.auxiliary)],
                 Work::Train {
                     model: ModelRole::Auxiliary,
                 },
@@ -166,7 +167,7 @@ impl ServerStrategy for OnDeviceKd {
             ModelRole::Target
         };
         if let Some(mean) = average_replies(replies, role, self.config.weighted) {
-            *self.state.get_mut(role) = mean;
+            *self.state.get_mut(role) = Arc::new(mean);
         }
         Ok(None)
     }

@@ -9,7 +9,7 @@ use crate::{
     FlError, LearningTask, ModelRole, Payload, Reply, Selection, ServerJob, ServerStrategy,
     ServerWorkDone, Work, WorkOrder, average_replies, decode_state, encode_state,
 };
-use flotilla_nn::{LossStats, LrSchedule};
+use flotilla_nn::{LossStats, LrSchedule, Weights};
 use flotilla_sim::NodeId;
 use flotilla_train::{Teacher, TeacherMode, Trainer};
 use ndarray::{Array2, Axis};
@@ -122,7 +122,7 @@ impl ServerLogitEnsemble {
             flops = flops.checked_add(passes).ok_or_else(overflow)?;
         }
         let members = std::mem::take(&mut self.state.members);
-        let student = self.state.models.target.clone();
+        let student = Weights::clone(&self.state.models.target);
         let indices = self.centralised.clone();
         let (steps, batch) = (d.steps, d.batch_size);
         let temperature = d.temperature.unwrap_or(c.kd_temperature);
@@ -226,7 +226,7 @@ impl ServerStrategy for ServerLogitEnsemble {
         };
         let assignment = WorkOrder {
             lr: self.config.schedule.lr_at(round as usize),
-            models: vec![Payload::of(role, self.state.models.get(role))],
+            models: vec![Payload::shared(role, self.state.models.get(role))],
             work: Work::Train { model: role },
         };
         Some(assignment.for_each(&selection.sample(&pool, k)))
@@ -251,7 +251,7 @@ impl ServerStrategy for ServerLogitEnsemble {
             .members
             .extend(replies.values().filter_map(|r| r.model(role).cloned()));
         if let Some(mean) = average_replies(replies, role, self.config.weighted) {
-            *state.models.get_mut(role) = mean;
+            *state.models.get_mut(role) = Arc::new(mean);
         }
         if stage == 1 {
             self.distillation_job(round, stage)
@@ -266,7 +266,7 @@ impl ServerStrategy for ServerLogitEnsemble {
             .into_iter()
             .find(|p| p.role == ModelRole::Target)
             .ok_or_else(|| FlError::Protocol("server distillation returned no target".into()))?;
-        self.state.models.target = Arc::unwrap_or_clone(distilled.weights);
+        self.state.models.target = distilled.weights;
         Ok(())
     }
 
