@@ -60,6 +60,8 @@ impl ServerStrategy for FedAvgM {
         let pool = selection.fleet().capable(ModelRole::Target);
         let chosen = selection.sample(&pool, Some(self.clients_per_round));
         let fleet = selection.fleet();
+        // One copy of the global model for the whole round: the orders share it (an `Arc`).
+        let global = Payload::of(ModelRole::Target, &self.global);
         Some(
             chosen
                 .into_iter()
@@ -69,7 +71,7 @@ impl ServerStrategy for FedAvgM {
                     let steps = labeled.div_ceil(self.batch).clamp(1, self.max_steps);
                     let assignment = WorkOrder {
                         lr: self.lr,
-                        models: vec![Payload::of(ModelRole::Target, &self.global)],
+                        models: vec![global.clone()],
                         work: Steps { steps },
                     };
                     (c, assignment)
